@@ -1,0 +1,73 @@
+"""Converted-weight cache: Keras HDF5 -> safetensors, keyed by the HDF5 file's SHA-256."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import platformdirs
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .keras_h5 import UNetSpec
+
+CACHE_FORMAT = 1
+
+
+def cache_dir() -> Path:
+    if os.environ.get("SYNTHSR_CACHE_DIR"):
+        return Path(os.environ["SYNTHSR_CACHE_DIR"])
+    return Path(platformdirs.user_cache_dir("synthsr-nipype")) / "converted"
+
+
+def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 22) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _entry(sha256: str) -> Path:
+    return cache_dir() / f"{sha256}.v{CACHE_FORMAT}.safetensors"
+
+
+def load_cached(sha256: str) -> tuple[UNetSpec, dict[str, torch.Tensor]] | None:
+    """The cached spec and state dict for this h5 hash, or None (also for an unreadable entry)."""
+    path = _entry(sha256)
+    if not path.is_file():
+        return None
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as handle:
+            meta = handle.metadata() or {}
+        spec_dict = json.loads(meta["spec"])
+        spec_dict["down_widths"] = tuple(tuple(w) for w in spec_dict["down_widths"])
+        spec_dict["up_widths"] = tuple(tuple(w) for w in spec_dict["up_widths"])
+        spec_dict["extra_layers"] = tuple(spec_dict.get("extra_layers", ()))
+        return UNetSpec(**spec_dict), load_file(str(path))
+    except (OSError, KeyError, ValueError, TypeError, SafetensorError):
+        return None
+
+
+def store(sha256: str, spec: UNetSpec, state: dict[str, torch.Tensor]) -> None:
+    """Write the entry atomically; a cache that cannot be written is not an error."""
+    folder = cache_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        spec_json = json.dumps({**spec.__dict__})
+        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
+        os.close(fd)
+        try:
+            save_file({k: v.contiguous() for k, v in state.items()}, tmp, metadata={"spec": spec_json})
+            os.replace(tmp, _entry(sha256))
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    except OSError:
+        pass

@@ -1,0 +1,77 @@
+"""Named SynthSR models: where to look for them and what they must hash to."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import platformdirs
+
+from ..errors import ModelNotFoundError
+
+#: Base URL the ``fetch`` command downloads from; override with $SYNTHSR_MODELS_URL or ``--url``.
+DEFAULT_BASE_URL = "https://surfer.nmr.mgh.harvard.edu/pub/dist/freesurfer/synthsr/models/"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    filename: str
+    sha256: str | None
+    size: int | None
+    in_channels: int
+    description: str
+
+
+MODELS: dict[str, ModelInfo] = {
+    "v2": ModelInfo("v2", "synthsr_v20_230130.h5",
+                    "a472f776e7b33b5ea6e10c801f55fee488f1477a208b3e6998dc1aec1d9c5f8b", 106_163_752, 1,
+                    "general model, January 2023 (mri_synthsr default)"),
+    "lowfield": ModelInfo("lowfield", "synthsr_lowfield_v20_230130.h5",
+                          "a7c5ea91c94fe31f3c716252caae0d181629201bd884dc59af88ddfd75ed4b84", 106_163_752, 1,
+                          "low-field scans (e.g. Hyperfine Swoop), January 2023"),
+    "v1": ModelInfo("v1", "synthsr_v10_210712.h5", None, None, 1, "version 1 general model, July 2021"),
+    "hyperfine": ModelInfo("hyperfine", "synthsr_v10_210712_hyperfine.h5", None, None, 2,
+                           "Hyperfine T1 + T2 model (mri_synthsr_hyperfine), July 2021"),
+}
+DEFAULT_MODEL = "v2"
+
+
+def user_models_dir() -> Path:
+    return Path(platformdirs.user_cache_dir("synthsr-nipype")) / "models"
+
+
+def search_dirs() -> list[Path]:
+    """Folders searched for a named model, in order."""
+    dirs = []
+    if os.environ.get("SYNTHSR_MODELS_DIR"):
+        dirs.append(Path(os.environ["SYNTHSR_MODELS_DIR"]))
+    if os.environ.get("FREESURFER_HOME"):
+        dirs.append(Path(os.environ["FREESURFER_HOME"]) / "models")
+    dirs.append(user_models_dir())
+    return dirs
+
+
+def resolve_model_path(model: str | os.PathLike[str]) -> tuple[Path, ModelInfo | None]:
+    """Return the weight file for a registry name or an explicit path, and its registry entry if named."""
+    text = os.fspath(model)
+    if text in MODELS:
+        info = MODELS[text]
+        looked = []
+        for folder in search_dirs():
+            candidate = folder / info.filename
+            looked.append(str(candidate))
+            if candidate.is_file():
+                return candidate, info
+        raise ModelNotFoundError(
+            f"model '{text}' ({info.filename}) not found; looked in: {', '.join(looked)}. "
+            f"Get it with 'synthsr-models fetch {text}', or set $SYNTHSR_MODELS_DIR, or pass --model PATH")
+    path = Path(text).expanduser()
+    if path.is_file():
+        known = next((m for m in MODELS.values() if m.filename == path.name), None)
+        return path, known
+    if path.exists():
+        raise ModelNotFoundError(f"{path}: model path is not a file")
+    names = ", ".join(MODELS)
+    raise ModelNotFoundError(f"{path}: model file does not exist (known model names: {names})")
