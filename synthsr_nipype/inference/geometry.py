@@ -163,8 +163,8 @@ def align_to_ref(volume: torch.Tensor, affine: np.ndarray, affine_ref: np.ndarra
     for i in range(3):
         if axes_flo[i] != axes_ref[i]:
             volume = volume.swapaxes(int(axes_flo[i]), int(axes_ref[i]))
-            swapped = np.where(axes_flo == axes_ref[i])
-            axes_flo[swapped], axes_flo[i] = axes_flo[i], axes_flo[swapped]
+            j = int(np.where(axes_flo == axes_ref[i])[0][0])
+            axes_flo[j], axes_flo[i] = axes_flo[i], axes_flo[j]
     dots = np.sum(aff_flo[:3, :3] * np.asarray(affine_ref)[:3, :3], axis=0)
     for i in range(3):
         if dots[i] < 0:

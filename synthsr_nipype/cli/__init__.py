@@ -1,0 +1,1 @@
+"""Command-line entry points. Nothing in the package imports this subpackage."""

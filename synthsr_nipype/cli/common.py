@@ -1,0 +1,106 @@
+"""Helpers shared by the ``synthsr`` and ``synthsr-hyperfine`` commands."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+from pathlib import Path
+
+from ..errors import SynthSRError
+
+IMAGE_EXTENSIONS = (".nii.gz", ".nii", ".mgz")
+EXIT_OK, EXIT_IMAGE_FAILED, EXIT_USAGE, EXIT_MODEL = 0, 1, 2, 3
+
+EXIT_CODES_HELP = (
+    "exit codes: 0 success; 1 at least one image failed (the others are still processed); "
+    "2 usage error or model not found; 3 corrupted or wrong-architecture model file"
+)
+
+
+class UsageError(SynthSRError):
+    exit_code = EXIT_USAGE
+
+
+def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", type=int, default=1,
+                        help="(optional) number of CPU threads (default 1, as mri_synthsr; 0 = all cores)")
+    parser.add_argument("--cpu", action="store_true", help="(optional) run on the CPU even if a GPU is present")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto",
+                        help="(optional) compute device (default: auto = CUDA, then MPS, then CPU)")
+
+
+def device_from_args(args: argparse.Namespace) -> str:
+    return "cpu" if args.cpu else args.device
+
+
+def threads_from_args(args: argparse.Namespace) -> int | None:
+    if args.threads is not None and args.threads < 0:
+        raise UsageError("--threads must be >= 0")
+    return None if not args.threads else args.threads
+
+
+def one_line_warnings() -> None:
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ARG001 - warnings API
+        print(f"WARNING: {message}", file=sys.stderr)
+
+    warnings.showwarning = show
+
+
+def is_image_path(path: str) -> bool:
+    return path.endswith(IMAGE_EXTENSIONS)
+
+
+def synthsr_name(path: str) -> str:
+    """``mri_synthsr``'s output naming: ``name.nii.gz`` -> ``name_synthsr.nii.gz``."""
+    base = os.path.basename(path)
+    return base.replace(".nii", "_synthsr.nii").replace(".mgz", "_synthsr.mgz")
+
+
+def list_images(folder: Path) -> list[str]:
+    files = sorted(str(p) for p in folder.iterdir() if p.is_file() and is_image_path(p.name))
+    if not files:
+        raise UsageError(f"{folder}: no .nii, .nii.gz or .mgz image in this folder")
+    return files
+
+
+def read_list(path: Path) -> list[str]:
+    if not path.is_file():
+        raise UsageError(f"{path}: list file does not exist")
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+def pair_outputs(inputs: str, outputs: str) -> tuple[list[str], list[str]]:
+    """Expand ``--i``/``--o`` like ``mri_synthsr``: a file, a folder or a ``.txt`` list."""
+    src, dst = os.path.abspath(inputs), os.path.abspath(outputs)
+    if src.endswith(".txt"):
+        if not dst.endswith(".txt"):
+            raise UsageError("if --i is a .txt list, --o must be a .txt list of output paths too")
+        ins, outs = read_list(Path(src)), read_list(Path(dst))
+        if len(ins) != len(outs):
+            raise UsageError(f"{inputs} lists {len(ins)} images but {outputs} lists {len(outs)} outputs")
+        return ins, outs
+    if dst.endswith(".txt"):
+        raise UsageError("--o can only be a .txt list when --i is one")
+    if not is_image_path(src):
+        if os.path.isfile(src):
+            raise UsageError(f"{inputs}: extension not supported; use .nii.gz, .nii or .mgz")
+        if not os.path.isdir(src):
+            raise UsageError(f"{inputs}: no such file or folder")
+        if is_image_path(dst):
+            raise UsageError(f"{outputs}: must be a folder when --i is a folder")
+        ins = list_images(Path(src))
+        return ins, [os.path.join(dst, synthsr_name(p)) for p in ins]
+    if not os.path.isfile(src):
+        raise UsageError(f"{inputs}: file does not exist")
+    if is_image_path(dst):
+        return [src], [dst]
+    return [src], [os.path.join(dst, synthsr_name(src))]
+
+
+def report_failure(path: str, error: BaseException) -> None:
+    message = str(error) if isinstance(error, SynthSRError) else f"{path}: {type(error).__name__}: {error}"
+    if isinstance(error, SynthSRError) and path not in message:
+        message = f"{path}: {message}"
+    print(f"ERROR: {message}", file=sys.stderr)

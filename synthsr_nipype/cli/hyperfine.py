@@ -1,0 +1,69 @@
+"""``synthsr-hyperfine``: FreeSurfer ``mri_synthsr_hyperfine`` (T1 + T2 low-field pair) on torch."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from .. import __version__
+from ..errors import ModelError, SynthSRError
+from ..inference import pick_device, run, save_atomic
+from ..model import load_model
+from .common import (EXIT_CODES_HELP, EXIT_IMAGE_FAILED, EXIT_OK, UsageError, add_runtime_arguments,
+                     device_from_args, one_line_warnings, pair_outputs, report_failure, threads_from_args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="synthsr-hyperfine",
+        description="SynthSR for a pair of Hyperfine T1 and T2 scans (1.5x1.5x5 mm axial), registered in "
+                    "physical space (headers only, not resampled). PyTorch port of mri_synthsr_hyperfine.",
+        epilog=EXIT_CODES_HELP)
+    parser.add_argument("--t1", required=True, help="T1 image, folder of images or .txt list")
+    parser.add_argument("--t2", required=True, help="T2 image(s), matching --t1 one to one")
+    parser.add_argument("--o", required=True, help="output image, folder or .txt list")
+    parser.add_argument("--model", default="hyperfine", help="(optional) a 2-channel Keras .h5 weight file")
+    add_runtime_arguments(parser)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    one_line_warnings()
+    try:
+        t1s, outputs = pair_outputs(args.t1, args.o)
+        t2s, _ = pair_outputs(args.t2, args.o)
+        if len(t1s) != len(t2s):
+            raise UsageError(f"{len(t1s)} T1 image(s) but {len(t2s)} T2 image(s)")
+        threads = threads_from_args(args)
+        device = pick_device(device_from_args(args))
+        model = load_model(args.model, device=device)
+        if model.in_channels != 2:
+            raise ModelError(f"{model.path}: a {model.in_channels}-channel model; the Hyperfine pipeline needs 2")
+    except SynthSRError as exc:
+        print(f"ERROR: {exc}", file=sys.stderr)
+        return exc.exit_code
+    failures = 0
+    for index, (t1, t2, target) in enumerate(zip(t1s, t2s, outputs), start=1):
+        start = time.perf_counter()
+        try:
+            save_atomic(run([t1, t2], model, device=device, threads=threads), target)
+        except (SynthSRError, RuntimeError, MemoryError, OSError) as exc:
+            report_failure(t1, exc)
+            failures += 1
+            continue
+        print(f"[{index}/{len(t1s)}] {t1} + {t2} -> {target} ({time.perf_counter() - start:.1f} s)", file=sys.stderr)
+    if failures:
+        print(f"ERROR: {failures} of {len(t1s)} pair(s) failed", file=sys.stderr)
+        return EXIT_IMAGE_FAILED
+    return EXIT_OK
+
+
+def entry() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

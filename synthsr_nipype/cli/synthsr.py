@@ -1,0 +1,100 @@
+"""``synthsr``: FreeSurfer ``mri_synthsr``'s command line on the torch implementation."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from .. import __version__
+from ..errors import InputImageError, ModelError, SynthSRError
+from ..inference import pick_device, run, save_atomic
+from ..model import load_model
+from .common import (EXIT_CODES_HELP, EXIT_IMAGE_FAILED, EXIT_OK, add_runtime_arguments, device_from_args,
+                     one_line_warnings, pair_outputs, report_failure, threads_from_args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="synthsr",
+        description="SynthSR: a synthetic 1 mm MP-RAGE from a scan of any contrast and resolution "
+                    "(PyTorch port of FreeSurfer's mri_synthsr; same flags, same outputs).",
+        epilog=EXIT_CODES_HELP)
+    parser.add_argument("--i", required=True, metavar="IN",
+                        help="image to super-resolve, a folder of images, or a .txt list of image paths")
+    parser.add_argument("--o", required=True, metavar="OUT",
+                        help="output image, folder (outputs named <name>_synthsr.nii.gz) or .txt list")
+    parser.add_argument("--ct", action="store_true", help="(optional) CT in Hounsfield units: clip to [0, 80]")
+    parser.add_argument("--disable_sharpening", action="store_true", help="(optional) no unsharp masking")
+    parser.add_argument("--disable_flipping", action="store_true",
+                        help="(optional) no left-right flip test-time augmentation (one network pass)")
+    models = parser.add_mutually_exclusive_group()
+    models.add_argument("--v1", action="store_true", help="(optional) version 1 model from July 2021")
+    models.add_argument("--lowfield", action="store_true", help="(optional) model for low-field scans")
+    models.add_argument("--model", default=None,
+                        help="(optional) a Keras .h5 weight file or a model name (v2, lowfield, v1)")
+    parser.add_argument("--skip-existing", action="store_true",
+                        help="(optional) leave outputs that already exist untouched")
+    add_runtime_arguments(parser)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    return parser
+
+
+def model_choice(args: argparse.Namespace) -> str:
+    if args.model:
+        return args.model
+    return "v1" if args.v1 else "lowfield" if args.lowfield else "v2"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    one_line_warnings()
+    try:
+        inputs, outputs = pair_outputs(args.i, args.o)
+        threads = threads_from_args(args)
+        device = pick_device(device_from_args(args))
+        model = load_model(model_choice(args), device=device)
+        if model.in_channels != 1:
+            raise ModelError(f"{model.path}: a {model.in_channels}-channel model; use synthsr-hyperfine for it")
+    except SynthSRError as exc:
+        print(f"ERROR: {exc}", file=sys.stderr)
+        return exc.exit_code
+    print(f"synthsr {__version__}: model {model.name} (sha256 {model.sha256[:12]}), device {device}", file=sys.stderr)
+    failures = 0
+    for index, (source, target) in enumerate(zip(inputs, outputs), start=1):
+        prefix = f"[{index}/{len(inputs)}] {source}"
+        if args.skip_existing and _exists(target):
+            print(f"{prefix}: {target} exists, skipped", file=sys.stderr)
+            continue
+        start = time.perf_counter()
+        try:
+            image = run(source, model, ct=args.ct, flip=not args.disable_flipping,
+                        sharpen=not args.disable_sharpening, device=device, threads=threads)
+            save_atomic(image, target)
+        except InputImageError as exc:
+            report_failure(source, exc)
+            failures += 1
+            continue
+        except (SynthSRError, RuntimeError, MemoryError, OSError) as exc:
+            report_failure(source, exc)
+            failures += 1
+            continue
+        print(f"{prefix} -> {target} ({time.perf_counter() - start:.1f} s)", file=sys.stderr)
+    if failures:
+        print(f"ERROR: {failures} of {len(inputs)} image(s) failed", file=sys.stderr)
+        return EXIT_IMAGE_FAILED
+    return EXIT_OK
+
+
+def _exists(path: str) -> bool:
+    import os
+
+    return os.path.isfile(path)
+
+
+def entry() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()
