@@ -113,8 +113,16 @@ def infer_spec(layers: dict[str, dict[str, np.ndarray]], path: str | Path = "") 
     if len(prefixes) != 1:
         raise ModelError(f"{path}: several U-Net prefixes found ({', '.join(sorted(prefixes))})")
     prefix = prefixes.pop()
-    n_levels = 1 + max(level for _, level, _ in down.values())
-    n_conv = 1 + max(conv for _, _, conv in down.values())
+    # Count contiguous indices from 0, so that a stray extra layer is reported as unexpected rather than
+    # turning every expected layer into a missing one.
+    n_levels = 0
+    while f"{prefix}_conv_downarm_{n_levels}_0" in layers:
+        n_levels += 1
+    n_conv = 0
+    while f"{prefix}_conv_downarm_0_{n_conv}" in layers:
+        n_conv += 1
+    if n_levels == 0 or n_conv == 0:
+        raise ModelError(f"{path}: no '{prefix}_conv_downarm_0_0' layer; not a SynthSR U-Net")
     batch_norm = any(name.startswith(f"{prefix}_bn_") for name in layers)
 
     expected: dict[str, dict[str, tuple[int, ...] | None]] = {}

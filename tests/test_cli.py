@@ -1,0 +1,106 @@
+"""Command-line behaviour shared with mri_synthsr: inputs as file/folder/list, naming, exit codes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from synthsr_nipype.cli import hyperfine as hyperfine_cli
+from synthsr_nipype.cli import synthsr as synthsr_cli
+from synthsr_nipype.inference import run
+
+from .conftest import DEVSET, MODELS, TINY
+
+CROP = DEVSET / "inputs" / "flair_crop.nii.gz"
+LPS = DEVSET / "inputs" / "orient_lps.nii.gz"
+
+
+def test_python_api_equals_command_line(tmp_path):
+    out = tmp_path / "o.nii.gz"
+    assert synthsr_cli.main(["--i", str(CROP), "--o", str(out), "--model", str(TINY)]) == 0
+    api = run(nib.load(CROP), model=str(TINY))
+    assert np.array_equal(np.asanyarray(nib.load(out).dataobj), np.asanyarray(api.dataobj))
+    # nibabel keeps the input header when the 1 mm affine is allclose to it, as the reference does
+    np.testing.assert_allclose(nib.load(out).affine, api.affine, atol=1e-5)
+
+
+def test_folder_input_uses_mri_synthsr_names(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(CROP, src / "a.nii.gz")
+    shutil.copy(LPS, src / "b.nii")  # uncompressed NIfTI keeps its extension
+    nib.save(nib.load(LPS), src / "b.nii")
+    (src / "notes.txt").write_text("ignored")
+    assert synthsr_cli.main(["--i", str(src), "--o", str(tmp_path / "out"), "--model", str(TINY)]) == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a_synthsr.nii.gz", "b_synthsr.nii"]
+
+
+def test_text_list_input(tmp_path):
+    outs = [tmp_path / "x1.nii.gz", tmp_path / "deep" / "x2.nii.gz"]
+    (tmp_path / "in.txt").write_text(f"{CROP}\n\n{LPS}\n")
+    (tmp_path / "out.txt").write_text("\n".join(map(str, outs)) + "\n")
+    assert synthsr_cli.main(["--i", str(tmp_path / "in.txt"), "--o", str(tmp_path / "out.txt"),
+                             "--model", str(TINY)]) == 0
+    assert all(p.is_file() for p in outs)
+
+
+def test_file_into_folder(tmp_path):
+    assert synthsr_cli.main(["--i", str(CROP), "--o", str(tmp_path / "folder"), "--model", str(TINY)]) == 0
+    assert (tmp_path / "folder" / "flair_crop_synthsr.nii.gz").is_file()
+
+
+@pytest.mark.parametrize("argv,words", [
+    (["--i", "nope.nii.gz", "--o", "o.nii.gz"], "does not exist"),
+    (["--i", "list.txt", "--o", "o.nii.gz"], "--o must be a .txt"),
+    (["--i", "in.nii.gz", "--o", "o.txt"], ".txt list when --i is one"),
+])
+def test_usage_errors_exit_2(tmp_path, capsys, argv, words, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "list.txt").write_text(str(CROP))
+    shutil.copy(CROP, tmp_path / "in.nii.gz")
+    assert synthsr_cli.main(argv + ["--model", str(TINY)]) == 2
+    assert words in capsys.readouterr().err
+
+
+def test_skip_existing_keeps_the_file(tmp_path):
+    out = tmp_path / "o.nii.gz"
+    out.write_bytes(b"keep me")
+    assert synthsr_cli.main(["--i", str(CROP), "--o", str(out), "--model", str(TINY), "--skip-existing"]) == 0
+    assert out.read_bytes() == b"keep me"
+
+
+def test_hyperfine_model_needs_its_own_command(tmp_path, capsys):
+    code = synthsr_cli.main(["--i", str(CROP), "--o", str(tmp_path / "o.nii.gz"),
+                             "--model", str(MODELS / "hyperfine_tiny_weights.h5")])
+    assert code == 3
+    assert "synthsr-hyperfine" in capsys.readouterr().err
+
+
+def test_hyperfine_command(tmp_path):
+    out = tmp_path / "hf.nii.gz"
+    code = hyperfine_cli.main(["--t1", str(DEVSET / "inputs" / "hf_t1.nii.gz"), "--t2",
+                               str(DEVSET / "inputs" / "hf_t2.nii.gz"), "--o", str(out),
+                               "--model", str(MODELS / "hyperfine_tiny_weights.h5")])
+    assert code == 0 and out.is_file()
+
+
+def test_installed_entry_point_contract(tmp_path):
+    """The hidden-set contract: the installed command, its exit code and its output file."""
+    exe = shutil.which("synthsr") or pytest.fail("the synthsr command is not installed")
+    out = tmp_path / "OUT.nii.gz"
+    result = subprocess.run([exe, "--i", str(CROP), "--o", str(out), "--model", str(TINY), "--disable_flipping"],
+                            capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert result.returncode == 0, result.stderr
+    assert nib.load(out).get_data_dtype() == np.uint8
+    bad = subprocess.run([exe, "--i", str(tmp_path / "missing.nii.gz"), "--o", str(out), "--model", str(TINY)],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2
+    assert "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    assert subprocess.run([sys.executable, "-m", "synthsr_nipype.cli.synthsr", "--version"],
+                          capture_output=True, text=True).returncode == 0
