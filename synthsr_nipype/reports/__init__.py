@@ -1,0 +1,1 @@
+"""Figures and HTML a person can check before trusting the numbers."""

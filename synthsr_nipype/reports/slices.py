@@ -1,0 +1,32 @@
+"""Side-by-side orthogonal views of an input scan and its SynthSR output (nilearn)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import nibabel as nib  # noqa: E402
+import numpy as np  # noqa: E402
+from nilearn import plotting  # noqa: E402
+
+
+def save_comparison(source: nib.spatialimages.SpatialImage, synthetic: nib.spatialimages.SpatialImage,
+                    path: str | os.PathLike[str]) -> Path:
+    """Write a PNG (or SVG, by extension) with the input above and the output below, same cut coordinates."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    figure, axes = plt.subplots(2, 1, figsize=(10, 7), facecolor="black")
+    centre = (np.array(source.shape[:3]) - 1) / 2.0
+    cuts = tuple(source.affine[:3, :3] @ centre + source.affine[:3, 3])
+    for ax, image, title in ((axes[0], source, "input"), (axes[1], synthetic, "SynthSR 1 mm")):
+        plotting.plot_anat(image, cut_coords=cuts, axes=ax, title=title, draw_cross=False, dim=-0.5,
+                           black_bg=True)
+    tmp = target.with_name(f".{target.name}.part{target.suffix}")
+    figure.savefig(tmp, dpi=90, facecolor="black")
+    plt.close(figure)
+    os.replace(tmp, target)
+    return target
