@@ -1,0 +1,170 @@
+"""Derivative names (pybids path patterns), BIDS URIs, atomic writes, dataset_description."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+#: Extended pattern for anatomical derivatives. pybids' own derivatives pattern for T1w
+#: lacks task/run/echo/part..., which raw anatomical names may carry (ds004332 has task-).
+#: It is tried only after pybids' patterns, so names match pybids wherever pybids can name.
+EXTENDED_ANAT_PATTERN = (
+    "sub-{subject}[/ses-{session}]/{datatype<anat>|anat}/sub-{subject}[_ses-{session}]"
+    "[_task-{task}][_acq-{acquisition}][_ce-{ceagent}][_rec-{reconstruction}][_run-{run}]"
+    "[_echo-{echo}][_flip-{flip}][_inv-{inv}][_mt-{mt}][_part-{part}][_space-{space}]"
+    "[_chunk-{chunk}][_desc-{desc}]_{suffix<T1w>}{extension<.nii|.nii.gz|.json>|.nii.gz}"
+)
+
+#: Name of the raw dataset in BIDS URIs (``bids:raw:sub-01/anat/...``), see DatasetLinks.
+RAW_DATASET_NAME = "raw"
+
+BIDS_VERSION = "1.9.0"
+
+
+def pybids_derivative_patterns() -> list[str]:
+    """pybids' default path patterns for derivatives (its ``derivatives`` config)."""
+    from bids.layout.models import Config
+
+    return list(Config.load("derivatives").default_path_patterns or [])
+
+
+def build_derivative_relpath(entities: Mapping[str, Any], *, extension: str = ".nii.gz") -> str:
+    """Relative path of a derivative from its entities, with pybids' ``build_path``.
+
+    pybids' derivatives patterns are tried first (strictly: every entity must have a place in
+    the pattern); names they cannot express fall back to :data:`EXTENDED_ANAT_PATTERN`.
+    """
+    from bids.layout.writing import build_path
+
+    ents = {k: str(v) for k, v in entities.items() if v is not None}
+    ents.setdefault("datatype", "anat")
+    ents["extension"] = extension
+    path = build_path(ents, pybids_derivative_patterns(), strict=True)
+    if path is None:
+        path = build_path(ents, [EXTENDED_ANAT_PATTERN], strict=True)
+    if path is None:
+        raise ValueError(f"no derivative path pattern fits entities {ents}")
+    return path
+
+
+def scan_output_entities(source: Mapping[str, Any], source_suffix: str) -> dict[str, str]:
+    """Entities of a per-scan output: the source's, plus ``desc-synthsr<Suffix>``, ``T1w``."""
+    ents = {k: str(v) for k, v in source.items() if v is not None}
+    ents.update(desc=f"synthsr{source_suffix}", suffix="T1w", datatype="anat")
+    return ents
+
+
+def fused_output_entities(subject: str, session: str | None) -> dict[str, str]:
+    """Entities of the fused, group-level output ``sub-X[_ses-Y]_desc-synthsr_T1w``."""
+    ents = {"subject": subject, "desc": "synthsr", "suffix": "T1w", "datatype": "anat"}
+    if session is not None:
+        ents["session"] = session
+    return ents
+
+
+def bids_uri(relpath: str | Path, dataset: str = "") -> str:
+    """BIDS URI of a file: ``bids:<dataset>:<relpath>`` (empty dataset = this dataset)."""
+    return f"bids:{dataset}:{Path(relpath).as_posix()}"
+
+
+# --------------------------------------------------------------------------- atomic writes
+def _tmp_in(dest: Path) -> Path:
+    # The temporary file lives next to the destination so that os.replace is a rename
+    # within one filesystem: readers see either nothing or the complete file.
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    os.close(fd)
+    return Path(name)
+
+
+def atomic_write_bytes(dest: str | Path, data: bytes) -> Path:
+    dest = Path(dest)
+    tmp = _tmp_in(dest)
+    try:
+        tmp.write_bytes(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return dest
+
+
+def atomic_write_json(dest: str | Path, data: Any) -> Path:
+    text = json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
+    return atomic_write_bytes(dest, text.encode())
+
+
+def atomic_copy(src: str | Path, dest: str | Path) -> Path:
+    """Copy bytes unchanged (so reruns give byte-identical files), atomically."""
+    dest = Path(dest)
+    tmp = _tmp_in(dest)
+    try:
+        shutil.copyfile(src, tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return dest
+
+
+# --------------------------------------------------------------------- dataset_description
+def dataset_description(bids_dir: str | Path) -> dict[str, Any]:
+    """The derivative's ``dataset_description.json`` content for raw dataset ``bids_dir``."""
+    from .. import CODE_URL, __version__
+
+    bids_dir = Path(bids_dir).resolve()
+    try:
+        raw = json.loads((bids_dir / "dataset_description.json").read_text())
+    except (OSError, ValueError):
+        raw = {}
+    source: dict[str, Any] = {"URL": bids_dir.as_uri()}
+    if raw.get("DatasetDOI"):
+        source["DOI"] = raw["DatasetDOI"]
+    if raw.get("Name"):
+        source["Name"] = raw["Name"]
+    desc: dict[str, Any] = {
+        "Name": "SynthSR derivatives" + (f" of {raw['Name']}" if raw.get("Name") else ""),
+        "BIDSVersion": BIDS_VERSION,
+        "DatasetType": "derivative",
+        "GeneratedBy": [{"Name": "synthsr-nipype", "Version": __version__, "CodeURL": CODE_URL}],
+        "SourceDatasets": [source],
+        "DatasetLinks": {RAW_DATASET_NAME: bids_dir.as_uri()},
+        "HowToAcknowledge": (
+            "Cite SynthSR (Iglesias et al., Science Advances 2023; NeuroImage 2021) and "
+            "synthsr-nipype; see logs/CITATION.md for the methods text."
+        ),
+    }
+    if raw.get("License"):
+        desc["License"] = raw["License"]
+    return desc
+
+
+def write_dataset_description(output_dir: str | Path, bids_dir: str | Path) -> Path:
+    """Write ``output_dir/dataset_description.json``, safe with concurrent participant runs.
+
+    An existing identical file is left alone; otherwise the new content replaces it by an
+    atomic rename, so a reader never sees a half-written file.
+    """
+    dest = Path(output_dir) / "dataset_description.json"
+    content = dataset_description(bids_dir)
+    try:
+        if json.loads(dest.read_text()) == json.loads(json.dumps(content, default=str)):
+            return dest
+    except (OSError, ValueError):
+        pass
+    return atomic_write_json(dest, content)
+
+
+def write_bidsignore(output_dir: str | Path, patterns: list[str]) -> Path:
+    """Add non-BIDS paths (logs, work files) to ``.bidsignore``, keeping existing lines."""
+    dest = Path(output_dir) / ".bidsignore"
+    lines = dest.read_text().splitlines() if dest.exists() else []
+    new = lines + [p for p in patterns if p not in lines]
+    if new != lines or not dest.exists():
+        atomic_write_bytes(dest, ("\n".join(new) + "\n").encode())
+    return dest

@@ -1,0 +1,75 @@
+"""JSON sidecar content: provenance of every derivative image."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+
+def grid_description(img) -> dict[str, Any]:
+    """Describe the voxel grid of an image (the 1 mm grid of SynthSR outputs)."""
+    import nibabel as nib
+
+    zooms = [round(float(z), 4) for z in img.header.get_zooms()[:3]]
+    return {
+        "VoxelSizeMM": zooms,
+        "Shape": [int(s) for s in img.shape[:3]],
+        "Orientation": "".join(nib.aff2axcodes(img.affine)),
+        "Affine": np.round(np.asarray(img.affine, dtype=float), 4).tolist(),
+        "Description": "1 mm isotropic grid" if np.allclose(zooms, 1.0, atol=1e-3)
+        else "voxel grid",
+    }
+
+
+def software_versions() -> dict[str, str]:
+    """Versions of the libraries that shape the numbers (for reproducibility)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for dist in ("torch", "numpy", "nibabel", "scipy", "nipype", "pybids", "antspyx"):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            continue
+    return out
+
+
+def synthsr_metadata(
+    *,
+    model_name: str,
+    model_sha256: str,
+    channels: Sequence[str],
+    ct: bool,
+    flip: bool,
+    sharpen: bool,
+) -> dict[str, Any]:
+    """What a SynthSR run did (written by the SynthSR node, completed by the sink)."""
+    from .. import __version__
+
+    return {
+        "Description": "Synthetic 1 mm MP-RAGE-like T1-weighted image predicted by SynthSR",
+        "SoftwareName": "synthsr-nipype",
+        "SoftwareVersion": __version__,
+        "SoftwareVersions": software_versions(),
+        "Model": {"Name": model_name, "SHA256": model_sha256},
+        "InputChannels": list(channels),
+        "Flags": {"ct": bool(ct), "flip": bool(flip), "sharpen": bool(sharpen)},
+    }
+
+
+def derivative_sidecar(
+    metadata: Mapping[str, Any], *, sources: Sequence[str], img
+) -> dict[str, Any]:
+    """Complete sidecar: upstream metadata + Sources (BIDS URIs), SkullStripped, grid."""
+    from .. import __version__
+
+    sidecar = dict(metadata)
+    sidecar.setdefault("SoftwareName", "synthsr-nipype")
+    sidecar.setdefault("SoftwareVersion", __version__)
+    sidecar["Sources"] = list(sources)
+    # SynthSR predicts the whole field of view; nothing is masked out.
+    sidecar["SkullStripped"] = False
+    sidecar["Grid"] = grid_description(img)
+    return sidecar

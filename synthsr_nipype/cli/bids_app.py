@@ -1,0 +1,385 @@
+"""``synthsr-bids bids_dir output_dir participant``: the BIDS-App entry point.
+
+cli → workflows → interfaces → (inference | bids). User errors end with one line on stderr
+and a documented exit code (see :data:`~synthsr_nipype.cli.bids_parser.EXIT_CODES`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+# Nipype asks a web service for updates on import; a BIDS-App on a cluster node must not.
+os.environ.setdefault("NIPYPE_NO_ET", "1")
+
+from .bids_parser import get_parser  # noqa: E402
+
+EXIT_OK, EXIT_FAILED, EXIT_DEPENDENCY = 0, 1, 2
+
+log = logging.getLogger("synthsr_bids")
+
+
+class _UserError(Exception):
+    def __init__(self, message: str, code: int = EXIT_FAILED) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _is_within(path: Path, parent: Path) -> bool:
+    try:
+        path.resolve().relative_to(parent.resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def _run_id() -> str:
+    return f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}_{uuid.uuid4()}"
+
+
+def _model_info(model: str, *, required: bool) -> dict[str, Any]:
+    """SHA-256, name and architecture of a model; errors become exit codes 2/3."""
+    from ..errors import SynthSRError
+    from ..model import load_model
+
+    try:
+        net = load_model(model, device="cpu")
+    except SynthSRError as exc:
+        if required:
+            raise _UserError(str(exc), getattr(exc, "exit_code", EXIT_DEPENDENCY)) from None
+        return {"error": str(exc)}
+    return {"sha256": net.sha256, "name": net.name, "arch": dict(net.arch)}
+
+
+def _uses_gpu(device: str) -> bool:
+    """Whether SynthSR nodes will run on a CUDA GPU (then they take MultiProc GPU slots)."""
+    if str(device).startswith("cuda"):
+        return True
+    if device == "auto":
+        import torch
+
+        return bool(torch.cuda.is_available())
+    return False
+
+
+def _plugin_settings(args) -> dict[str, Any]:
+    """Plugin and its arguments: the YAML file wins, the command line fills the gaps."""
+    settings: dict[str, Any] = {"plugin": "MultiProc", "plugin_args": {}}
+    if args.use_plugin is not None:
+        import yaml
+
+        try:
+            loaded = yaml.safe_load(Path(args.use_plugin).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise _UserError(f"{args.use_plugin}: cannot read plugin settings ({exc})") from None
+        if not isinstance(loaded, dict) or "plugin" not in loaded:
+            raise _UserError(f"{args.use_plugin}: expected a YAML mapping with a 'plugin' key")
+        settings["plugin"] = str(loaded["plugin"])
+        settings["plugin_args"] = dict(loaded.get("plugin_args") or {})
+    elif args.nprocs == 1:
+        settings["plugin"] = "Linear"
+    pargs = settings["plugin_args"]
+    if settings["plugin"] == "MultiProc":
+        pargs.setdefault("n_procs", args.nprocs)
+        if args.mem_gb:
+            pargs.setdefault("memory_gb", args.mem_gb)
+        pargs.setdefault("raise_insufficient", False)
+        # torch starts OpenMP threads in this process; forking it can deadlock workers.
+        pargs.setdefault("mp_context", "forkserver")
+    return settings
+
+
+def _configure_nipype(args, *, log_dir: Path) -> None:
+    from nipype import config, logging as nlogging
+
+    level = "DEBUG" if args.verbose_count > 1 else ("INFO" if args.verbose_count else "WARNING")
+    # Config is process-wide: set every key on each call so in-process reruns start clean.
+    config.update_config(
+        {
+            "logging": {
+                "workflow_level": level,
+                "interface_level": level,
+                "utils_level": "WARNING",
+                "log_directory": str(log_dir),
+                "log_to_file": True,
+            },
+            "execution": {
+                "crashdump_dir": str(log_dir),
+                "crashfile_format": "txt",
+                "hash_method": "content",
+                "stop_on_first_crash": bool(args.stop_on_first_crash),
+                "remove_unnecessary_outputs": False,
+                "create_report": True,
+                "check_version": False,
+                # Distributed plugins poll every 2 s by default: with many short nodes
+                # (sinks, merges) that latency dominates small runs.
+                "poll_sleep_duration": 0.5,
+            },
+            "monitoring": {"enabled": bool(args.resource_monitor)},
+        }
+    )
+    nlogging.update_logging(config)
+    if args.resource_monitor:
+        config.enable_resource_monitor()
+    # Worker processes (MultiProc) import nipype afresh and read nipype.cfg from
+    # $NIPYPE_CONFIG_DIR, not this process's config: give them the same logging levels.
+    cfg = log_dir / "nipype.cfg"
+    cfg.write_text(
+        "[logging]\n"
+        f"workflow_level = {level}\ninterface_level = {level}\nutils_level = WARNING\n"
+        "[execution]\nhash_method = content\ncrashfile_format = txt\n"
+        f"crashdump_dir = {log_dir}\n"
+    )
+
+
+def _crash_summary(log_dir: Path) -> str:
+    crashes = sorted(log_dir.glob("crash-*.txt"))
+    if not crashes:
+        return f"see the log in {log_dir}"
+    first = crashes[0]
+    lines = [ln.strip() for ln in first.read_text(errors="replace").splitlines() if ln.strip()]
+    error = next((ln for ln in reversed(lines) if "Error" in ln or "error" in ln), "")
+    return f"{len(crashes)} crash file(s) in {log_dir}; first {first.name}: {error}"[:600]
+
+
+def _select(args):
+    """Layout, query and plan; raises _UserError with one line when nothing can run."""
+    from ..bids.errors import BIDSInputError
+    from ..bids.labels import normalize_labels
+    from ..bids.modelcard import MULTICHANNEL_MODELS
+    from ..bids.plan import DEFAULT_BASE_FEATURES, build_plan
+    from ..bids.query import build_layout, collect_anat, describe_selection, load_bids_filters
+
+    try:
+        participants = normalize_labels(args.participant_label, "sub")
+        sessions = normalize_labels(args.session_label, "ses")
+        filters = load_bids_filters(args.bids_filter_file)
+        layout = build_layout(
+            args.bids_dir,
+            database_dir=args.bids_database_dir,
+            validate=not args.skip_bids_validation,
+        )
+        files = collect_anat(
+            layout,
+            suffixes=args.suffixes,
+            participant_labels=participants,
+            session_labels=sessions,
+            bids_filters=filters,
+        )
+    except BIDSInputError as exc:
+        raise _UserError(str(exc)) from None
+    selection = describe_selection(
+        suffixes=args.suffixes,
+        participant_labels=participants,
+        session_labels=sessions,
+        bids_filters=filters,
+    )
+    models: dict[str, dict[str, Any]] = {}
+    in_channels = None
+    if args.model not in MULTICHANNEL_MODELS and (
+        not args.dry_run or Path(args.model).suffix == ".h5"
+    ):
+        models[args.model] = _model_info(args.model, required=not args.dry_run)
+        in_channels = models[args.model].get("arch", {}).get("in_channels")
+    base = models.get(args.model, {}).get("arch", {}).get("base_features", DEFAULT_BASE_FEATURES)
+    plan = build_plan(
+        files,
+        bids_dir=args.bids_dir,
+        model=args.model,
+        general_model=args.general_model,
+        in_channels=in_channels,
+        reference_filter=filters.get("reference"),
+        base_features=int(base),
+    )
+    return plan, selection, models
+
+
+def _write_outputs_scaffold(args, plan, log_dir: Path) -> None:
+    from ..bids.derivatives import atomic_write_bytes, write_bidsignore, write_dataset_description
+    from ..bids.plan import format_plan
+
+    write_dataset_description(args.output_dir, args.bids_dir)
+    write_bidsignore(args.output_dir, ["logs/"])
+    atomic_write_bytes(log_dir / "plan.txt", (format_plan(plan) + "\n").encode())
+
+
+def _nothing_to_run(args, plan, selection: str) -> str:
+    """Why the selection cannot run ("" when it can): no usable scan in the dataset, or a
+    participant selected by label without one (as fMRIPrep does for a missing T1w)."""
+    def detail(groups) -> str:
+        skipped = [s for g in groups for s in g.skipped]
+        if not skipped:
+            return ""
+        return (f"; {len(skipped)} matching scan(s) skipped, e.g. {Path(skipped[0][0]).name}: "
+                f"{skipped[0][1]}")
+
+    if not plan.jobs:
+        return f"no usable anatomical scan matched ({selection}){detail(plan.groups)}"
+    if args.participant_label:
+        from ..bids.labels import normalize_labels
+
+        lacking = [
+            sub for sub in normalize_labels(args.participant_label, "sub") or []
+            if not any(g.jobs for g in plan.groups if g.subject == sub)
+        ]
+        if lacking:
+            groups = [g for g in plan.groups if g.subject in lacking]
+            return (f"participant(s) {', '.join(lacking)} have no usable anatomical scan "
+                    f"({selection}){detail(groups)}")
+    return ""
+
+
+def run_app(args) -> int:
+    """Run with parsed arguments; returns the exit code (raises _UserError for user errors)."""
+    args.bids_dir = Path(args.bids_dir).resolve()
+    args.output_dir = Path(args.output_dir).absolute()
+    if args.bids_database_dir is not None:
+        args.bids_database_dir = Path(args.bids_database_dir).absolute()
+    # A model file is named by its absolute path: the same file gives the same cache key
+    # whatever the directory the command is started from.
+    for attr in ("model", "general_model"):
+        if Path(getattr(args, attr)).expanduser().is_file():
+            setattr(args, attr, str(Path(getattr(args, attr)).expanduser().resolve()))
+    work_dir = Path(args.work_dir).absolute()
+    if _is_within(work_dir, args.bids_dir):
+        raise _UserError(f"work directory {work_dir} is inside the BIDS dataset; use -w elsewhere")
+    # Outputs inside the raw dataset would be indexed as raw scans by the next run, except
+    # under derivatives/ (which pybids never indexes as raw data).
+    if _is_within(args.output_dir, args.bids_dir) and not _is_within(
+        args.output_dir, args.bids_dir / "derivatives"
+    ):
+        raise _UserError(
+            f"output directory {args.output_dir} is inside the BIDS dataset; use "
+            f"{args.bids_dir / 'derivatives'}/... or a folder outside it"
+        )
+    if args.resource_monitor:
+        try:
+            import psutil  # noqa: F401  (nipype's monitor needs it; not a nipype dependency)
+        except ImportError:
+            raise _UserError(
+                "--resource-monitor needs psutil: pip install psutil", EXIT_DEPENDENCY
+            ) from None
+    if args.omp_nthreads is None:
+        args.omp_nthreads = max(1, min(args.nprocs - 1, 8))
+    elif args.omp_nthreads > args.nprocs:
+        log.warning("--omp-nthreads %d > --nprocs %d", args.omp_nthreads, args.nprocs)
+
+    plan, selection, models = _select(args)
+    problem = _nothing_to_run(args, plan, selection)
+    if args.dry_run:
+        from ..bids.plan import format_plan
+
+        print(format_plan(plan))
+        if problem:
+            prefix = "nothing would run" if not plan.jobs else "a real run would stop"
+            print(f"{prefix}: {problem}")
+        return EXIT_OK
+    if problem:
+        raise _UserError(problem)
+
+    # Models of the plan other than --model (the general model next to a multi-channel one).
+    for name in sorted({job.model for job in plan.jobs} - set(models)):
+        models[name] = _model_info(name, required=True)
+
+    from ..bids.derivatives import atomic_write_bytes
+    from ..workflows.base import citation_markdown, init_synthsr_bids_wf
+
+    run_id = _run_id()
+    log_dir = args.output_dir / "logs" / run_id
+    log_dir.mkdir(parents=True, exist_ok=True)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    _configure_nipype(args, log_dir=log_dir)
+    _write_outputs_scaffold(args, plan, log_dir)
+
+    workflow = init_synthsr_bids_wf(
+        plan=plan,
+        output_dir=args.output_dir,
+        work_dir=work_dir,
+        model_sha256={name: info["sha256"] for name, info in models.items()},
+        ct=args.ct,
+        flip=not args.disable_flipping,
+        sharpen=not args.disable_sharpening,
+        device=args.device,
+        use_gpu=_uses_gpu(args.device),
+        omp_nthreads=args.omp_nthreads,
+        fusion_method=args.fusion,
+    )
+    atomic_write_bytes(
+        args.output_dir / "logs" / "CITATION.md", citation_markdown(workflow).encode()
+    )
+    if args.write_graph:
+        try:
+            workflow.write_graph(
+                dotfilename=str(args.output_dir / "logs" / "graph.dot"),
+                graph2use="colored",
+                format="svg",
+                simple_form=True,
+            )
+        except Exception as exc:  # graphviz missing: the .dot file is still there
+            log.warning("graph picture not written (%s); the .dot file is in logs/", exc)
+
+    settings = _plugin_settings(args)
+    handler = _attach_resource_log(settings, log_dir) if args.resource_monitor else None
+    log.info("running %d SynthSR job(s) with %s", len(plan.jobs), settings["plugin"])
+    cwd = os.getcwd()
+    old_config_dir = os.environ.get("NIPYPE_CONFIG_DIR")
+    os.environ["NIPYPE_CONFIG_DIR"] = str(log_dir)  # see _configure_nipype
+    try:
+        # Nipype's resource monitor drops .proc-* files in the current directory and
+        # MultiProc workers inherit it: run from the work directory, not the user's.
+        os.chdir(work_dir)
+        workflow.run(plugin=settings["plugin"], plugin_args=settings["plugin_args"])
+    except Exception as exc:  # any node failure: the crash files hold the details
+        print(f"ERROR: the workflow did not finish ({type(exc).__name__}); "
+              f"{_crash_summary(log_dir)}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        os.chdir(cwd)
+        if old_config_dir is None:
+            os.environ.pop("NIPYPE_CONFIG_DIR", None)
+        else:
+            os.environ["NIPYPE_CONFIG_DIR"] = old_config_dir
+        if handler is not None:
+            logging.getLogger("callback").removeHandler(handler)
+            handler.close()
+    print(f"synthsr-bids: {len(plan.jobs)} scan(s) and {len(plan.runnable_groups)} fused "
+          f"volume(s) in {args.output_dir}")
+    return EXIT_OK
+
+
+def _attach_resource_log(settings: dict[str, Any], log_dir: Path) -> logging.Handler:
+    from nipype.utils.profiler import log_nodes_cb
+
+    cb_log = logging.getLogger("callback")
+    cb_log.setLevel(logging.DEBUG)
+    handler = logging.FileHandler(log_dir / "resource_monitor.jsonl")
+    cb_log.addHandler(handler)
+    settings["plugin_args"]["status_callback"] = log_nodes_cb
+    return handler
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``synthsr-bids``; returns the exit code (0, 1, 2 or 3)."""
+    args = get_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose_count > 1 else logging.INFO if args.verbose_count
+        else logging.WARNING,
+        format="%(levelname)s: %(message)s",
+    )
+    try:
+        return run_app(args)
+    except _UserError as exc:
+        print(f"ERROR: {exc}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        print("ERROR: interrupted; rerun the same command to resume", file=sys.stderr)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,159 @@
+"""Command-line parser of ``synthsr-bids`` (nipreps conventions; the docs are generated from it)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from ..bids.query import DEFAULT_SUFFIXES
+
+EXIT_CODES = (
+    "exit codes: 0 success (and --dry-run); 1 bad input (dataset, label, filter, no usable "
+    "scan) or a node failed (crash files in OUTPUT_DIR/logs); 2 missing dependency (e.g. a "
+    "model that is not installed, with how to get it); 3 a model file that is corrupted"
+)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, not {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, not {value}")
+    return value
+
+
+def _existing_file(text: str) -> Path:
+    path = Path(text)
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"{text}: file not found")
+    return path.absolute()
+
+
+def _existing_dir(text: str) -> Path:
+    path = Path(text)
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: folder not found")
+    return path.absolute()
+
+
+def get_parser() -> argparse.ArgumentParser:
+    """Build the parser (also used by ``docs/gen_cli_docs.py``)."""
+    from .. import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="synthsr-bids",
+        description=(
+            "SynthSR BIDS-App: for every subject and session of a BIDS dataset, a synthetic 1 mm "
+            "MP-RAGE-like image per anatomical scan and one fused subject-level image, written "
+            "as BIDS derivatives by a resumable Nipype workflow."
+        ),
+        epilog=EXIT_CODES,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("bids_dir", type=_existing_dir, help="root of the BIDS dataset")
+    parser.add_argument("output_dir", type=Path, help="root of the derivatives dataset to write")
+    parser.add_argument(
+        "analysis_level", choices=["participant"], help="processing stage (only 'participant')"
+    )
+    parser.add_argument("--version", action="version", version=f"synthsr-bids {__version__}")
+
+    g_bids = parser.add_argument_group("BIDS selection")
+    g_bids.add_argument(
+        "--participant-label", "--participant_label", nargs="+", metavar="LABEL",
+        help="subjects to process, with or without 'sub-' (default: all)",
+    )
+    g_bids.add_argument(
+        "--session-label", "--session_label", nargs="+", metavar="LABEL",
+        help="sessions to process, with or without 'ses-' (default: all)",
+    )
+    g_bids.add_argument(
+        "--suffixes", nargs="+", metavar="SUFFIX", default=list(DEFAULT_SUFFIXES),
+        help="anatomical suffixes to process",
+    )
+    g_bids.add_argument(
+        "--bids-filter-file", type=_existing_file, metavar="FILE",
+        help="JSON of pybids queries per lower-case suffix ('t1w', 'flair'...), 'anat' for all "
+        "suffixes, 'reference' to choose the reference scan; null means the entity must be "
+        "absent, \"*\" that it must be present",
+    )
+    g_bids.add_argument(
+        "--bids-database-dir", type=Path, metavar="DIR",
+        help="persistent pybids database (reused when it exists)",
+    )
+    g_bids.add_argument(
+        "--skip-bids-validation", "--skip_bids_validation", action="store_true",
+        help="index every file, not only those with valid BIDS names",
+    )
+
+    g_model = parser.add_argument_group("SynthSR")
+    g_model.add_argument(
+        "--model", default="v2",
+        help="registry name (v2, lowfield, v1, hyperfine) or path to a Keras .h5",
+    )
+    g_model.add_argument(
+        "--general-model", default="v2",
+        help="model for scans that a multi-channel --model does not take",
+    )
+    g_model.add_argument("--ct", action="store_true", help="the inputs are CT scans")
+    g_model.add_argument(
+        "--disable-flipping", action="store_true", help="no left-right flip averaging"
+    )
+    g_model.add_argument("--disable-sharpening", action="store_true", help="no sharpening")
+    g_model.add_argument(
+        "--fusion", choices=["median", "mean"], default="median",
+        help="voxel-wise combination of a group's registered outputs",
+    )
+    g_model.add_argument(
+        "--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (not part of the cache key)"
+    )
+
+    g_perf = parser.add_argument_group("Performance")
+    g_perf.add_argument(
+        "--nprocs", "--nthreads", "--n_cpus", type=_positive_int, metavar="N",
+        default=os.cpu_count() or 1, help="CPUs for all nodes together",
+    )
+    g_perf.add_argument(
+        "--omp-nthreads", type=_positive_int, metavar="N",
+        help="threads per SynthSR node (default: min(nprocs - 1, 8), at least 1)",
+    )
+    g_perf.add_argument(
+        "--mem-gb", "--mem", type=_positive_float, metavar="GB", help="memory limit for MultiProc"
+    )
+    g_perf.add_argument(
+        "--use-plugin", type=_existing_file, metavar="FILE.yml",
+        help="Nipype plugin settings: YAML with 'plugin' and 'plugin_args'",
+    )
+    g_perf.add_argument(
+        "--resource-monitor", action="store_true",
+        help="record CPU/memory use of each node (logs/<run>/resource_monitor.jsonl)",
+    )
+
+    g_other = parser.add_argument_group("Other")
+    g_other.add_argument(
+        "-w", "--work-dir", type=Path, default=Path("work"), metavar="DIR",
+        help="Nipype working directory (node caches; rerunning reuses finished nodes); "
+        "not inside bids_dir",
+    )
+    g_other.add_argument(
+        "--dry-run", action="store_true",
+        help="print the plan (groups, scans, reference, runs, skipped scans and why) and exit "
+        "without writing anything",
+    )
+    g_other.add_argument(
+        "--stop-on-first-crash", action="store_true", help="stop at the first failed node"
+    )
+    g_other.add_argument(
+        "--write-graph", action="store_true", help="write the workflow graph into output_dir/logs"
+    )
+    g_other.add_argument(
+        "-v", "--verbose", dest="verbose_count", action="count", default=0,
+        help="more messages (-v: progress of nodes, -vv: debug)",
+    )
+    return parser

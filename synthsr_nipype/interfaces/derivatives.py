@@ -1,0 +1,63 @@
+"""The derivatives sink: put a finished image and its sidecar at its BIDS name, atomically."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from nipype.interfaces.base import (
+    BaseInterfaceInputSpec,
+    File,
+    InputMultiObject,
+    SimpleInterface,
+    TraitedSpec,
+    traits,
+)
+
+
+class _DerivativesSinkInputSpec(BaseInterfaceInputSpec):
+    base_directory = traits.Str(mandatory=True, desc="derivatives dataset root (output_dir)")
+    in_file = File(exists=True, mandatory=True, desc="image to store")
+    in_json = InputMultiObject(
+        File(exists=True), desc="metadata JSON files merged (in order) into the sidecar"
+    )
+    entities = traits.Dict(mandatory=True, desc="BIDS entities of the output")
+    sources = traits.List(traits.Str, mandatory=True, desc="BIDS URIs of the inputs")
+
+
+class _DerivativesSinkOutputSpec(TraitedSpec):
+    out_file = File(exists=True, desc="image at its derivatives path")
+    out_json = File(exists=True, desc="its JSON sidecar")
+
+
+class DerivativesSink(SimpleInterface):
+    """Copy ``in_file`` to ``base_directory/<pybids path from entities>`` with a sidecar.
+
+    The image bytes are copied unchanged; the sidecar gets Sources, SkullStripped and the
+    grid description. Both are written to a temporary file and renamed: a derivative exists
+    complete or not at all. The image is renamed last, so an image always has its sidecar.
+    """
+
+    input_spec = _DerivativesSinkInputSpec
+    output_spec = _DerivativesSinkOutputSpec
+
+    def _run_interface(self, runtime):
+        import nibabel as nib
+
+        from ..bids.derivatives import atomic_copy, atomic_write_json, build_derivative_relpath
+        from ..bids.sidecars import derivative_sidecar
+
+        root = Path(self.inputs.base_directory)
+        entities = dict(self.inputs.entities)
+        out_file = root / build_derivative_relpath(entities, extension=".nii.gz")
+        out_json = root / build_derivative_relpath(entities, extension=".json")
+        metadata: dict = {}
+        for path in self.inputs.in_json or []:
+            metadata.update(json.loads(Path(path).read_text()))
+        sidecar = derivative_sidecar(
+            metadata, sources=list(self.inputs.sources), img=nib.load(self.inputs.in_file)
+        )
+        atomic_write_json(out_json, sidecar)
+        atomic_copy(self.inputs.in_file, out_file)
+        self._results.update(out_file=str(out_file), out_json=str(out_json))
+        return runtime

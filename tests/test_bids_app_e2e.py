@@ -1,0 +1,344 @@
+"""End-to-end: a small BIDS dataset of real clinical and simulated thick-slice scans through
+``synthsr-bids ... participant`` with the tiny fixture model.
+
+sub-01: the three real MS clinical scans as they are (T1w 3 mm, T2w 4 mm, FLAIR 4 mm).
+sub-02: thick slices simulated from a real 0.8 mm T1 (ses-pre: 5 mm axial, 5 mm coronal,
+        5 mm axial tilted 20 degrees; ses-post: 6 mm axial).
+sub-03: a real stroke T2 resliced to 5 mm axial.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+REAL = SHARED / "data" / "real"
+TINY = SHARED / "fixtures" / "tf-reference" / "devset" / "models" / "tiny_weights.h5"
+
+pytestmark = pytest.mark.skipif(
+    not (REAL.is_dir() and TINY.is_file()), reason="shared data (../shared) not available"
+)
+
+
+# ----------------------------------------------------------------------------- dataset
+def _rotation_x(degrees: float) -> np.ndarray:
+    t = np.deg2rad(degrees)
+    return np.array([[1, 0, 0], [0, np.cos(t), -np.sin(t)], [0, np.sin(t), np.cos(t)]])
+
+
+def simulate_thick_slices(
+    img: nib.Nifti1Image,
+    *,
+    inplane: float,
+    thickness: float,
+    axes: np.ndarray,
+    slice_axis: int = 2,
+) -> nib.Nifti1Image:
+    """Resample ``img`` onto a grid of thick slices along ``axes[:, slice_axis]``.
+
+    ``axes`` holds the world (RAS) direction of each voxel axis. Each slice is the average
+    of 1 mm sub-slices (a box slice profile), as a 2D acquisition would integrate them.
+    """
+    from scipy.ndimage import affine_transform
+
+    data = np.asarray(img.dataobj, dtype=np.float32)
+    # Field of view of the source, in the new axes' frame.
+    corners = np.array(
+        [[i, j, k, 1] for i in (0, data.shape[0]) for j in (0, data.shape[1]) for k in (0, data.shape[2])]
+    ).T
+    world = (img.affine @ corners)[:3]
+    local = axes.T @ world
+    lo, hi = local.min(axis=1), local.max(axis=1)
+    fine = np.array([inplane, inplane, inplane])
+    fine[slice_axis] = 1.0
+    n_sub = int(round(thickness / 1.0))
+    shape = np.ceil((hi - lo) / fine).astype(int)
+    shape[slice_axis] = int(np.ceil(shape[slice_axis] / n_sub)) * n_sub
+    fine_affine = np.eye(4)
+    fine_affine[:3, :3] = axes @ np.diag(fine)
+    fine_affine[:3, 3] = axes @ lo
+    matrix = np.linalg.inv(img.affine) @ fine_affine
+    sampled = affine_transform(data, matrix[:3, :3], matrix[:3, 3], output_shape=tuple(shape), order=1)
+    new_shape = list(shape)
+    new_shape[slice_axis] //= n_sub
+    split = list(shape)
+    split[slice_axis : slice_axis + 1] = [new_shape[slice_axis], n_sub]
+    thick = sampled.reshape(split).mean(axis=slice_axis + 1)
+    zooms = fine.copy()
+    zooms[slice_axis] = thickness
+    affine = np.eye(4)
+    affine[:3, :3] = axes @ np.diag(zooms)
+    # Centre of the first thick slice = centre of its sub-slices.
+    offset = np.zeros(3)
+    offset[slice_axis] = (thickness - 1.0) / 2
+    affine[:3, 3] = axes @ (lo + offset)
+    scaled = np.clip(thick / max(float(thick.max()), 1e-6) * 1000, 0, 32767).astype(np.int16)
+    out = nib.Nifti1Image(scaled, affine)
+    out.set_qform(affine, code=1)
+    out.set_sform(affine, code=1)
+    return out
+
+
+def _write(path: Path, img_or_src, sidecar: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(img_or_src, Path):
+        shutil.copyfile(img_or_src, path)  # real scans go in as they are
+    else:
+        img_or_src.to_filename(path)
+    path.with_name(path.name.replace(".nii.gz", ".json")).write_text(json.dumps(sidecar, indent=1))
+
+
+def build_dataset(root: Path) -> Path:
+    """Write the three-subject dataset described in the module docstring under ``root``."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "dataset_description.json").write_text(
+        json.dumps({"Name": "synthsr e2e", "BIDSVersion": "1.9.0", "License": "CC-BY-4.0"})
+    )
+    (root / "participants.tsv").write_text("participant_id\nsub-01\nsub-02\nsub-03\n")
+    anat = root / "sub-01" / "anat"
+    for src, suffix, thick in (("T1", "T1w", 3), ("T2", "T2w", 4), ("FLAIR", "FLAIR", 4)):
+        _write(anat / f"sub-01_{suffix}.nii.gz", REAL / "ms-clinical" / f"{src}.nii.gz",
+               {"SliceThickness": thick, "MagneticFieldStrength": 1.5})
+    hires = nib.load(REAL / "hires-t1" / "T1.nii.gz")
+    eye = np.eye(3)
+    coronal = eye[:, [0, 2, 1]]  # voxel axes R, S, A: slices along A
+    for ses, acq, thick, axes, slice_axis in (
+        ("pre", "ax", 5, eye, 2),
+        ("pre", "cor", 5, coronal, 2),
+        ("pre", "obl", 5, _rotation_x(20), 2),
+        ("post", "ax", 6, eye, 2),
+    ):
+        img = simulate_thick_slices(hires, inplane=1.2, thickness=thick, axes=axes,
+                                    slice_axis=slice_axis)
+        _write(root / "sub-02" / f"ses-{ses}" / "anat" / f"sub-02_ses-{ses}_acq-{acq}_T1w.nii.gz",
+               img, {"SliceThickness": thick, "Simulated": True})
+    stroke = nib.load(REAL / "stroke-t2" / "T2.nii.gz")
+    axes = stroke.affine[:3, :3] / np.linalg.norm(stroke.affine[:3, :3], axis=0)
+    img = simulate_thick_slices(stroke, inplane=1.0, thickness=5, axes=axes)
+    _write(root / "sub-03" / "anat" / "sub-03_acq-ax_T2w.nii.gz", img, {"SliceThickness": 5})
+    return root
+
+
+# ----------------------------------------------------------------------------- helpers
+def _digest(root: Path) -> dict[str, str]:
+    """SHA-256 of every derivative file (logs excluded: they hold run ids and times)."""
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and "logs" not in p.relative_to(root).parts
+    }
+
+
+def _synthsr_results(work: Path) -> dict[str, int]:
+    """Finished SynthSR/fusion nodes: result file -> mtime (ns)."""
+    out = {}
+    for pattern in ("**/synthsr/result_synthsr.pklz", "**/fusion/result_fusion.pklz"):
+        for p in work.glob(pattern):
+            out[p.relative_to(work).as_posix()] = p.stat().st_mtime_ns
+    return out
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "synthsr_nipype.cli.bids_app", *args]
+
+
+EXPECTED_SCANS = {
+    "sub-01/anat/sub-01_desc-synthsrT1w_T1w": ("sub-01/anat/sub-01_T1w.nii.gz",),
+    "sub-01/anat/sub-01_desc-synthsrT2w_T1w": ("sub-01/anat/sub-01_T2w.nii.gz",),
+    "sub-01/anat/sub-01_desc-synthsrFLAIR_T1w": ("sub-01/anat/sub-01_FLAIR.nii.gz",),
+    "sub-02/ses-pre/anat/sub-02_ses-pre_acq-ax_desc-synthsrT1w_T1w":
+        ("sub-02/ses-pre/anat/sub-02_ses-pre_acq-ax_T1w.nii.gz",),
+    "sub-02/ses-pre/anat/sub-02_ses-pre_acq-cor_desc-synthsrT1w_T1w":
+        ("sub-02/ses-pre/anat/sub-02_ses-pre_acq-cor_T1w.nii.gz",),
+    "sub-02/ses-pre/anat/sub-02_ses-pre_acq-obl_desc-synthsrT1w_T1w":
+        ("sub-02/ses-pre/anat/sub-02_ses-pre_acq-obl_T1w.nii.gz",),
+    "sub-02/ses-post/anat/sub-02_ses-post_acq-ax_desc-synthsrT1w_T1w":
+        ("sub-02/ses-post/anat/sub-02_ses-post_acq-ax_T1w.nii.gz",),
+    "sub-03/anat/sub-03_acq-ax_desc-synthsrT2w_T1w": ("sub-03/anat/sub-03_acq-ax_T2w.nii.gz",),
+}
+EXPECTED_FUSED = {
+    "sub-01/anat/sub-01_desc-synthsr_T1w": 3,
+    "sub-02/ses-pre/anat/sub-02_ses-pre_desc-synthsr_T1w": 3,
+    "sub-02/ses-post/anat/sub-02_ses-post_desc-synthsr_T1w": 1,
+    "sub-03/anat/sub-03_desc-synthsr_T1w": 1,
+}
+
+
+@pytest.fixture(scope="module")
+def e2e(tmp_path_factory):
+    """Build the dataset and run it once in-process with the Linear plugin."""
+    from synthsr_nipype.cli.bids_app import main
+
+    base = tmp_path_factory.mktemp("e2e")
+    bids_dir = build_dataset(base / "bids")
+    (base / "linear.yml").write_text("plugin: Linear\n")
+    (base / "multiproc.yml").write_text(
+        "plugin: MultiProc\nplugin_args:\n  n_procs: 2\n  raise_insufficient: false\n"
+    )
+    out = base / "out_linear"
+    start = time.monotonic()
+    with pytest.MonkeyPatch.context() as mp:
+        # Module-scoped: conftest's per-test cache isolation is not active yet.
+        mp.setenv("SYNTHSR_CACHE_DIR", str(base / "weight-cache"))
+        code = main([
+            str(bids_dir), str(out), "participant", "--model", str(TINY),
+            "--use-plugin", str(base / "linear.yml"), "--omp-nthreads", "1",
+            "-w", str(base / "work_linear"), "--write-graph",
+        ])
+    return {"base": base, "bids": bids_dir, "out": out, "code": code,
+            "seconds": time.monotonic() - start}
+
+
+def test_e2e_exit_code_and_files(e2e):
+    assert e2e["code"] == 0
+    out = e2e["out"]
+    written = {p.relative_to(out).as_posix() for p in out.rglob("sub-*/**/*") if p.is_file()}
+    expected = {f"{stem}{ext}" for stem in [*EXPECTED_SCANS, *EXPECTED_FUSED]
+                for ext in (".nii.gz", ".json")}
+    assert written == expected
+    # No temporary files left behind (outputs appear only when complete).
+    assert not [p for p in out.rglob(".*") if p.name != ".bidsignore"]
+    for stem in [*EXPECTED_SCANS, *EXPECTED_FUSED]:
+        img = nib.load(out / f"{stem}.nii.gz")
+        assert np.allclose(img.header.get_zooms()[:3], 1.0, atol=1e-3)
+        assert img.get_data_dtype() == np.uint8
+
+
+def test_e2e_sidecars(e2e):
+    from synthsr_nipype import __version__
+    from synthsr_nipype.model import load_model
+
+    out, sha = e2e["out"], load_model(str(TINY)).sha256
+    for stem, sources in EXPECTED_SCANS.items():
+        meta = json.loads((out / f"{stem}.json").read_text())
+        assert meta["Sources"] == [f"bids:raw:{s}" for s in sources]
+        assert meta["SkullStripped"] is False
+        assert meta["Model"] == {"Name": TINY.name, "SHA256": sha}
+        assert meta["Flags"] == {"ct": False, "flip": True, "sharpen": True}
+        assert meta["SoftwareVersion"] == __version__
+        img = nib.load(out / f"{stem}.nii.gz")
+        assert meta["Grid"]["Shape"] == list(img.shape)
+        assert meta["Grid"]["VoxelSizeMM"] == [1.0, 1.0, 1.0]
+        assert meta["Grid"]["Description"] == "1 mm isotropic grid"
+    for stem, n in EXPECTED_FUSED.items():
+        meta = json.loads((out / f"{stem}.json").read_text())
+        assert meta["FusionInputs"] == n
+        assert meta["FusionMethod"] == ("median" if n > 1 else "pass-through")
+        assert meta["SkullStripped"] is False and meta["Model"]["SHA256"] == sha
+        assert len(meta["Sources"]) == n
+        for uri in meta["Sources"]:  # the per-scan derivatives of this dataset
+            assert uri.startswith("bids::") and (out / uri[len("bids::"):]).is_file()
+
+
+def test_e2e_dataset_description_and_logs(e2e):
+    from synthsr_nipype import CODE_URL, __version__
+
+    out = e2e["out"]
+    desc = json.loads((out / "dataset_description.json").read_text())
+    assert desc["DatasetType"] == "derivative"
+    assert desc["GeneratedBy"][0] == {"Name": "synthsr-nipype", "Version": __version__,
+                                      "CodeURL": CODE_URL}
+    assert desc["SourceDatasets"][0]["URL"] == e2e["bids"].resolve().as_uri()
+    assert desc["DatasetLinks"]["raw"] == e2e["bids"].resolve().as_uri()
+    assert desc["License"] == "CC-BY-4.0"
+    citation = (out / "logs" / "CITATION.md").read_text()
+    assert "SynthSR" in citation and "median" in citation and "[synthsr1]" in citation
+    assert (out / "logs" / "graph.dot").is_file()
+    if shutil.which("dot"):  # graphviz (installed by .ci/run) renders the picture
+        assert (out / "logs" / "graph.svg").is_file()
+    assert "logs/" in (out / ".bidsignore").read_text()
+
+
+def test_e2e_pybids_reindex_and_roundtrip(e2e):
+    from bids import BIDSLayout
+    from bids.layout.writing import build_path
+
+    from synthsr_nipype.bids.derivatives import pybids_derivative_patterns
+
+    out = e2e["out"]
+    layout = BIDSLayout(str(out), config=["bids", "derivatives"], validate=False)
+    files = {Path(f.path).relative_to(out).as_posix(): f for f in layout.get()
+             if Path(f.path).name.startswith("sub-")}
+    assert len(files) == 2 * (len(EXPECTED_SCANS) + len(EXPECTED_FUSED))
+    patterns = pybids_derivative_patterns()
+    for rel, bids_file in files.items():
+        ents = bids_file.get_entities()
+        name = Path(rel).name
+        stem = rel.rsplit(".", 2)[0] if rel.endswith(".nii.gz") else rel.rsplit(".", 1)[0]
+        expected = {"subject": name.split("_")[0][4:], "suffix": "T1w", "datatype": "anat",
+                    "extension": ".nii.gz" if rel.endswith(".nii.gz") else ".json",
+                    "desc": [p for p in name.split("_") if p.startswith("desc-")][0][5:]}
+        for part in name.split("_")[1:]:
+            key, _, value = part.partition("-")
+            if key in ("ses", "acq"):
+                expected[{"ses": "session", "acq": "acquisition"}[key]] = value
+        assert {k: str(v) for k, v in ents.items()} == expected, rel
+        assert build_path(ents, patterns, strict=True) == rel, rel
+        assert stem in EXPECTED_SCANS or stem in EXPECTED_FUSED
+
+
+def test_e2e_interrupt_rerun_multiproc_identical(e2e):
+    """Kill a MultiProc run mid-way, rerun on the CPU device: finished nodes are reused,
+    and the outputs are byte-identical to the Linear run."""
+    base, bids_dir = e2e["base"], e2e["bids"]
+    out, work = base / "out_mp", base / "work_mp"
+    args = [str(bids_dir), str(out), "participant", "--model", str(TINY), "--omp-nthreads",
+            "1", "--use-plugin", str(base / "multiproc.yml"), "-w", str(work)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(_cli(*args), start_new_session=True, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 400
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            done = _synthsr_results(work)
+            if len([k for k in done if k.endswith("result_synthsr.pklz")]) >= 2:
+                break
+            time.sleep(0.5)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finished = _synthsr_results(work)
+    assert 2 <= len(finished) < 12, "the run should have been interrupted part-way"
+    assert proc.returncode != 0
+
+    # Same command, but device cpu (not hashed): the cache still applies.
+    rerun = subprocess.run(_cli(*args, "--device", "cpu"), env=env, capture_output=True,
+                           text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    after = _synthsr_results(work)
+    assert len(after) == 8 + 4
+    for node, mtime in finished.items():
+        assert after[node] == mtime, f"{node} was recomputed"
+    assert _digest(out) == _digest(e2e["out"])
+
+
+def test_e2e_error_exit_codes(e2e, tmp_path):
+    """Exit codes through a real process: missing model 2, bad label 1, one line, no traceback."""
+    missing = subprocess.run(
+        _cli(str(e2e["bids"]), str(tmp_path / "o"), "participant", "--model",
+             str(tmp_path / "absent.h5"), "-w", str(tmp_path / "w")),
+        capture_output=True, text=True, timeout=300,
+    )
+    assert missing.returncode == 2
+    assert "Traceback" not in missing.stderr and "absent.h5" in missing.stderr
+    bad = subprocess.run(
+        _cli(str(e2e["bids"]), str(tmp_path / "o"), "participant", "--participant-label",
+             "../x", "--model", str(TINY), "-w", str(tmp_path / "w")),
+        capture_output=True, text=True, timeout=300,
+    )
+    assert bad.returncode == 1
+    assert bad.stderr.strip().count("\n") == 0 and "../x" in bad.stderr
+    assert not (tmp_path / "o").exists()

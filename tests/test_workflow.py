@@ -1,0 +1,317 @@
+"""Interfaces and workflows on small images with the tiny fixture models, and the CLI's
+error paths (exit codes, one line, crash files)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+MODELS = SHARED / "fixtures" / "tf-reference" / "devset" / "models"
+TINY = MODELS / "tiny_weights.h5"
+TINY_HF = MODELS / "hyperfine_tiny_weights.h5"
+STROKE = SHARED / "data" / "real" / "stroke-t2" / "T2.nii.gz"
+HIRES = SHARED / "data" / "real" / "hires-t1" / "T1.nii.gz"
+
+pytestmark = pytest.mark.skipif(not (TINY.is_file() and STROKE.is_file()),
+                                reason="../shared not available")
+
+
+def small_scan(src: Path, *, thickness: int, crop=48) -> nib.Nifti1Image:
+    """A small thick-slice scan: a central crop, slices averaged along the third axis."""
+    img = nib.load(src)
+    data = np.asarray(img.dataobj, dtype=np.float32)
+    c = [s // 2 for s in data.shape]
+    zooms = np.asarray(img.header.get_zooms()[:3], float)
+    n = [int(crop / z) for z in zooms]
+    block = data[c[0] - n[0] // 2: c[0] + n[0] // 2, c[1] - n[1] // 2: c[1] + n[1] // 2,
+                 c[2] - n[2] // 2: c[2] + n[2] // 2]
+    k = max(1, int(round(thickness / zooms[2])))
+    block = block[:, :, : block.shape[2] // k * k]
+    thick = block.reshape(block.shape[0], block.shape[1], -1, k).mean(axis=3)
+    start = img.affine @ np.array([c[0] - n[0] // 2, c[1] - n[1] // 2, c[2] - n[2] // 2, 1])
+    affine = img.affine.copy()
+    affine[:3, 2] *= k
+    affine[:3, 3] = start[:3] + img.affine[:3, 2] * (k - 1) / 2
+    out = nib.Nifti1Image((thick / max(thick.max(), 1) * 1000).astype(np.int16), affine)
+    out.set_qform(affine, 1)
+    out.set_sform(affine, 1)
+    return out
+
+
+def make_dataset(root: Path, scans: dict[str, nib.Nifti1Image | bytes]) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "dataset_description.json").write_text('{"Name": "small", "BIDSVersion": "1.9.0"}')
+    for rel, img in scans.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(img, bytes):
+            path.write_bytes(img)
+        else:
+            img.to_filename(path)
+    return root
+
+
+@pytest.fixture(scope="module")
+def scans():
+    return {
+        "t2": small_scan(STROKE, thickness=4),
+        "t1": small_scan(HIRES, thickness=4),
+        "flair": small_scan(STROKE, thickness=3),
+        "t1_same_head": small_scan(STROKE, thickness=5),  # Hyperfine needs one head
+    }
+
+
+# --------------------------------------------------------------------------- interfaces
+def test_nohash_inputs_do_not_change_the_cache_key():
+    from synthsr_nipype.interfaces import SynthSR
+
+    a = SynthSR(in_files=[str(STROKE)], model="v2", device="cpu", num_threads=1, use_gpu=False)
+    b = SynthSR(in_files=[str(STROKE)], model="v2", device="cuda", num_threads=8, use_gpu=True)
+    c = SynthSR(in_files=[str(STROKE)], model="v2", sharpen=False)
+    hash_a = a.inputs.get_hashval("content")[1]
+    assert hash_a == b.inputs.get_hashval("content")[1]
+    assert hash_a != c.inputs.get_hashval("content")[1]
+
+
+def test_synthsr_wf_resources_and_gpu_flag():
+    from synthsr_nipype.workflows import init_synthsr_wf
+
+    wf = init_synthsr_wf(model="v2", omp_nthreads=3, mem_gb=4.5, use_gpu=True, name="one_wf")
+    node = wf.get_node("synthsr")
+    assert node.n_procs == 3 and node.mem_gb == pytest.approx(4.5)
+    assert node.is_gpu_node()  # MultiProc's GPU slots apply
+    assert "SynthSR" in wf.__desc__
+
+
+def test_synthsr_interface_runs(tmp_path, scans):
+    from nipype.pipeline import engine as pe
+
+    from synthsr_nipype.interfaces import SynthSR
+
+    src = tmp_path / "t2.nii.gz"
+    scans["t2"].to_filename(src)
+    res = pe.Node(SynthSR(in_files=[str(src)], model=str(TINY), device="cpu"), name="s",
+                  base_dir=str(tmp_path)).run()
+    out = nib.load(res.outputs.out_file)
+    assert out.get_data_dtype() == np.uint8
+    assert np.allclose(out.header.get_zooms()[:3], 1, atol=1e-3)
+    meta = json.loads(Path(res.outputs.out_json).read_text())
+    assert meta["Model"]["Name"] == TINY.name and len(meta["Model"]["SHA256"]) == 64
+    assert meta["InputChannels"] == ["t2.nii.gz"]
+
+
+def test_bids_plan_interface(tmp_path, scans):
+    from nipype.pipeline import engine as pe
+
+    from synthsr_nipype.interfaces import BIDSPlan
+
+    root = make_dataset(tmp_path / "bids", {
+        "sub-01/anat/sub-01_T2w.nii.gz": scans["t2"],
+        "sub-01/anat/sub-01_FLAIR.nii.gz": b"",
+    })
+    res = pe.Node(BIDSPlan(bids_dir=str(root), participant_label=["sub-01"]), name="plan",
+                  base_dir=str(tmp_path / "w")).run()
+    (group,) = res.outputs.groups
+    assert [j["suffixes"] for j in group["jobs"]] == [["T2w"]]
+    assert group["skipped"] == [["sub-01/anat/sub-01_FLAIR.nii.gz", "empty file (0 bytes)"]] or \
+        group["skipped"] == [("sub-01/anat/sub-01_FLAIR.nii.gz", "empty file (0 bytes)")]
+    assert "skip sub-01_FLAIR.nii.gz" in Path(res.outputs.plan_txt).read_text()
+
+
+# ---------------------------------------------------------------------------- workflows
+def test_single_subject_wf_graph_and_citation(tmp_path, scans):
+    from synthsr_nipype.bids import build_layout, build_plan, collect_anat
+    from synthsr_nipype.workflows import citation_markdown, init_synthsr_bids_wf
+
+    root = make_dataset(tmp_path / "bids", {
+        "sub-01/ses-1/anat/sub-01_ses-1_T2w.nii.gz": scans["t2"],
+        "sub-01/ses-1/anat/sub-01_ses-1_FLAIR.nii.gz": scans["flair"],
+        "sub-02/anat/sub-02_T1w.nii.gz": scans["t1"],
+    })
+    plan = build_plan(collect_anat(build_layout(root)), bids_dir=root, base_features=2)
+    wf = init_synthsr_bids_wf(plan=plan, output_dir=tmp_path / "out", model_sha256={"v2": "x"})
+    names = sorted(n.name for n in wf._graph.nodes())
+    assert names == ["single_subject_01_1_wf", "single_subject_02_wf"]
+    sub1 = wf.get_node("single_subject_01_1_wf")
+    assert {n for n in sub1.list_node_names() if n.endswith("synthsr")} == {
+        "synthsr_FLAIR_wf.synthsr", "synthsr_T2w_wf.synthsr"}
+    assert sub1.get_node("fusion").inputs.reference_index == plan.groups[0].reference_job
+    text = citation_markdown(wf)
+    assert text.count("SynthSR [@synthsr1") == 1  # identical descriptions appear once
+    assert "voxel-wise median" in text and "[pybids]" in text
+
+
+def _run_main(args):
+    from synthsr_nipype.cli.bids_app import main
+
+    return main([str(a) for a in args])
+
+
+def test_multichannel_and_general_models_run(tmp_path, scans, capsys, monkeypatch):
+    """Hyperfine model takes T1w+T2w, FLAIR goes through the general model; all fused."""
+    root = make_dataset(tmp_path / "bids", {
+        "sub-01/anat/sub-01_T1w.nii.gz": scans["t1_same_head"],
+        "sub-01/anat/sub-01_T2w.nii.gz": scans["t2"],
+        "sub-01/anat/sub-01_FLAIR.nii.gz": scans["flair"],
+    })
+    out = tmp_path / "out"
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    code = _run_main([root, out, "participant", "--model", TINY_HF, "--general-model", TINY,
+                      "--nprocs", "1", "-w", tmp_path / "work", "--resource-monitor"])
+    assert not list(cwd.iterdir())  # nipype's monitor files stay in the work directory
+    assert code == 0, capsys.readouterr().err
+    anat = out / "sub-01" / "anat"
+    assert sorted(p.name for p in anat.glob("*.nii.gz")) == [
+        "sub-01_desc-synthsrFLAIR_T1w.nii.gz", "sub-01_desc-synthsrT1wT2w_T1w.nii.gz",
+        "sub-01_desc-synthsr_T1w.nii.gz"]
+    meta = json.loads((anat / "sub-01_desc-synthsrT1wT2w_T1w.json").read_text())
+    assert meta["Sources"] == ["bids:raw:sub-01/anat/sub-01_T1w.nii.gz",
+                               "bids:raw:sub-01/anat/sub-01_T2w.nii.gz"]
+    assert meta["Model"]["Name"] == TINY_HF.name
+    flair = json.loads((anat / "sub-01_desc-synthsrFLAIR_T1w.json").read_text())
+    assert flair["Model"]["Name"] == TINY.name
+    assert json.loads((anat / "sub-01_desc-synthsr_T1w.json").read_text())["FusionInputs"] == 2
+    assert list((out / "logs").glob("*/resource_monitor.jsonl"))
+
+
+# ---------------------------------------------------------------------- CLI error paths
+def test_failed_node_exit_1_with_text_crash_file(tmp_path, scans, capsys):
+    header_only = scans["t2"].header.copy()
+    hdr_img = nib.Nifti1Image(np.zeros((1, 1, 1), np.int16), scans["t2"].affine, header_only)
+    hdr_img.header.set_data_shape(scans["t2"].shape)
+    block = hdr_img.header.binaryblock + b"\x00" * 4
+    root = make_dataset(tmp_path / "bids", {"sub-01/anat/sub-01_T2w.nii": block})
+    out = tmp_path / "out"
+    code = _run_main([root, out, "participant", "--model", TINY, "--nprocs", "1",
+                      "-w", tmp_path / "work"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.strip().count("\n") == 0 and "crash file" in err and "Traceback" not in err
+    crashes = list((out / "logs").glob("*/crash-*.txt"))
+    assert crashes and "sub-01_T2w.nii" in crashes[0].read_text()
+    assert not list((out / "sub-01").rglob("*.nii.gz")) if (out / "sub-01").exists() else True
+
+
+def test_no_usable_scan_exit_1(tmp_path, capsys):
+    root = make_dataset(tmp_path / "bids", {"sub-01/anat/sub-01_T1w.nii.gz": b""})
+    code = _run_main([root, tmp_path / "out", "participant", "--model", TINY,
+                      "-w", tmp_path / "w"])
+    err = capsys.readouterr().err
+    assert code == 1 and "no usable anatomical scan matched" in err
+    assert "empty file (0 bytes)" in err and not (tmp_path / "out").exists()
+    code = _run_main([root, tmp_path / "out", "participant", "--model", TINY, "--suffixes",
+                      "FLAIR", "-w", tmp_path / "w"])
+    err = capsys.readouterr().err
+    assert code == 1 and "suffix FLAIR" in err
+
+
+def test_selected_participant_without_usable_scan_exit_1(tmp_path, scans, capsys):
+    root = make_dataset(tmp_path / "bids", {"sub-01/anat/sub-01_T2w.nii.gz": scans["t2"],
+                                            "sub-02/anat/sub-02_T1w.nii.gz": b""})
+    code = _run_main([root, tmp_path / "out", "participant", "--model", TINY,
+                      "--participant-label", "01", "02", "-w", tmp_path / "w"])
+    err = capsys.readouterr().err
+    assert code == 1 and "participant(s) 02 have no usable anatomical scan" in err
+    assert "sub-02_T1w.nii.gz: empty file" in err and not (tmp_path / "out").exists()
+
+
+def _header_only(img: nib.Nifti1Image) -> bytes:
+    """A NIfTI header that promises data the file does not hold (fails at inference)."""
+    hdr = nib.Nifti1Image(np.zeros((1, 1, 1), np.int16), img.affine, img.header.copy())
+    hdr.header.set_data_shape(img.shape)
+    return hdr.header.binaryblock + b"\x00" * 4
+
+
+@pytest.mark.parametrize("stop,n_crashes", [(True, 1), (False, 2)])
+def test_stop_on_first_crash(tmp_path, scans, capsys, stop, n_crashes):
+    root = make_dataset(tmp_path / "bids", {
+        "sub-01/anat/sub-01_T2w.nii": _header_only(scans["t2"]),
+        "sub-01/anat/sub-01_FLAIR.nii": _header_only(scans["flair"]),
+    })
+    out = tmp_path / "out"
+    args = [root, out, "participant", "--model", TINY, "--nprocs", "1", "-w", tmp_path / "w"]
+    assert _run_main(args + (["--stop-on-first-crash"] if stop else [])) == 1
+    assert len(list((out / "logs").glob("*/crash-*.txt"))) == n_crashes
+    assert f"{n_crashes} crash file(s)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "extra,code,message",
+    [
+        (["--participant-label", "../x"], 1, "invalid sub label"),
+        (["--participant-label", "07"], 1, "participant label(s) 07 not found"),
+        (["--session-label", "ses-a/b"], 1, "invalid ses label"),
+        (["--model", "/nonexistent/model.h5"], 2, "model file does not exist"),
+    ],
+)
+def test_user_errors(tmp_path, scans, capsys, extra, code, message):
+    root = make_dataset(tmp_path / "bids", {"sub-01/anat/sub-01_T2w.nii.gz": scans["t2"]})
+    args = [root, tmp_path / "out", "participant", "-w", tmp_path / "w"]
+    if "--model" not in extra:
+        args += ["--model", TINY]
+    assert _run_main(args + extra) == code
+    err = capsys.readouterr().err
+    assert message in err and err.strip().count("\n") == 0
+
+
+def test_work_dir_inside_bids_is_refused(tmp_path, scans, capsys):
+    root = make_dataset(tmp_path / "bids", {"sub-01/anat/sub-01_T2w.nii.gz": scans["t2"]})
+    assert _run_main([root, tmp_path / "out", "participant", "-w", root / "work"]) == 1
+    assert "inside the BIDS dataset" in capsys.readouterr().err
+    assert not (root / "work").exists()
+
+
+def test_output_dir_inside_bids_only_under_derivatives(tmp_path, scans, capsys):
+    root = make_dataset(tmp_path / "bids", {"sub-01/anat/sub-01_T2w.nii.gz": scans["t2"]})
+    assert _run_main([root, root / "out", "participant", "-w", tmp_path / "w"]) == 1
+    assert "output directory" in capsys.readouterr().err
+    assert _run_main([root, root / "derivatives" / "synthsr", "participant", "--dry-run",
+                      "-w", tmp_path / "w"]) == 0
+
+
+def test_resource_monitor_without_psutil_exit_2(tmp_path, scans, capsys, monkeypatch):
+    import sys
+
+    root = make_dataset(tmp_path / "bids", {"sub-01/anat/sub-01_T2w.nii.gz": scans["t2"]})
+    monkeypatch.setitem(sys.modules, "psutil", None)  # import psutil -> ImportError
+    code = _run_main([root, tmp_path / "out", "participant", "--model", TINY,
+                      "--resource-monitor", "-w", tmp_path / "w"])
+    assert code == 2 and "needs psutil" in capsys.readouterr().err
+
+
+def test_dry_run_with_database_and_without_validation(tmp_path, scans, capsys):
+    root = make_dataset(tmp_path / "bids", {"sub-01/anat/sub-01_T2w.nii.gz": scans["t2"]})
+    for extra in ([], ["--bids-database-dir", tmp_path / "db"], ["--skip-bids-validation"]):
+        assert _run_main([root, tmp_path / "out", "participant", "--dry-run", *extra]) == 0
+        text = capsys.readouterr().out
+        assert "sub-01: 1 run(s), reference sub-01_T2w.nii.gz" in text
+    assert any((tmp_path / "db").iterdir())
+
+
+def test_bad_plugin_file(tmp_path, scans, capsys):
+    root = make_dataset(tmp_path / "bids", {"sub-01/anat/sub-01_T2w.nii.gz": scans["t2"]})
+    plugin = tmp_path / "p.yml"
+    plugin.write_text("plugin_args: {}\n")
+    code = _run_main([root, tmp_path / "out", "participant", "--model", TINY, "--use-plugin",
+                      plugin, "-w", tmp_path / "w"])
+    assert code == 1 and "'plugin' key" in capsys.readouterr().err
+
+
+def test_version_and_parser_help(capsys):
+    from synthsr_nipype import __version__
+    from synthsr_nipype.cli.bids_parser import get_parser
+
+    with pytest.raises(SystemExit) as exc:
+        _run_main(["--version"])
+    assert exc.value.code == 0 and __version__ in capsys.readouterr().out
+    help_text = get_parser().format_help()
+    for option in ("--participant-label", "--bids-filter-file", "--use-plugin", "--dry-run",
+                   "--nprocs", "--omp-nthreads", "--mem-gb", "--write-graph", "exit codes"):
+        assert option in help_text
