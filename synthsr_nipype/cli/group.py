@@ -1,0 +1,72 @@
+"""``synthsr-bids bids_dir output_dir group``: dataset-wide volume tables, z-scores, figures, HTML.
+
+Writes under ``<output_dir>/group/``::
+
+    volumes.tsv          one row per subject/session, one column per structure (+ TIV)
+    volumes_long.tsv     the same in long format
+    zscores.tsv          per-structure z-scores (raw and ICV-normalised) with |z| > 3 flags
+    figures/volumes.svg, figures/volumes_icv.svg
+    group.html
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+from ..morphometry._io import atomic_write_tsv
+from ..morphometry.derivatives import update_bidsignore
+from ..morphometry.figures import plot_distributions
+from ..morphometry.group import GroupError, collect_volumes, wide_table, zscores
+from ..morphometry.labels import TIV_NAME
+from ..morphometry.report import write_group_report
+
+LOGGER = logging.getLogger("synthsr_nipype.group")
+
+
+def run_group_level(
+    output_dir: str | os.PathLike,
+    *,
+    seg_backend: str | None = None,
+    model: str | None = None,
+    participant_label: list[str] | None = None,
+) -> int:
+    """Run the group level on the participant outputs in ``output_dir``; returns the exit code.
+
+    1 (with one message on stderr) when there is nothing to collect or when backends / models
+    would be mixed in one table.
+    """
+    out = Path(output_dir)
+    try:
+        long = collect_volumes(out, seg_backend=seg_backend, model=model, participant_label=participant_label)
+    except GroupError as err:
+        print(f"synthsr-bids group: {err}", file=sys.stderr)
+        return 1
+    wide = wide_table(long)
+    z = zscores(wide)
+    group = out / "group"
+    atomic_write_tsv(group / "volumes.tsv", wide)
+    atomic_write_tsv(group / "volumes_long.tsv", long)
+    atomic_write_tsv(group / "zscores.tsv", z)
+    structures = [c for c in wide.columns if c not in ("participant_id", "session_id", "seg_backend", "synthsr_model")]
+    backend = wide["seg_backend"].iloc[0]
+    figures = {
+        "Volumes per structure (mL); each dot one subject/session, red: |z| > 3": str(
+            plot_distributions(wide, structures, group / "figures" / "volumes.svg", outliers=z[z["outlier"]],
+                               title=f"Volumes ({backend})")
+        ),
+    }
+    if TIV_NAME in wide.columns and len(structures) > 1:
+        tissue = [s for s in structures if s != TIV_NAME]
+        figures["ICV-normalised volumes (% of TIV)"] = str(
+            plot_distributions(wide, tissue, group / "figures" / "volumes_icv.svg", normalise=True,
+                               outliers=z[z["outlier"]], title=f"ICV-normalised volumes ({backend})")
+        )
+    write_group_report(group / "group.html", wide=wide, zscores=z, figures=figures,
+                       title="synthsr-nipype group volumetry")
+    update_bidsignore(out)
+    n_out = int(z["outlier"].sum())
+    LOGGER.info("group level: %d rows, %d structures, %d outlier volumes → %s", len(wide), len(structures), n_out, group)
+    return 0

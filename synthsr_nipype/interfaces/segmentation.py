@@ -1,0 +1,173 @@
+"""Nipype interfaces of the embedded ``ants`` backend and of the morphometry derivatives.
+
+Thin wrappers: each validates its inputs, calls one function of
+:mod:`synthsr_nipype.morphometry` and names the outputs.
+"""
+
+from __future__ import annotations
+
+import os
+
+from nipype.interfaces.base import (
+    BaseInterfaceInputSpec,
+    File,
+    SimpleInterface,
+    TraitedSpec,
+    isdefined,
+    traits,
+)
+
+from ..morphometry import ants_backend
+from ..morphometry.ants_backend import DEFAULT_SEED
+
+
+class _RegInputSpec(BaseInterfaceInputSpec):
+    t1w = File(exists=True, mandatory=True, desc="T1w image (the SynthSR volume)")
+    template_resolution = traits.Enum(1, 2, usedefault=True, desc="template grid (mm)")
+    seed = traits.Int(DEFAULT_SEED, usedefault=True, desc="ANTs random seed")
+    # not nohash: results are bit-identical only for a fixed thread count (1 = reproducible)
+    num_threads = traits.Int(1, usedefault=True, desc="ITK threads")
+    skull_stripped = traits.Enum(None, True, False, usedefault=True, desc="None: decide from the image")
+
+
+class _RegOutputSpec(TraitedSpec):
+    skull_stripped = traits.Bool(desc="whether the T1w was found (or declared) skull-stripped")
+    to_template = File(exists=True, desc="ITK composite: resamples the T1w into the template")
+    from_template = File(exists=True, desc="ITK composite: resamples the template onto the T1w")
+    metadata = traits.Dict(desc="provenance for sidecars")
+
+
+class TemplateRegistration(SimpleInterface):
+    """Affine + SyN registration of a T1w to MNI152NLin2009aSym (antspyx)."""
+
+    input_spec = _RegInputSpec
+    output_spec = _RegOutputSpec
+
+    def _run_interface(self, runtime):
+        res = ants_backend.register_to_template(
+            self.inputs.t1w, runtime.cwd, template_resolution=self.inputs.template_resolution,
+            seed=self.inputs.seed, num_threads=self.inputs.num_threads, skull_stripped=self.inputs.skull_stripped,
+        )
+        self._results["skull_stripped"] = res["skull_stripped"]
+        self._results["to_template"] = res["to_template"]
+        self._results["from_template"] = res["from_template"]
+        self._results["metadata"] = ants_backend.provenance(
+            seed=self.inputs.seed, num_threads=self.inputs.num_threads,
+            template_resolution=self.inputs.template_resolution,
+        )
+        return runtime
+
+
+class _SegInputSpec(_RegInputSpec):
+    from_template = File(exists=True, mandatory=True, desc="template→T1w transform (TemplateRegistration)")
+    mrf = traits.Float(0.1, usedefault=True, desc="Atropos MRF smoothing factor")
+    iterations = traits.Int(5, usedefault=True, desc="Atropos EM iterations")
+    prior_weight = traits.Float(0.1, usedefault=True, desc="weight of the template priors")
+
+
+class _SegOutputSpec(TraitedSpec):
+    dseg = File(exists=True, desc="1 CSF, 2 GM, 3 WM")
+    dseg_tsv = File(exists=True, desc="look-up table of dseg")
+    probsegs = traits.List(File(exists=True), desc="CSF, GM, WM posteriors")
+    brain_mask = File(exists=True, desc="segmentation (intracranial) mask")
+    morph_tsv = File(exists=True, desc="long-format volumes incl. TIV")
+    tiv = traits.Float(desc="total intracranial volume (mm³)")
+    metadata = traits.Dict(desc="provenance for sidecars")
+
+
+class AntsSegmentation(SimpleInterface):
+    """Atropos CSF/GM/WM with warped MNI152 priors inside the intracranial mask."""
+
+    input_spec = _SegInputSpec
+    output_spec = _SegOutputSpec
+
+    def _run_interface(self, runtime):
+        res = ants_backend.segment_tissues(
+            self.inputs.t1w, self.inputs.from_template, runtime.cwd,
+            template_resolution=self.inputs.template_resolution, seed=self.inputs.seed,
+            num_threads=self.inputs.num_threads, skull_stripped=self.inputs.skull_stripped,
+            mrf=self.inputs.mrf, iterations=self.inputs.iterations, prior_weight=self.inputs.prior_weight,
+        )
+        for key in ("dseg", "dseg_tsv", "brain_mask", "morph_tsv", "tiv"):
+            self._results[key] = res[key]
+        self._results["probsegs"] = [res[f"probseg_{t}"] for t in ("CSF", "GM", "WM")]
+        self._results["metadata"] = {
+            **ants_backend.provenance(seed=self.inputs.seed, num_threads=self.inputs.num_threads,
+                                      template_resolution=self.inputs.template_resolution),
+            "SkullStripped": res["skull_stripped"],
+            "Atropos": {"MRF": self.inputs.mrf, "Iterations": self.inputs.iterations,
+                        "PriorWeight": self.inputs.prior_weight},
+            "VolumeMethod": "sum of posterior probabilities inside the intracranial mask; TIV = mask volume",
+        }
+        return runtime
+
+
+class _TBMInputSpec(BaseInterfaceInputSpec):
+    t1w = File(exists=True, mandatory=True)
+    to_template = File(exists=True, mandatory=True, desc="T1w→template composite transform")
+    template_resolution = traits.Enum(1, 2, usedefault=True)
+    num_threads = traits.Int(1, usedefault=True, nohash=True, desc="ITK threads (deterministic step)")
+
+
+class _TBMOutputSpec(TraitedSpec):
+    logjacobian = File(exists=True, desc="affine-free log-Jacobian determinant in template space")
+
+
+class TBM(SimpleInterface):
+    """Tensor-based morphometry map: log-Jacobian of the SyN warp on the template grid."""
+
+    input_spec = _TBMInputSpec
+    output_spec = _TBMOutputSpec
+
+    def _run_interface(self, runtime):
+        out = os.path.join(runtime.cwd, "space-template_desc-logjacobian_map.nii.gz")
+        res = ants_backend.compute_logjacobian(
+            self.inputs.to_template, self.inputs.t1w, out,
+            template_resolution=self.inputs.template_resolution, num_threads=self.inputs.num_threads,
+        )
+        self._results["logjacobian"] = res["logjacobian"]
+        return runtime
+
+
+class _SinkInputSpec(BaseInterfaceInputSpec):
+    output_dir = traits.Directory(mandatory=True, desc="derivatives root")
+    source_entities = traits.Dict(mandatory=True, desc="at least 'subject' (and 'session')")
+    sources = traits.List(traits.Str, usedefault=True, desc="BIDS URIs of the inputs")
+    backend = traits.Str(mandatory=True)
+    metadata = traits.Dict(usedefault=True, desc="sidecar content shared by all outputs")
+    dseg = File(exists=True)
+    dseg_tsv = File(exists=True)
+    probsegs = traits.List(File(exists=True))
+    brain_mask = File(exists=True)
+    morph_tsv = File(exists=True)
+    to_template_xfm = File(exists=True)
+    from_template_xfm = File(exists=True)
+    logjacobian = File(exists=True)
+
+
+class _SinkOutputSpec(TraitedSpec):
+    out_files = traits.Dict(desc="outputnode field → written derivative")
+
+
+class MorphometryDerivatives(SimpleInterface):
+    """Write the morphometry outputs under their BIDS-derivative names, with JSON sidecars."""
+
+    input_spec = _SinkInputSpec
+    output_spec = _SinkOutputSpec
+
+    def _run_interface(self, runtime):
+        from ..morphometry.derivatives import write_morphometry_derivatives
+
+        files = {}
+        for field in ("dseg", "dseg_tsv", "brain_mask", "morph_tsv", "to_template_xfm",
+                      "from_template_xfm", "logjacobian"):
+            value = getattr(self.inputs, field)
+            files[field] = value if isdefined(value) else None
+        if isdefined(self.inputs.probsegs):
+            files.update({f"probseg_{t}": p for t, p in zip(("CSF", "GM", "WM"), self.inputs.probsegs)})
+        ents = self.inputs.source_entities
+        self._results["out_files"] = write_morphometry_derivatives(
+            self.inputs.output_dir, subject=ents["subject"], session=ents.get("session"),
+            backend=self.inputs.backend, files=files, metadata=self.inputs.metadata, sources=self.inputs.sources,
+        )
+        return runtime

@@ -1,0 +1,9 @@
+"""Downstream measurement after SynthSR: segmentation, volumetry, TBM and group statistics.
+
+Everything here is a pure function of files and arrays; the Nipype interfaces in
+:mod:`synthsr_nipype.interfaces.segmentation` / :mod:`~synthsr_nipype.interfaces.freesurfer`
+only validate inputs, call one of these functions and name the outputs.
+"""
+
+TEMPLATE_SPACE = "MNI152NLin2009aSym"
+BACKENDS = ("ants", "synthseg", "recon-all", "samseg")

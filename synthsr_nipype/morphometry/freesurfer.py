@@ -1,0 +1,198 @@
+"""FreeSurfer backends (``synthseg``, ``recon-all``, ``samseg``): availability, command lines, outputs.
+
+Nothing here runs FreeSurfer: command lines are built as argument lists (unit-tested without
+FreeSurfer), and the parsers read the files the tools write.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+
+import pandas as pd
+
+from .labels import TIV_NAME, freesurfer_index
+
+#: executables each backend needs on PATH
+REQUIRED_EXECUTABLES = {
+    "synthseg": ("mri_synthseg",),
+    "samseg": ("run_samseg",),
+    "recon-all": ("recon-all", "mri_segstats"),
+}
+
+
+def find_license(fs_license_file: str | os.PathLike | None = None, environ: Mapping[str, str] | None = None) -> Path | None:
+    """The FreeSurfer licence: ``--fs-license-file``, else ``$FS_LICENSE``, else ``$FREESURFER_HOME/license.txt``."""
+    env = os.environ if environ is None else environ
+    candidates: list[Path] = []
+    if fs_license_file:
+        candidates.append(Path(fs_license_file))
+    if env.get("FS_LICENSE"):
+        candidates.append(Path(env["FS_LICENSE"]))
+    if env.get("FREESURFER_HOME"):
+        home = Path(env["FREESURFER_HOME"])
+        candidates += [home / "license.txt", home / ".license"]
+    return next((c for c in candidates if c.is_file()), None)
+
+
+def check_backend_available(
+    backend: str, *, fs_license_file: str | os.PathLike | None = None, environ: Mapping[str, str] | None = None
+) -> str | None:
+    """``None`` when ``backend`` can run here, else one line naming what is missing.
+
+    Called by the CLI before any work, so that a missing FreeSurfer ends the run at once (exit 2).
+    """
+    env = os.environ if environ is None else environ
+    if backend == "ants":
+        import importlib.util
+
+        return None if importlib.util.find_spec("ants") else "antspyx is not installed (pip install antspyx)"
+    if backend not in REQUIRED_EXECUTABLES:
+        raise ValueError(f"unknown segmentation backend {backend!r}")
+    home = env.get("FREESURFER_HOME")
+    where = f"FREESURFER_HOME={home}" if home else "FREESURFER_HOME is unset"
+    path = env.get("PATH", "")
+    missing = [exe for exe in REQUIRED_EXECUTABLES[backend] if shutil.which(exe, path=path) is None]
+    if missing:
+        return f"{', '.join(missing)} not found on PATH; {where}"
+    if backend == "recon-all" and find_license(fs_license_file, env) is None:
+        return (
+            "FreeSurfer license not found: pass --fs-license-file, set FS_LICENSE, "
+            f"or put license.txt in $FREESURFER_HOME ({where})"
+        )
+    return None
+
+
+def freesurfer_version(environ: Mapping[str, str] | None = None) -> str | None:
+    """The FreeSurfer build stamp (``$FREESURFER_HOME/build-stamp.txt``), ``None`` without FreeSurfer."""
+    env = os.environ if environ is None else environ
+    home = env.get("FREESURFER_HOME")
+    if not home:
+        return None
+    stamp = Path(home) / "build-stamp.txt"
+    return stamp.read_text().strip() if stamp.is_file() else None
+
+
+# ------------------------------------------------------------------------------ command lines
+def synthseg_command(
+    in_file: str, out_file: str, *, vol_file: str | None = None, robust: bool = True, parc: bool = False,
+    threads: int = 1, cpu: bool = True,
+) -> list[str]:
+    """``mri_synthseg`` argument list (FreeSurfer ≥ 7.3)."""
+    cmd = ["mri_synthseg", "--i", str(in_file), "--o", str(out_file)]
+    if vol_file:
+        cmd += ["--vol", str(vol_file)]
+    if robust:
+        cmd.append("--robust")
+    if parc:
+        cmd.append("--parc")
+    cmd += ["--threads", str(int(threads))]
+    if cpu:
+        cmd.append("--cpu")
+    return cmd
+
+
+def samseg_command(in_files: list[str] | str, out_dir: str, *, threads: int = 1) -> list[str]:
+    """``run_samseg`` argument list (cross-sectional SAMSEG, FreeSurfer ≥ 7.2)."""
+    files = [in_files] if isinstance(in_files, str) else list(in_files)
+    return ["run_samseg", "--input", *map(str, files), "--output", str(out_dir), "--threads", str(int(threads))]
+
+
+# -------------------------------------------------------------------------------- parsers
+def parse_synthseg_volumes(csv_file: str | os.PathLike) -> list[tuple[int | None, str, float]]:
+    """Rows of an ``mri_synthseg --vol`` CSV: one structure per column, first row of values.
+
+    ``total intracranial`` becomes the TIV row; parcellation columns (``ctx-lh-*``) keep their
+    names and get no index unless they are in the aseg table.
+    """
+    table = pd.read_csv(csv_file)
+    row = table.iloc[0]
+    out: list[tuple[int | None, str, float]] = []
+    for col in table.columns:
+        name = str(col).strip()
+        if name.lower() == "subject":
+            continue
+        if name.lower() == "total intracranial":
+            out.append((None, TIV_NAME, float(row[col])))
+        else:
+            out.append((freesurfer_index(name), name, float(row[col])))
+    return out
+
+
+_MEASURE = re.compile(r"^#\s*Measure\s+(.+)$")
+
+
+def parse_freesurfer_stats(stats_file: str | os.PathLike) -> list[tuple[int | None, str, float]]:
+    """Rows of a FreeSurfer stats file: ``mri_segstats`` tables and ``# Measure`` lines.
+
+    Table rows give (SegId, StructName, Volume_mm3); ``# Measure`` lines (samseg.stats,
+    sbtiv.stats, aseg.stats) give (name, value); the intracranial measure becomes TIV.
+    """
+    rows: list[tuple[int | None, str, float]] = []
+    header: list[str] | None = None
+    for line in Path(stats_file).read_text().splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        if line.startswith("# ColHeaders"):
+            header = line.split()[2:]
+            continue
+        m = _MEASURE.match(line)
+        if m:
+            parts = [p.strip() for p in m.group(1).split(",")]
+            # "# Measure Left-Putamen, 4500.1, mm^3" (samseg) or
+            # "# Measure EstimatedTotalIntraCranialVol, eTIV, Estimated Total Intracranial Volume, 1.5e6, mm^3"
+            name, value = parts[0], float(parts[-2])
+            if name in ("Intra-Cranial", "EstimatedTotalIntraCranialVol", "eTIV"):
+                rows.append((None, TIV_NAME, value))
+            elif len(parts) == 3:
+                rows.append((freesurfer_index(name), name, value))
+            continue
+        if line.startswith("#") or header is None:
+            continue
+        values = dict(zip(header, line.split()))
+        rows.append((int(values["SegId"]), values["StructName"], float(values["Volume_mm3"])))
+    return rows
+
+
+def freesurfer_volumetry(
+    seg_file: str | os.PathLike,
+    reference: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    rows: list[tuple[int | None, str, float]],
+) -> dict[str, str]:
+    """FreeSurfer label map → ``dseg`` on the SynthSR grid, its ``dseg.tsv``, and ``morph.tsv`` from ``rows``.
+
+    Volumes come from the tool's own table (they are measured on the tool's grid, partial
+    volume included), not from counting the resampled labels.
+    """
+    import nibabel as nb
+    import numpy as np
+    from scipy.ndimage import affine_transform
+
+    from ._io import atomic_write_nifti, atomic_write_tsv
+    from .labels import FREESURFER_LABELS, Label, dseg_table
+    from .volumetry import morph_table
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ref = nb.load(str(reference))
+    seg = nb.load(str(seg_file))  # .mgz or NIfTI
+    # reference voxel -> label-map voxel; nearest neighbour so that labels stay labels
+    vox2vox = np.linalg.inv(seg.affine) @ ref.affine
+    data = affine_transform(np.asarray(seg.dataobj).astype(np.int32), vox2vox[:3, :3], vox2vox[:3, 3],
+                            output_shape=ref.shape[:3], order=0, mode="constant", cval=0)
+    dtype = np.uint8 if data.max() < 256 else np.int16 if data.max() < 32768 else np.int32
+    img = nb.Nifti1Image(data.astype(dtype), ref.affine, ref.header)
+    img.set_data_dtype(dtype)
+    img.header.set_slope_inter(1, 0)
+    dseg = atomic_write_nifti(out / "dseg.nii.gz", img)
+    present = {int(v) for v in np.unique(data) if v != 0}
+    known = {lab.index for lab in FREESURFER_LABELS}
+    extra = [Label(i, f"label-{i}", f"label-{i}", "GM" if 1000 <= i < 3000 else None) for i in sorted(present - known)]
+    lut = atomic_write_tsv(out / "dseg.tsv", dseg_table([*FREESURFER_LABELS, *extra], present))
+    morph = atomic_write_tsv(out / "desc-volume_morph.tsv", morph_table(rows))
+    return {"dseg": str(dseg), "dseg_tsv": str(lut), "morph_tsv": str(morph)}

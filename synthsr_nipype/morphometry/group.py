@@ -1,0 +1,136 @@
+"""Group level: participant ``_morph.tsv`` files → one table, z-scores and outlier flags.
+
+The group tables never mix segmentation backends or SynthSR models: their volumes are not
+comparable (different label sets, different synthetic contrasts), so :func:`collect_volumes`
+refuses with :class:`GroupError` instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .labels import TIV_NAME
+from ._io import read_tsv
+
+#: |z| above which a volume is flagged as an outlier
+OUTLIER_Z = 3.0
+ID_COLUMNS = ["participant_id", "session_id", "seg_backend", "synthsr_model"]
+
+
+class GroupError(RuntimeError):
+    """The participant outputs cannot be put in one table (nothing found, or mixed)."""
+
+
+def _model_name(morph_json: Path, folder: Path) -> str:
+    """SynthSR model that made the T1w: the morph sidecar, else the SynthSR T1w sidecar."""
+    candidates = [morph_json, *sorted(folder.glob("*desc-synthsr_T1w.json"))]
+    for path in candidates:
+        try:
+            meta = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        model = meta.get("SynthSRModel") or meta.get("Model")
+        if isinstance(model, dict) and model.get("Name"):
+            return str(model["Name"])
+        if isinstance(model, str) and model:
+            return model
+    return "n/a"
+
+
+def collect_volumes(
+    output_dir: str | os.PathLike,
+    *,
+    seg_backend: str | None = None,
+    model: str | None = None,
+    participant_label: list[str] | None = None,
+) -> pd.DataFrame:
+    """Long table of every participant ``_desc-volume_morph.tsv`` under ``output_dir`` (pybids).
+
+    Columns: participant_id, session_id, seg_backend, synthsr_model, index, name, volume-mm3.
+    """
+    from bids import BIDSLayout
+
+    root = Path(output_dir)
+    if not (root / "dataset_description.json").exists():
+        raise GroupError(f"{root} is not a derivatives dataset (no dataset_description.json); "
+                         "run the participant level first")
+    layout = BIDSLayout(root, validate=False, config=["bids", "derivatives"])
+    query: dict[str, Any] = {"suffix": "morph", "desc": "volume", "extension": ".tsv"}
+    if participant_label:
+        query["subject"] = [p[4:] if p.startswith("sub-") else p for p in participant_label]
+    frames = []
+    for bf in layout.get(**query):
+        ents = bf.get_entities()
+        path = Path(bf.path)
+        table = read_tsv(path)
+        table.insert(0, "synthsr_model", _model_name(path.with_name(path.name[: -len(".tsv")] + ".json"), path.parent))
+        table.insert(0, "seg_backend", ents.get("segmentation", "n/a"))
+        table.insert(0, "session_id", f"ses-{ents['session']}" if ents.get("session") else "n/a")
+        table.insert(0, "participant_id", f"sub-{ents['subject']}")
+        frames.append(table)
+    if not frames:
+        raise GroupError(f"no participant volumes (*_desc-volume_morph.tsv) found under {root}")
+    long = pd.concat(frames, ignore_index=True)
+    if seg_backend is not None:
+        long = long[long["seg_backend"] == seg_backend]
+    if model is not None:
+        long = long[long["synthsr_model"] == model]
+    if long.empty:
+        raise GroupError(f"no participant volumes for backend={seg_backend!r} model={model!r} under {root}")
+    for column, option in (("seg_backend", "--seg-backend"), ("synthsr_model", "--model")):
+        values = sorted(long[column].unique())
+        if len(values) > 1:
+            raise GroupError(
+                f"refusing to mix {column.replace('_', ' ')}s in one table ({', '.join(values)}); "
+                f"select one with {option}"
+            )
+    return long.sort_values(["participant_id", "session_id", "name"], kind="stable").reset_index(drop=True)
+
+
+def wide_table(long: pd.DataFrame) -> pd.DataFrame:
+    """One row per subject/session, one column per structure, TIV last."""
+    wide = long.pivot_table(index=ID_COLUMNS, columns="name", values="volume-mm3", aggfunc="first", sort=False)
+    # structures in the order of the first participant's table, TIV at the end
+    order = [n for n in dict.fromkeys(long["name"]) if n != TIV_NAME]
+    if TIV_NAME in wide.columns:
+        order.append(TIV_NAME)
+    wide = wide.reindex(columns=order).reset_index()
+    wide.columns.name = None
+    return wide.sort_values(["participant_id", "session_id"], kind="stable").reset_index(drop=True)
+
+
+def zscores(wide: pd.DataFrame, threshold: float = OUTLIER_Z) -> pd.DataFrame:
+    """Long table of z-scores per structure (raw and ICV-normalised), with outlier flags.
+
+    z uses the sample standard deviation (ddof=1); with n subjects no |z| can exceed
+    (n-1)/sqrt(n), so flags need n ≥ 11 to be possible at |z| > 3.
+    """
+    structures = [c for c in wide.columns if c not in ID_COLUMNS]
+    rows = []
+    tiv = wide[TIV_NAME] if TIV_NAME in wide.columns else None
+    for name in structures:
+        vol = wide[name].astype(float)
+        z = (vol - vol.mean()) / vol.std(ddof=1) if vol.count() > 1 else pd.Series(np.nan, index=vol.index)
+        if tiv is not None and name != TIV_NAME:
+            frac = vol / tiv
+            z_icv = (frac - frac.mean()) / frac.std(ddof=1) if frac.count() > 1 else pd.Series(np.nan, index=vol.index)
+        else:
+            frac = z_icv = pd.Series(np.nan, index=vol.index)
+        for i in wide.index:
+            rows.append({
+                "participant_id": wide.at[i, "participant_id"],
+                "session_id": wide.at[i, "session_id"],
+                "name": name,
+                "volume-mm3": vol[i],
+                "z": z[i],
+                "icv_fraction": frac[i],
+                "z_icv": z_icv[i],
+                "outlier": bool(abs(z[i]) > threshold or abs(z_icv[i]) > threshold),
+            })
+    return pd.DataFrame(rows)

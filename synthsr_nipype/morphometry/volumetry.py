@@ -1,0 +1,60 @@
+"""Volumes from segmentations, and the long-format ``_desc-volume_morph.tsv`` table.
+
+``_morph.tsv`` is a community suffix (not in the BIDS specification, listed in ``.bidsignore``):
+one row per structure with ``index`` (label value, ``n/a`` for derived totals such as TIV),
+``name`` and ``volume-mm3``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import nibabel as nb
+import numpy as np
+import pandas as pd
+
+from .labels import TIV_NAME, Label
+
+MORPH_COLUMNS = ["index", "name", "volume-mm3"]
+
+
+def voxel_volume(img: nb.spatialimages.SpatialImage) -> float:
+    """Volume of one voxel in mm³ (from the affine, so oblique grids are measured right)."""
+    return float(abs(np.linalg.det(img.affine[:3, :3])))
+
+
+def morph_table(rows: Iterable[tuple[int | None, str, float]]) -> pd.DataFrame:
+    table = pd.DataFrame(list(rows), columns=MORPH_COLUMNS)
+    table["index"] = table["index"].astype("Int64")
+    table["volume-mm3"] = table["volume-mm3"].astype(float).round(3)
+    return table
+
+
+def label_volumes(dseg: np.ndarray, vox_mm3: float, labels: Iterable[Label]) -> list[tuple[int, str, float]]:
+    """Volume of every label of ``labels`` (0 mm³ for an absent one), by voxel counting.
+
+    Rows are named by the label's abbreviation: it is the column name in the group tables.
+    """
+    counts = np.bincount(np.asarray(dseg, dtype=np.int64).ravel())
+    return [
+        (lab.index, lab.abbreviation, float(counts[lab.index] if lab.index < counts.size else 0) * vox_mm3)
+        for lab in labels
+    ]
+
+
+def probability_volumes(
+    posteriors: Mapping[str, np.ndarray], indices: Mapping[str, int], mask: np.ndarray, vox_mm3: float
+) -> list[tuple[int, str, float]]:
+    """Partial-volume-aware tissue volumes: sum of posterior probabilities inside ``mask``."""
+    return [(indices[name], name, float(np.sum(p[mask], dtype=np.float64)) * vox_mm3) for name, p in posteriors.items()]
+
+
+def with_tiv(rows: list[tuple[int | None, str, float]], tiv_mm3: float) -> list[tuple[int | None, str, float]]:
+    return [*rows, (None, TIV_NAME, float(tiv_mm3))]
+
+
+def tissue_fractions(table: pd.DataFrame, tissues: Iterable[str] = ("CSF", "GM", "WM")) -> dict[str, float]:
+    """Fraction of each tissue in the sum of the tissues (ants tables)."""
+    vols = table.set_index("name")["volume-mm3"]
+    total = float(sum(vols[t] for t in tissues))
+    return {t: float(vols[t]) / total for t in tissues}

@@ -1,0 +1,266 @@
+"""Participant-level morphometry after SynthSR: segmentation, volumetry and TBM."""
+
+from __future__ import annotations
+
+import os
+
+from nipype.interfaces import utility as niu
+from nipype.pipeline import engine as pe
+
+from ..interfaces.segmentation import AntsSegmentation, MorphometryDerivatives, TBM, TemplateRegistration
+from ..morphometry import BACKENDS, TEMPLATE_SPACE
+from ..morphometry.ants_backend import DEFAULT_SEED
+
+OUTPUT_FIELDS = [
+    "dseg", "dseg_tsv", "probsegs", "brain_mask", "morph_tsv", "tiv", "logjacobian",
+    "to_template_xfm", "from_template_xfm", "metadata", "out_files",
+]
+
+
+def _merge_metadata(backend_meta, synthsr_meta=None):
+    """Sidecar content: the backend's provenance + the SynthSR model that made the T1w.
+
+    ``synthsr_meta`` is the SynthSR node's metadata, as a dict or as the path of its JSON sidecar.
+    """
+    import json
+
+    meta = dict(backend_meta or {})
+    if isinstance(synthsr_meta, str):
+        with open(synthsr_meta, encoding="utf-8") as f:
+            synthsr_meta = json.load(f)
+    model = synthsr_meta.get("Model") if isinstance(synthsr_meta, dict) else None
+    if model:
+        meta["SynthSRModel"] = model
+    return meta
+
+
+def _fs_subject_id(source_entities):
+    from synthsr_nipype.morphometry.derivatives import group_prefix
+
+    return group_prefix(source_entities["subject"], source_entities.get("session"))
+
+
+def _segstats_args(subject_id):
+    # --etiv needs the subject's talairach.xfm
+    return f"--subject {subject_id}"
+
+
+def _as_list(*items):
+    return [i for i in items if i]
+
+
+def init_morphometry_wf(
+    *,
+    seg_backend: str = "ants",
+    tbm: bool = False,
+    omp_nthreads: int = 1,
+    template_resolution: int = 1,
+    seed: int = DEFAULT_SEED,
+    deterministic: bool = True,
+    fs_license_file: str | os.PathLike | None = None,
+    fs_subjects_dir: str | os.PathLike | None = None,
+    synthseg_parc: bool = False,
+    output_dir: str | os.PathLike | None = None,
+    name: str = "morphometry_wf",
+) -> pe.Workflow:
+    """
+    Segment the SynthSR volume, measure tissue/structure volumes and, optionally, run TBM.
+
+    Workflow Graph
+        .. workflow::
+            :graph2use: orig
+            :simple_form: yes
+
+            from synthsr_nipype.workflows.morphometry import init_morphometry_wf
+            wf = init_morphometry_wf(seg_backend="ants", tbm=True)
+
+    Parameters
+    ----------
+    seg_backend : :obj:`str`
+        ``ants`` (embedded: MNI152NLin2009aSym priors + Atropos), ``synthseg`` (mri_synthseg),
+        ``recon-all`` (FreeSurfer, aseg volumes via mri_segstats) or ``samseg`` (run_samseg).
+    tbm : :obj:`bool`
+        Also write the log-Jacobian map of the T1w→template SyN warp (tensor-based morphometry).
+    omp_nthreads : :obj:`int`
+        Threads of the multi-threaded nodes (FreeSurfer tools; ANTs only when not ``deterministic``).
+    template_resolution : :obj:`int`
+        Template grid in mm (1; 2 for fast tests).
+    seed : :obj:`int`
+        ANTs random seed, recorded in the sidecars.
+    deterministic : :obj:`bool`
+        Run ANTs single-threaded so that reruns give identical numbers.
+    fs_license_file : :obj:`os.PathLike`
+        FreeSurfer licence for ``recon-all`` (else ``$FS_LICENSE`` / ``$FREESURFER_HOME/license.txt``).
+    fs_subjects_dir : :obj:`os.PathLike`
+        ``SUBJECTS_DIR`` of ``recon-all``.
+    synthseg_parc : :obj:`bool`
+        Add the cortical parcellation to ``mri_synthseg``.
+    output_dir : :obj:`os.PathLike`
+        When given, the workflow writes its own BIDS derivatives (with sidecars) there.
+    name : :obj:`str`
+        Workflow name.
+
+    Inputs
+    ------
+    t1w
+        The (fused) SynthSR T1w volume.
+    source_entities
+        ``{"subject": ..., "session": ...}`` of the group (subject/session).
+    sources
+        BIDS URIs of the inputs, written as ``Sources`` in the sidecars.
+    synthsr_metadata
+        Optional: the SynthSR node's metadata, a dict or the path of its JSON sidecar (its
+        ``Model`` is recorded in the sidecars and read back by the group level).
+
+    Outputs
+    -------
+    dseg, dseg_tsv, probsegs, brain_mask, morph_tsv, tiv
+        Segmentation, its look-up table, CSF/GM/WM posteriors and mask (``ants``), volumes.
+    logjacobian, to_template_xfm, from_template_xfm
+        TBM map in template space and the ANTs transforms (``ants`` backend or ``tbm``).
+    metadata
+        Sidecar content (backend, version, seed, model).
+    out_files
+        Written derivatives (when ``output_dir`` is given).
+    """
+    if seg_backend not in BACKENDS:
+        raise ValueError(f"seg_backend must be one of {BACKENDS}, not {seg_backend!r}")
+    workflow = pe.Workflow(name=name)
+    ants_threads = 1 if deterministic else max(1, int(omp_nthreads))
+    desc = {
+        "ants": (
+            "The SynthSR volume was registered to the MNI152NLin2009aSym template (affine + SyN, "
+            f"ANTs via antspyx, seed {seed}), whose tissue priors and brain mask were warped back to "
+            "segment cerebrospinal fluid, grey and white matter with Atropos inside the intracranial mask. "
+        ),
+        "synthseg": "The SynthSR volume was segmented with FreeSurfer's mri_synthseg (robust model). ",
+        "recon-all": "The SynthSR volume was processed with FreeSurfer's recon-all; aseg volumes were "
+        "extracted with mri_segstats. ",
+        "samseg": "The SynthSR volume was segmented with FreeSurfer's SAMSEG. ",
+    }[seg_backend]
+    if tbm:
+        desc += (
+            "For tensor-based morphometry, the log-determinant of the Jacobian of the SyN warp "
+            f"(affine part removed) was computed in {TEMPLATE_SPACE} space. "
+        )
+    workflow.__desc__ = desc
+
+    inputnode = pe.Node(
+        niu.IdentityInterface(fields=["t1w", "source_entities", "sources", "synthsr_metadata"]), name="inputnode"
+    )
+    outputnode = pe.Node(niu.IdentityInterface(fields=OUTPUT_FIELDS), name="outputnode")
+    merge_meta = pe.Node(
+        niu.Function(function=_merge_metadata, input_names=["backend_meta", "synthsr_meta"], output_names=["meta"]),
+        name="merge_meta", run_without_submitting=True,
+    )
+    workflow.connect([(inputnode, merge_meta, [("synthsr_metadata", "synthsr_meta")])])
+    # (node, its output, outputnode field): connected to the outputnode and, when writing
+    # derivatives, straight to the sink (outputnode → sink → outputnode would be a cycle)
+    outputs: list[tuple[pe.Node, str, str]] = [(merge_meta, "meta", "metadata")]
+
+    reg = None
+    if seg_backend == "ants" or tbm:
+        # ~1 GB for a 1 mm head and template; the single-threaded default is what makes reruns identical
+        reg = pe.Node(
+            TemplateRegistration(template_resolution=template_resolution, seed=seed, num_threads=ants_threads),
+            name="template_reg", n_procs=ants_threads, mem_gb=2.0,
+        )
+        workflow.connect([(inputnode, reg, [("t1w", "t1w")])])
+        outputs += [(reg, "to_template", "to_template_xfm"), (reg, "from_template", "from_template_xfm")]
+
+    if seg_backend == "ants":
+        seg = pe.Node(
+            AntsSegmentation(template_resolution=template_resolution, seed=seed, num_threads=ants_threads),
+            name="ants_seg", n_procs=ants_threads, mem_gb=2.0,
+        )
+        workflow.connect([
+            (inputnode, seg, [("t1w", "t1w")]),
+            (reg, seg, [("from_template", "from_template"), ("skull_stripped", "skull_stripped")]),
+            (seg, merge_meta, [("metadata", "backend_meta")]),
+        ])
+        outputs += [(seg, f, f) for f in ("dseg", "dseg_tsv", "probsegs", "brain_mask", "morph_tsv", "tiv")]
+    else:
+        from ..interfaces.freesurfer import FreeSurferVolumetry
+
+        fsvol = pe.Node(FreeSurferVolumetry(backend=seg_backend), name="fs_volumetry")
+        workflow.connect([
+            (inputnode, fsvol, [("t1w", "reference")]),
+            (fsvol, merge_meta, [("metadata", "backend_meta")]),
+        ])
+        outputs += [(fsvol, f, f) for f in ("dseg", "dseg_tsv", "morph_tsv")]
+        if seg_backend == "synthseg":
+            from ..interfaces.freesurfer import MRISynthSeg
+
+            synthseg = pe.Node(MRISynthSeg(robust=True, parc=synthseg_parc, threads=omp_nthreads, cpu=True),
+                               name="synthseg", n_procs=omp_nthreads, mem_gb=8.0)
+            workflow.connect([
+                (inputnode, synthseg, [("t1w", "in_file")]),
+                (synthseg, fsvol, [("out_file", "seg_file"), ("vol_file", "volumes")]),
+            ])
+        elif seg_backend == "samseg":
+            from ..interfaces.freesurfer import SAMSeg
+
+            samseg = pe.Node(SAMSeg(threads=omp_nthreads), name="samseg", n_procs=omp_nthreads, mem_gb=8.0)
+            to_list = pe.Node(niu.Function(function=_as_list, input_names=["a", "b"], output_names=["out"]),
+                              name="samseg_volumes", run_without_submitting=True)
+            workflow.connect([
+                (inputnode, samseg, [("t1w", "in_files")]),
+                (samseg, fsvol, [("seg_file", "seg_file")]),
+                (samseg, to_list, [("stats_file", "a"), ("tiv_file", "b")]),
+                (to_list, fsvol, [("out", "volumes")]),
+            ])
+        else:  # recon-all
+            from nipype.interfaces.freesurfer import ReconAll, SegStats
+
+            from ..morphometry.freesurfer import find_license
+
+            lic = find_license(fs_license_file)
+            recon = pe.Node(ReconAll(directive="all", openmp=omp_nthreads), name="recon_all",
+                            n_procs=omp_nthreads, mem_gb=8.0)
+            if fs_subjects_dir:
+                recon.inputs.subjects_dir = str(fs_subjects_dir)
+            if lic is not None:
+                recon.inputs.environ = {"FS_LICENSE": str(lic)}
+            subj = pe.Node(niu.Function(function=_fs_subject_id, input_names=["source_entities"],
+                                        output_names=["subject_id"]), name="fs_subject_id",
+                           run_without_submitting=True)
+            segargs = pe.Node(niu.Function(function=_segstats_args, input_names=["subject_id"],
+                                           output_names=["args"]), name="segstats_args",
+                              run_without_submitting=True)
+            segstats = pe.Node(SegStats(default_color_table=True, exclude_id=0, etiv=True,
+                                        summary_file="aseg_segstats.stats"), name="segstats")
+            workflow.connect([
+                (inputnode, subj, [("source_entities", "source_entities")]),
+                (inputnode, recon, [("t1w", "T1_files")]),
+                (subj, recon, [("subject_id", "subject_id")]),
+                (recon, segstats, [("aseg", "segmentation_file"), ("subjects_dir", "subjects_dir")]),
+                (recon, segargs, [("subject_id", "subject_id")]),
+                (segargs, segstats, [("args", "args")]),
+                (recon, fsvol, [("aseg", "seg_file")]),
+                (segstats, fsvol, [("summary_file", "volumes")]),
+            ])
+
+    if tbm:
+        tbm_node = pe.Node(TBM(template_resolution=template_resolution, num_threads=ants_threads),
+                           name="tbm", n_procs=ants_threads, mem_gb=2.0)
+        workflow.connect([
+            (inputnode, tbm_node, [("t1w", "t1w")]),
+            (reg, tbm_node, [("to_template", "to_template")]),
+        ])
+        outputs.append((tbm_node, "logjacobian", "logjacobian"))
+
+    for node, src, dst in outputs:
+        workflow.connect(node, src, outputnode, dst)
+
+    if output_dir is not None:
+        sink = pe.Node(MorphometryDerivatives(output_dir=str(output_dir), backend=seg_backend),
+                       name="ds_morphometry", run_without_submitting=True)
+        workflow.connect([
+            (inputnode, sink, [("source_entities", "source_entities"), ("sources", "sources")]),
+            (sink, outputnode, [("out_files", "out_files")]),
+        ])
+        sink_fields = set(MorphometryDerivatives.input_spec().trait_names())
+        for node, src, dst in outputs:
+            if dst in sink_fields:
+                workflow.connect(node, src, sink, dst)
+    return workflow
