@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
+
+# Transparent huge pages for torch's large CPU tensors: a quarter of the page faults (read at torch's first
+# allocation, so before torch is imported).  See docs/performance.md.
+os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 from .. import __version__
 from ..errors import InputImageError, ModelError, SynthSRError
 from ..inference import pick_device, run, save_atomic
 from ..model import load_model
-from .common import (EXIT_CODES_HELP, EXIT_IMAGE_FAILED, EXIT_OK, add_runtime_arguments, device_from_args,
-                     one_line_warnings, pair_outputs, report_failure, threads_from_args)
+from .common import (EXIT_CODES_HELP, EXIT_IMAGE_FAILED, EXIT_OK, UsageError, add_runtime_arguments,
+                     device_from_args, one_line_warnings, pair_outputs, report_failure, threads_from_args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--skip-existing", action="store_true",
                         help="(optional) leave outputs that already exist untouched")
     add_runtime_arguments(parser)
+    parser.add_argument("--max-memory-gb", type=float, default=None, metavar="GB",
+                        help="(optional) keep the estimated peak memory under GB: thinner slabs, then overlapping "
+                             "tiles (at most 0.1 %% of voxels change, by one level)")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
 
@@ -52,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         inputs, outputs = pair_outputs(args.i, args.o)
         threads = threads_from_args(args)
+        if args.max_memory_gb is not None and args.max_memory_gb <= 0:
+            raise UsageError("--max-memory-gb must be positive")
         device = pick_device(device_from_args(args))
         model = load_model(model_choice(args), device=device)
         if model.in_channels != 1:
@@ -69,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         try:
             image = run(source, model, ct=args.ct, flip=not args.disable_flipping,
-                        sharpen=not args.disable_sharpening, device=device, threads=threads)
+                        sharpen=not args.disable_sharpening, device=device, threads=threads,
+                        max_memory_gb=args.max_memory_gb)
             save_atomic(image, target)
         except InputImageError as exc:
             report_failure(source, exc)

@@ -52,10 +52,11 @@ def gaussian_blur(volume: torch.Tensor, sigmas: "np.ndarray | list[float]") -> t
         # scipy's symmetric-kernel loop, in its order: centre tap, then (x[-j] + x[+j]) * w[j] for j = r..1.
         # The order matters for integer inputs, where a sum landing a hair below an integer truncates down.
         acc = padded.narrow(axis, radius, n) * float(taps[radius])
+        pair = torch.empty_like(acc)  # one scratch buffer for all taps (same arithmetic, fewer fresh pages)
         for j in range(radius, 0, -1):
-            pair = padded.narrow(axis, radius - j, n) + padded.narrow(axis, radius + j, n)
+            torch.add(padded.narrow(axis, radius - j, n), padded.narrow(axis, radius + j, n), out=pair)
             acc += pair.mul_(float(taps[radius + j]))
-        del padded
+        del padded, pair
         if volume.dtype in _TORCH_INT:
             acc = acc.trunc_()
         out = acc.to(volume.dtype)
@@ -85,7 +86,8 @@ def interpolate_axis(volume: torch.Tensor, axis: int, coords: np.ndarray) -> tor
     weight = weight.view(shape)
     low = volume.index_select(axis, lower)
     high = volume.index_select(axis, lower + 1)
-    return low * (1 - weight) + high * weight
+    # in place, same arithmetic as low * (1 - weight) + high * weight
+    return low.mul_(1 - weight).add_(high.mul_(weight))
 
 
 def resample_to_1mm(volume: torch.Tensor, affine: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:

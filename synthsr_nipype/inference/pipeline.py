@@ -7,6 +7,8 @@ quirk kept is listed in ``../shared/fixtures/tf-reference/README.md`` section 3.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,9 +18,14 @@ import numpy as np
 import torch
 
 from ..errors import InputImageError, ModelError
-from ..model import DEFAULT_MODEL, SynthSRModel, load_model
+from ..model import DEFAULT_MODEL, SynthSRModel, UNet, load_model
+from . import memory
 from .geometry import align_to_ref, gaussian_blur, pad_shape, pad_to, resample_like, resample_to_1mm
 from .io import InputVolume, load_volume
+from .tiling import tiled_forward
+
+log = logging.getLogger(__name__)
+PRECISIONS = ("fp32", "tf32", "bf16")
 
 ImageLike = "nib.spatialimages.SpatialImage | str | os.PathLike[str]"
 CT_RANGE = (0.0, 80.0)
@@ -116,15 +123,85 @@ def prepare_hyperfine(t1: InputVolume, t2: InputVolume, *, multiple: int = 32,
 
 
 @torch.inference_mode()
-def predict(model: SynthSRModel, net_input: torch.Tensor, *, flip: bool,
-            slab_rows: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Raw network outputs: pass 1, and (with ``flip``) pass 2 on the L-R flipped input, *not* flipped back."""
-    x = net_input.to(model.device)
-    if flip and x.device.type != "cpu":
-        both = model.net(torch.cat([x, torch.flip(x, dims=(2,))]), slab_rows=slab_rows)
-        return both[:1], both[1:]
-    first = model.net(x, slab_rows=slab_rows)
-    second = model.net(torch.flip(x, dims=(2,)), slab_rows=slab_rows) if flip else None
+def predict(model: SynthSRModel, net_input: torch.Tensor, *, flip: bool, slab_rows: int | None = None,
+            plan: "memory.Plan | None" = None, precision: str = "fp32") -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Raw network outputs: pass 1, and (with ``flip``) pass 2 on the L-R flipped input, *not* flipped back.
+
+    On a GPU both passes run as one batch.  ``plan`` (from :func:`memory.plan_inference`) may ask for tiles;
+    ``precision`` is ``fp32`` (IEEE everywhere, the default), ``tf32`` (CUDA convolutions in TF32) or ``bf16``
+    (activations and weights in bfloat16).  A CUDA out-of-memory error falls back to tiles sized from the free
+    device memory, then to the CPU.
+    """
+    if precision not in PRECISIONS:
+        raise ModelError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    try:
+        return _predict_on(model.net, model.device, net_input, flip=flip, slab_rows=slab_rows, plan=plan,
+                           precision=precision)
+    except torch.OutOfMemoryError:
+        if model.device.type != "cuda":
+            raise
+    shape = tuple(int(s) for s in net_input.shape[2:])
+    _release_cuda()
+    free, _ = torch.cuda.mem_get_info(model.device)
+    tiles = memory.gpu_tile_plan(shape, model.spec, free_bytes=free, element_bytes=2 if precision == "bf16" else 4)
+    log.warning("CUDA out of memory for %s: retrying in tiles of %s", shape, tiles.tile)
+    try:
+        return _predict_on(model.net, model.device, net_input, flip=flip, slab_rows=None, plan=tiles,
+                           precision=precision)
+    except torch.OutOfMemoryError:
+        pass
+    _release_cuda()
+    log.warning("CUDA out of memory in tiles too: falling back to the CPU for %s", shape)
+    cpu_net = cpu_copy(model.net)
+    cpu_plan = memory.plan_inference(shape, model.spec, "cpu", tta=flip)
+    return _predict_on(cpu_net, torch.device("cpu"), net_input.cpu(), flip=flip, slab_rows=cpu_plan.slab_rows,
+                       plan=cpu_plan, precision="fp32")
+
+
+def _release_cuda() -> None:
+    import gc
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def cpu_copy(net: UNet) -> UNet:
+    """A CPU replica of a (GPU) network, leaving the original where it is."""
+    copy = UNet(net.spec)
+    copy.load_state_dict({k: v.detach().cpu() for k, v in net.state_dict().items()})
+    return copy.eval().requires_grad_(False)
+
+
+def _precision_context(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    if device.type != "cuda":
+        return contextlib.nullcontext()
+    # cuDNN convolutions default to TF32 on Ampere and later; fp32 means IEEE here.
+    return torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=False,
+                                      allow_tf32=precision == "tf32")
+
+
+def _predict_on(net: UNet, device: torch.device, net_input: torch.Tensor, *, flip: bool, slab_rows: int | None,
+                plan: "memory.Plan | None", precision: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+    x = net_input.to(device)
+    if precision == "bf16":
+        x = x.to(torch.bfloat16)
+    if plan is not None and plan.tiled:
+        def forward(t: torch.Tensor) -> torch.Tensor:
+            return tiled_forward(net, t, plan.tile, plan.margin, slab_rows=plan.slab_rows,
+                                 recompute=plan.recompute)
+    else:
+        rows = plan.slab_rows if plan is not None else slab_rows
+        recompute = plan.recompute if plan is not None else 0
+
+        def forward(t: torch.Tensor) -> torch.Tensor:
+            return net(t, slab_rows=rows, recompute=recompute).float()
+    with _precision_context(device, precision):
+        if flip and device.type != "cpu" and not (plan is not None and plan.tiled):
+            both = forward(torch.cat([x, torch.flip(x, dims=(2,))]))
+            return both[:1], both[1:]
+        first = forward(x)
+        second = forward(torch.flip(x, dims=(2,))) if flip else None
     return first, second
 
 
@@ -171,19 +248,26 @@ def output_image(data: np.ndarray, prepared: Prepared) -> nib.Nifti1Image:
 
 
 def default_slab_rows(model: SynthSRModel, device: torch.device) -> int | None:
-    """Slabbed evaluation of the full-resolution level keeps CPU memory low; GPUs take the whole volume."""
-    return 32 if device.type == "cpu" and model.spec.base_features >= 8 else None
+    """Slabbed evaluation of the full-resolution levels keeps CPU memory low; GPUs take the whole volume."""
+    return memory.default_slab_rows(model.spec, device.type)
 
 
 def run(images: "ImageLike | Sequence[ImageLike]", model: "str | os.PathLike[str] | SynthSRModel" = DEFAULT_MODEL, *,
         ct: bool = False, flip: bool = True, sharpen: bool = True, device: str | torch.device = "auto",
-        threads: int | None = None, slab_rows: int | None = -1) -> nib.Nifti1Image:
+        threads: int | None = None, slab_rows: int | None = -1, max_memory_gb: float | None = None,
+        precision: str = "fp32") -> nib.Nifti1Image:
     """Synthesise a 1 mm MP-RAGE-like volume.
 
     ``images`` is one image (path or nibabel image) for a 1-channel model, or ``[T1, T2]`` for the
     2-channel Hyperfine model.  General models return uint8 on the 1 mm grid (``mri_synthsr``); the Hyperfine
     model returns intensities in the T1's data type (``mri_synthsr_hyperfine``).
+
+    ``max_memory_gb`` bounds the process's estimated peak memory on the CPU: thinner slabs, then skips
+    recomputed instead of kept, then overlapping tiles (``memory.plan_inference``; all exact up to float32
+    summation order).
+    ``precision`` applies to CUDA (``fp32``, ``tf32``, ``bf16``); see :func:`predict`.
     """
+    memory.tune_allocator()
     if threads is not None:
         torch.set_num_threads(int(threads))
     dev = pick_device(device)
@@ -192,17 +276,58 @@ def run(images: "ImageLike | Sequence[ImageLike]", model: "str | os.PathLike[str
     if len(items) != net.in_channels:
         raise ModelError(f"model {net.name} takes {net.in_channels} image(s) per run, got {len(items)}")
     volumes = [load_volume(item) for item in items]
-    rows = default_slab_rows(net, dev) if slab_rows == -1 else slab_rows
     multiple = pad_multiple(net)
     if net.in_channels == 1:
-        prepared = prepare_general(volumes[0], ct=ct, multiple=multiple, device=dev)
-        first, second = predict(net, prepared.net_input, flip=flip, slab_rows=rows)
+        with _threads(1):
+            prepared = prepare_general(volumes[0], ct=ct, multiple=multiple, device=dev)
+        plan = _plan(net, prepared, dev, slab_rows, max_memory_gb, flip)
+        with _threads(memory.estimate_threads(prepared.padded_shape, net.spec, available=torch.get_num_threads())):
+            first, second = predict(net, prepared.net_input, flip=flip, plan=plan, precision=precision)
         prepared.net_input = None  # free before post-processing
-        pred = finish_general(combine_passes(first, second), prepared, sharpen=sharpen)
-        return output_image(to_uint8(pred), prepared)
+        with _threads(1):
+            pred = finish_general(combine_passes(first, second), prepared, sharpen=sharpen)
+            del first, second
+            return output_image(to_uint8(pred), prepared)
     if net.in_channels == 2:
-        prepared = prepare_hyperfine(volumes[0], volumes[1], multiple=multiple, device=dev)
-        first, _ = predict(net, prepared.net_input, flip=False, slab_rows=rows)
-        pred = finish_hyperfine(first, prepared)
-        return output_image(pred.cpu().numpy(), prepared)
+        with _threads(1):
+            prepared = prepare_hyperfine(volumes[0], volumes[1], multiple=multiple, device=dev)
+        plan = _plan(net, prepared, dev, slab_rows, max_memory_gb, False)
+        with _threads(memory.estimate_threads(prepared.padded_shape, net.spec, available=torch.get_num_threads())):
+            first, _ = predict(net, prepared.net_input, flip=False, plan=plan, precision=precision)
+        with _threads(1):
+            pred = finish_hyperfine(first, prepared)
+            return output_image(pred.cpu().numpy(), prepared)
     raise ModelError(f"{net.path}: models with {net.in_channels} input channels are not supported")
+
+
+@contextlib.contextmanager
+def _threads(wanted: int):
+    """At most ``wanted`` intra-op CPU threads inside the block (never more than were set).
+
+    Pre- and post-processing run on one thread: they are a few dozen memory-bound passes over ~50 MB, which
+    a second thread barely speeds up on an idle machine and slows 3-10x on a shared one (a preempted thread
+    stalls every OpenMP barrier: measured 0.2-0.5 s with 1 thread against 2.3-2.8 s with 2 for the whole
+    FLAIR).  The network gets :func:`memory.estimate_threads`: all of them except for tiny networks.
+    """
+    before = torch.get_num_threads()
+    wanted = max(1, min(int(wanted), before))
+    if wanted < before:
+        torch.set_num_threads(wanted)
+    try:
+        yield
+    finally:
+        if wanted < before:
+            torch.set_num_threads(before)
+
+
+def _plan(net: SynthSRModel, prepared: Prepared, dev: torch.device, slab_rows: int | None,
+          max_memory_gb: float | None, tta: bool) -> memory.Plan:
+    rows = "auto" if slab_rows == -1 else slab_rows
+    if max_memory_gb is not None and max_memory_gb <= 0:
+        raise ModelError(f"max_memory_gb must be positive, got {max_memory_gb}")
+    plan = memory.plan_inference(prepared.padded_shape, net.spec, dev.type, max_memory_gb=max_memory_gb,
+                                 slab_rows=rows, tta=tta)
+    if max_memory_gb is not None and plan.estimate_gb > max_memory_gb:
+        log.warning("%s: the leanest plan needs about %.2f GB, over the bound of %.2f GB", prepared.source,
+                    plan.estimate_gb, max_memory_gb)
+    return plan
