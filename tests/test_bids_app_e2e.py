@@ -342,3 +342,196 @@ def test_e2e_error_exit_codes(e2e, tmp_path):
     assert bad.returncode == 1
     assert bad.stderr.strip().count("\n") == 0 and "../x" in bad.stderr
     assert not (tmp_path / "o").exists()
+
+
+# ----------------------------------------------------------------------------- morphometry
+#: the subset of the dataset that the morphometry run processes (--participant-label 02):
+#: two sessions, one fused from three scans, one single scan
+MORPH_GROUPS = (("02", "post"), ("02", "pre"))
+TISSUES = ["CSF", "GM", "WM"]
+
+
+@pytest.fixture(scope="module")
+def morph(e2e):
+    """Participant level with ``--seg-backend ants --tbm`` (2 mm template, MultiProc with two
+    processes, through a real process) on sub-02, then the group level in-process.
+
+    It reuses the Linear run's work directory: the SynthSR and fusion nodes are cached there,
+    so only the morphometry runs (~1-1.5 min per subject/session on one thread)."""
+    base = e2e["base"]
+    out = base / "out_morph"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "SYNTHSR_CACHE_DIR": str(base / "weight-cache")}
+    start = time.monotonic()
+    proc = subprocess.run(
+        _cli(str(e2e["bids"]), str(out), "participant", "--model", str(TINY),
+             "--participant-label", "02", "--seg-backend", "ants", "--tbm",
+             "--template-resolution", "2", "--omp-nthreads", "1",
+             "--use-plugin", str(base / "multiproc.yml"), "-w", str(base / "work_linear")),
+        env=env, capture_output=True, text=True, timeout=900,
+    )
+    participant_seconds = time.monotonic() - start
+    from synthsr_nipype.cli.bids_app import main
+
+    group_code = main([str(e2e["bids"]), str(out), "group"])
+    return {"out": out, "bids": e2e["bids"], "proc": proc, "group_code": group_code,
+            "participant_seconds": participant_seconds}
+
+
+def _morph_names(sub: str, ses: str) -> dict[str, str]:
+    from synthsr_nipype.morphometry.derivatives import derivative_names
+
+    return derivative_names(sub, ses, "ants")
+
+
+def test_morph_participant_outputs_and_sidecars(morph):
+    from synthsr_nipype.morphometry.derivatives import sidecar_name
+
+    proc, out = morph["proc"], morph["out"]
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "ants morphometry and TBM" in proc.stdout
+    for sub, ses in MORPH_GROUPS:
+        anat = out / f"sub-{sub}" / f"ses-{ses}" / "anat"
+        fused_rel = f"sub-{sub}/ses-{ses}/anat/sub-{sub}_ses-{ses}_desc-synthsr_T1w.nii.gz"
+        fused = nib.load(out / fused_rel)
+        names = _morph_names(sub, ses)
+        assert set(names) == {"dseg", "dseg_tsv", "brain_mask", "morph_tsv", "to_template_xfm",
+                              "from_template_xfm", "logjacobian", "probseg_CSF", "probseg_GM",
+                              "probseg_WM"}
+        for key, name in names.items():
+            assert (anat / name).is_file(), name
+            if key == "dseg_tsv":  # described by the dseg sidecar
+                continue
+            side = json.loads((anat / sidecar_name(name)).read_text())
+            assert side["Sources"] == [f"bids::{fused_rel}"], name
+            assert side["SegmentationBackend"] == "ants" and side["TemplateResolution"] == 2
+            assert side["SynthSRModel"]["Name"] == TINY.name
+            assert side["Deterministic"] is True and side["RandomSeed"]
+        # segmentation on the SynthSR grid, TBM on the (2 mm) template grid
+        for key in ("dseg", "brain_mask", "probseg_GM"):
+            img = nib.load(anat / names[key])
+            assert img.shape == fused.shape and np.allclose(img.affine, fused.affine)
+        assert set(np.unique(np.asarray(nib.load(anat / names["dseg"]).dataobj))) <= {0, 1, 2, 3}
+        lj = nib.load(anat / names["logjacobian"])
+        assert np.allclose(lj.header.get_zooms()[:3], 2.0) and lj.get_data_dtype() == np.float32
+        lut = (anat / names["dseg_tsv"]).read_text().splitlines()
+        assert lut[0].split("\t")[:2] == ["index", "name"] and len(lut) == 4
+    # only the selected participant, no temporary files, .bidsignore merged (each line once)
+    assert not list(out.glob("sub-01")) and not list(out.glob("sub-03"))
+    assert not [p for p in out.rglob(".*") if p.name != ".bidsignore"]
+    ignore = (out / ".bidsignore").read_text().splitlines()
+    assert "logs/" in ignore and "*_morph.tsv" in ignore and "group/" in ignore
+    assert len(ignore) == len(set(ignore))
+
+
+def test_morph_outputs_reindex_with_pybids(morph):
+    from bids import BIDSLayout
+
+    out = morph["out"]
+    layout = BIDSLayout(str(out), config=["bids", "derivatives"], validate=False)
+    for ses in ("pre", "post"):
+        q = {"subject": "02", "session": ses, "return_type": "filename"}
+        assert len(layout.get(suffix="dseg", segmentation="ants", extension=".nii.gz", **q)) == 1
+        assert len(layout.get(suffix="dseg", segmentation="ants", extension=".tsv", **q)) == 1
+        labels = {layout.get_file(f).entities["label"]
+                  for f in layout.get(suffix="probseg", segmentation="ants", extension=".nii.gz", **q)}
+        assert labels == set(TISSUES)
+        assert len(layout.get(suffix="mask", desc="brain", segmentation="ants",
+                              extension=".nii.gz", **q)) == 1
+        assert len(layout.get(suffix="morph", desc="volume", segmentation="ants",
+                              extension=".tsv", **q)) == 1
+        xfms = layout.get(suffix="xfm", extension=".h5", **q)
+        assert {(layout.get_file(f).entities["from"], layout.get_file(f).entities["to"])
+                for f in xfms} == {("T1w", "MNI152NLin2009aSym"), ("MNI152NLin2009aSym", "T1w")}
+        assert len(layout.get(suffix="map", desc="logjacobian", space="MNI152NLin2009aSym",
+                              extension=".nii.gz", **q)) == 1
+        # every morphometry image and table has its sidecar, found by pybids
+        images = layout.get(segmentation="ants", extension=".nii.gz", **q)
+        assert len(images) == 5  # dseg, mask, three probsegs
+        for f in images:
+            assert Path(f.replace(".nii.gz", ".json")).is_file()
+
+
+def test_group_level_tables_figures_and_html(morph):
+    import xml.etree.ElementTree as ET
+
+    from synthsr_nipype.morphometry._io import read_tsv
+
+    assert morph["group_code"] == 0
+    out = morph["out"]
+    group = out / "group"
+    wide = read_tsv(group / "volumes.tsv")
+    assert list(wide.columns) == ["participant_id", "session_id", "seg_backend", "synthsr_model",
+                                  *TISSUES, "TIV"]
+    assert [tuple(r) for r in wide[["participant_id", "session_id"]].values] == [
+        (f"sub-{s}", f"ses-{t}") for s, t in MORPH_GROUPS]
+    assert set(wide["seg_backend"]) == {"ants"} and set(wide["synthsr_model"]) == {TINY.name}
+    for _, row in wide.iterrows():
+        sub, ses = row["participant_id"][4:], row["session_id"][4:]
+        anat = out / f"sub-{sub}" / f"ses-{ses}" / "anat"
+        table = read_tsv(anat / _morph_names(sub, ses)["morph_tsv"])
+        mine = dict(zip(table["name"], table["volume-mm3"]))
+        assert {k: row[k] for k in [*TISSUES, "TIV"]} == pytest.approx(mine)
+        # posteriors sum to one inside the mask: tissue volumes add up to the TIV
+        assert sum(row[t] for t in TISSUES) == pytest.approx(row["TIV"], rel=5e-3)
+        assert 0 < row["TIV"] < 4e6  # mm^3
+    long = read_tsv(group / "volumes_long.tsv")
+    assert len(long) == len(MORPH_GROUPS) * 4
+    assert {"participant_id", "session_id", "index", "name", "volume-mm3"} <= set(long.columns)
+    z = read_tsv(group / "zscores.tsv")
+    assert list(z.columns) == ["participant_id", "session_id", "name", "volume-mm3", "z",
+                               "icv_fraction", "z_icv", "outlier"]
+    assert len(z) == len(MORPH_GROUPS) * 4
+    # two rows: z = +-1/sqrt(2) (sample SD), never an outlier
+    assert np.allclose(np.abs(z["z"]), 1 / np.sqrt(2)) and not z["outlier"].any()
+    html = (group / "group.html").read_text()
+    for svg in ("volumes.svg", "volumes_icv.svg"):
+        root = ET.parse(group / "figures" / svg).getroot()
+        assert root.tag.endswith("svg")
+        assert f"figures/{svg}" in html
+    assert "sub-02" in html and TINY.name in html
+
+
+def test_group_level_refuses_to_mix_and_selects(morph, tmp_path, capsys):
+    """A second backend's volumes in the same folder: refused (1) until one is selected."""
+    from synthsr_nipype.cli.bids_app import main
+    from synthsr_nipype.morphometry._io import read_tsv
+    from synthsr_nipype.morphometry.derivatives import derivative_names
+
+    out = tmp_path / "out"
+    shutil.copytree(morph["out"], out, ignore=shutil.ignore_patterns("logs", "group", "*.nii.gz", "*.h5"))
+    anat = out / "sub-03" / "anat"
+    anat.mkdir(parents=True)
+    name = derivative_names("03", None, "synthseg")["morph_tsv"]
+    (anat / name).write_text("index\tname\tvolume-mm3\n17\tLeft-Hippocampus\t4000\nn/a\tTIV\t1500000\n")
+    (anat / name.replace(".tsv", ".json")).write_text(json.dumps(
+        {"SegmentationBackend": "synthseg", "SynthSRModel": {"Name": TINY.name}}))
+    bids = str(morph["bids"])
+    assert main([bids, str(out), "group"]) == 1
+    err = capsys.readouterr().err
+    assert "refusing to mix seg backends" in err and err.strip().count("\n") == 0
+    assert not (out / "group").exists()
+    assert main([bids, str(out), "group", "--seg-backend", "ants"]) == 0
+    assert len(read_tsv(out / "group" / "volumes.tsv")) == len(MORPH_GROUPS)
+    assert main([bids, str(out), "group", "--seg-backend", "synthseg"]) == 0
+    assert list(read_tsv(out / "group" / "volumes.tsv")["participant_id"]) == ["sub-03"]
+    # --model selects by the sidecars' model name (a file: its name; v2: none here)
+    assert main([bids, str(out), "group", "--seg-backend", "ants", "--model", str(TINY)]) == 0
+    assert main([bids, str(out), "group", "--seg-backend", "ants", "--model", "v2"]) == 1
+    assert "model='v2'" in capsys.readouterr().err
+
+
+def test_freesurfer_backend_missing_exit_2_real_process(e2e, tmp_path):
+    """Through a real process: no FreeSurfer → exit 2, one line naming what is missing, and
+    nothing written (no output folder, no work folder)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("FREESURFER_HOME", "FS_LICENSE")}
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), "/usr/bin", "/bin"])
+    out, work = tmp_path / "out", tmp_path / "work"
+    proc = subprocess.run(
+        _cli(str(e2e["bids"]), str(out), "participant", "--model", str(TINY),
+             "--seg-backend", "synthseg", "-w", str(work)),
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
+    assert "mri_synthseg not found on PATH; FREESURFER_HOME is unset" in proc.stderr
+    assert not out.exists() and not work.exists()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import json
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -92,6 +94,32 @@ def test_fusion_is_deterministic(images):
         for _ in range(2)
     }
     assert len(digests) == 1
+
+
+def test_fusion_bit_identical_files_whatever_the_process_threads(images, tmp_path, monkeypatch):
+    """The fused file is byte-identical twice, even in a process that already runs ITK with
+    several threads: the registration runs in a fresh process with one ITK thread."""
+    import ants
+    from nipype.pipeline import engine as pe
+
+    from synthsr_nipype.interfaces import RigidFusion
+
+    monkeypatch.setenv("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "4")
+    # ITK loaded and run here, with 4 threads
+    ants.smooth_image(ants.from_numpy(np.random.default_rng(0).random((16, 16, 16)).astype("float32")), 1.0)
+    paths = []
+    for i, img in enumerate(images):
+        paths.append(str(tmp_path / f"in{i}.nii.gz"))
+        img.to_filename(paths[-1])
+    outputs = []
+    for run in range(2):
+        res = pe.Node(RigidFusion(in_files=paths, reference_index=0), name=f"fusion{run}",
+                      base_dir=str(tmp_path / "work")).run()
+        with open(res.outputs.out_file, "rb") as f:
+            outputs.append(f.read())
+        meta = json.loads(Path(res.outputs.out_json).read_text())
+        assert meta["FusionRegistration"]["NumberOfThreads"] == 1
+    assert outputs[0] == outputs[1]
 
 
 def test_fusion_accepts_paths(images, tmp_path):

@@ -315,3 +315,76 @@ def test_version_and_parser_help(capsys):
     for option in ("--participant-label", "--bids-filter-file", "--use-plugin", "--dry-run",
                    "--nprocs", "--omp-nthreads", "--mem-gb", "--write-graph", "exit codes"):
         assert option in help_text
+
+
+# ------------------------------------------------------------------------ morphometry wiring
+def test_single_subject_wf_with_morphometry_graph(tmp_path, scans):
+    """--seg-backend: the fused derivative feeds the morphometry workflow, which gets the
+    group's entities, the fused image's BIDS URI and the reference scan's SynthSR sidecar."""
+    from synthsr_nipype.bids import build_layout, build_plan, collect_anat
+    from synthsr_nipype.workflows.base import init_single_subject_wf
+
+    root = make_dataset(tmp_path / "bids", {
+        "sub-01/ses-1/anat/sub-01_ses-1_T2w.nii.gz": scans["t2"],
+        "sub-01/ses-1/anat/sub-01_ses-1_FLAIR.nii.gz": scans["flair"],
+    })
+    plan = build_plan(collect_anat(build_layout(root)), bids_dir=root, base_features=2)
+    group = plan.groups[0]
+    plain = init_single_subject_wf(group=group, output_dir=str(tmp_path / "out"))
+    assert "morphometry_wf" not in {n.name for n in plain._graph.nodes()}
+    wf = init_single_subject_wf(group=group, output_dir=str(tmp_path / "out"), tbm=True,
+                                template_resolution=2)  # --tbm alone implies ants
+    morph = wf.get_node("morphometry_wf")
+    assert morph is not None and morph.get_node("ants_seg") is not None
+    assert morph.get_node("tbm").inputs.template_resolution == 2
+    inputs = morph.get_node("inputnode").inputs
+    assert inputs.source_entities == {"subject": "01", "session": "1"}
+    assert inputs.sources == ["bids::sub-01/ses-1/anat/sub-01_ses-1_desc-synthsr_T1w.nii.gz"]
+    edges = {(u.name, v.name): d["connect"] for u, v, d in wf._graph.edges(data=True)}
+    assert ("out_file", "inputnode.t1w") in edges[("ds_fused", "morphometry_wf")]
+    ref = f"synthsr_{group.jobs[group.reference_job or 0].name}_wf"
+    assert ("outputnode.out_json", "inputnode.synthsr_metadata") in edges[(ref, "morphometry_wf")]
+    sink = morph.get_node("ds_morphometry")
+    assert sink.inputs.output_dir == str(tmp_path / "out") and sink.inputs.backend == "ants"
+
+
+@pytest.mark.parametrize(
+    "backend,missing",
+    [("synthseg", "mri_synthseg not found on PATH"), ("samseg", "run_samseg not found on PATH"),
+     ("recon-all", "recon-all, mri_segstats not found on PATH")],
+)
+def test_freesurfer_backend_missing_exit_2_before_any_work(tmp_path, scans, capsys, monkeypatch,
+                                                           backend, missing):
+    import os
+    import sys
+
+    root = make_dataset(tmp_path / "bids", {"sub-01/anat/sub-01_T2w.nii.gz": scans["t2"]})
+    for var in ("FREESURFER_HOME", "FS_LICENSE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("PATH", os.pathsep.join([str(Path(sys.executable).parent), "/usr/bin", "/bin"]))
+    out, work = tmp_path / "out", tmp_path / "w"
+    code = _run_main([root, out, "participant", "--model", TINY, "--seg-backend", backend,
+                      "-w", work])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.strip().count("\n") == 0, err
+    assert f"--seg-backend {backend}: {missing}; FREESURFER_HOME is unset" in err
+    assert not out.exists() and not work.exists()  # nothing done, nothing written
+
+
+def test_seg_backend_choice_and_tbm_default():
+    from synthsr_nipype.cli.bids_app import _seg_backend
+    from synthsr_nipype.cli.bids_parser import DefaultStr, get_parser
+
+    parse = get_parser().parse_args
+    base = [str(SHARED), "out", "participant"]
+    args = parse(base)
+    assert args.seg_backend == "none" and _seg_backend(args) is None  # SynthSR only
+    assert isinstance(args.model, DefaultStr) and args.model == "v2"
+    assert _seg_backend(parse([*base, "--tbm"])) == "ants"
+    assert _seg_backend(parse([*base, "--seg-backend", "synthseg", "--tbm"])) == "synthseg"
+    assert not isinstance(parse([*base, "--model", "v2"]).model, DefaultStr)
+    args = parse([*base, "--no-synthseg-robust", "--synthseg-parc", "--template-resolution", "2"])
+    assert (args.synthseg_robust, args.synthseg_parc, args.template_resolution) == (False, True, 2)
+    with pytest.raises(SystemExit):
+        parse([*base, "--seg-backend", "fast"])

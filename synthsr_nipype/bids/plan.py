@@ -17,6 +17,7 @@ from .derivatives import (
     fused_output_entities,
     scan_output_entities,
 )
+from ..inference.memory import estimate_memory_gb, published_spec
 from .grouping import Group, choose_reference, group_scans, reference_sort_key
 from .modelcard import channel_suffixes, model_label
 from .scan import ScanInfo, describe_scan
@@ -33,14 +34,13 @@ def padded_1mm_shape(scan: ScanInfo) -> list[int]:
 
 
 def estimate_mem_gb(shape: Sequence[int], base_features: int = DEFAULT_BASE_FEATURES) -> float:
-    """Peak memory of one SynthSR inference (GB), from the padded 1 mm shape.
+    """Peak memory of one SynthSR inference (GB) from the padded 1 mm shape: the Nipype node's ``mem_gb``.
 
-    At full resolution the decoder holds the skip connection, the upsampled features, their
-    concatenation and the convolution output at once: about 7 x ``base_features`` float32
-    volumes. Plus 0.5 GB for the model, the input/outputs and the interpreter.
+    Delegates to the inference cost model (:func:`synthsr_nipype.inference.memory.estimate_memory_gb`), which
+    follows the network's actual evaluation order (slabs, skips) and is checked against measured peaks.
     """
-    voxels = float(math.prod(int(s) for s in shape))
-    return round(0.5 + voxels * 4 * 7 * base_features / 1e9, 2)
+    padded = tuple(int(s) for s in shape)
+    return round(estimate_memory_gb(padded, published_spec(base_features)), 2)
 
 
 @dataclass

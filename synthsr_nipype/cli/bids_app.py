@@ -1,4 +1,4 @@
-"""``synthsr-bids bids_dir output_dir participant``: the BIDS-App entry point.
+"""``synthsr-bids bids_dir output_dir {participant,group}``: the BIDS-App entry point.
 
 cli → workflows → interfaces → (inference | bids). User errors end with one line on stderr
 and a documented exit code (see :data:`~synthsr_nipype.cli.bids_parser.EXIT_CODES`).
@@ -199,12 +199,17 @@ def _select(args):
     return plan, selection, models
 
 
-def _write_outputs_scaffold(args, plan, log_dir: Path) -> None:
+def _write_outputs_scaffold(args, plan, log_dir: Path, *, morphometry: bool = False) -> None:
     from ..bids.derivatives import atomic_write_bytes, write_bidsignore, write_dataset_description
     from ..bids.plan import format_plan
 
     write_dataset_description(args.output_dir, args.bids_dir)
-    write_bidsignore(args.output_dir, ["logs/"])
+    ignore = ["logs/"]
+    if morphometry:  # community suffixes (_morph.tsv, _map.nii.gz), transforms, group/
+        from ..morphometry.derivatives import bidsignore_patterns
+
+        ignore += bidsignore_patterns()
+    write_bidsignore(args.output_dir, ignore)
     atomic_write_bytes(log_dir / "plan.txt", (format_plan(plan) + "\n").encode())
 
 
@@ -234,10 +239,60 @@ def _nothing_to_run(args, plan, selection: str) -> str:
     return ""
 
 
+def _seg_backend(args) -> str | None:
+    """The participant-level backend: ``--seg-backend``, ants when only ``--tbm`` asks for it."""
+    backend = None if args.seg_backend in (None, "none") else args.seg_backend
+    return backend or ("ants" if args.tbm else None)
+
+
+def _check_morphometry_dependencies(args, backend: str | None) -> None:
+    """A backend that cannot run here ends the run before any work: exit 2, one line."""
+    if backend is None:
+        return
+    from ..morphometry.freesurfer import check_backend_available
+
+    problem = check_backend_available(backend, fs_license_file=args.fs_license_file)
+    if problem:
+        raise _UserError(f"--seg-backend {backend}: {problem}", EXIT_DEPENDENCY)
+
+
+def run_group(args) -> int:
+    """``group``: collect the participant volumes of ``output_dir`` into ``output_dir/group``."""
+    from ..bids.errors import BIDSInputError
+    from ..bids.labels import normalize_labels
+    from .bids_parser import DefaultStr
+    from .group import run_group_level
+
+    try:
+        participants = normalize_labels(args.participant_label, "sub")
+    except BIDSInputError as exc:
+        raise _UserError(str(exc)) from None
+    model = None
+    if not isinstance(args.model, DefaultStr):  # given: select that model's volumes
+        # sidecars name a registry model by its name, a model file by its file name
+        model = Path(args.model).name if Path(args.model).suffix == ".h5" else str(args.model)
+    code = run_group_level(
+        args.output_dir,
+        seg_backend=None if args.seg_backend in (None, "none") else args.seg_backend,
+        model=model,
+        participant_label=participants,
+    )
+    if code == EXIT_OK:
+        print(f"synthsr-bids: group tables, figures and group.html in {args.output_dir / 'group'}")
+    return code
+
+
 def run_app(args) -> int:
     """Run with parsed arguments; returns the exit code (raises _UserError for user errors)."""
     args.bids_dir = Path(args.bids_dir).resolve()
     args.output_dir = Path(args.output_dir).absolute()
+    if args.analysis_level == "group":
+        return run_group(args)
+    seg_backend = _seg_backend(args)
+    # Before anything is read or written: a missing FreeSurfer (or licence) is exit 2.
+    _check_morphometry_dependencies(args, seg_backend)
+    if args.fs_subjects_dir is not None:
+        args.fs_subjects_dir = Path(args.fs_subjects_dir).absolute()
     if args.bids_database_dir is not None:
         args.bids_database_dir = Path(args.bids_database_dir).absolute()
     # A model file is named by its absolute path: the same file gives the same cache key
@@ -294,7 +349,7 @@ def run_app(args) -> int:
     log_dir.mkdir(parents=True, exist_ok=True)
     work_dir.mkdir(parents=True, exist_ok=True)
     _configure_nipype(args, log_dir=log_dir)
-    _write_outputs_scaffold(args, plan, log_dir)
+    _write_outputs_scaffold(args, plan, log_dir, morphometry=seg_backend is not None)
 
     workflow = init_synthsr_bids_wf(
         plan=plan,
@@ -308,6 +363,13 @@ def run_app(args) -> int:
         use_gpu=_uses_gpu(args.device),
         omp_nthreads=args.omp_nthreads,
         fusion_method=args.fusion,
+        seg_backend=seg_backend,
+        tbm=args.tbm,
+        template_resolution=args.template_resolution,
+        fs_license_file=args.fs_license_file,
+        fs_subjects_dir=args.fs_subjects_dir,
+        synthseg_robust=args.synthseg_robust,
+        synthseg_parc=args.synthseg_parc,
     )
     atomic_write_bytes(
         args.output_dir / "logs" / "CITATION.md", citation_markdown(workflow).encode()
@@ -347,8 +409,16 @@ def run_app(args) -> int:
         if handler is not None:
             logging.getLogger("callback").removeHandler(handler)
             handler.close()
+        if args.resource_monitor:
+            # Process-wide: nodes run later in this process (tests, notebooks) would keep
+            # writing .proc-* files into their current directory.
+            from nipype import config
+
+            config.disable_resource_monitor()
+    morph = (f"; {seg_backend} morphometry{' and TBM' if args.tbm else ''} of each"
+             if seg_backend else "")
     print(f"synthsr-bids: {len(plan.jobs)} scan(s) and {len(plan.runnable_groups)} fused "
-          f"volume(s) in {args.output_dir}")
+          f"volume(s){morph} in {args.output_dir}")
     return EXIT_OK
 
 

@@ -7,12 +7,24 @@ import os
 from pathlib import Path
 
 from ..bids.query import DEFAULT_SUFFIXES
+from ..morphometry import BACKENDS
 
 EXIT_CODES = (
     "exit codes: 0 success (and --dry-run); 1 bad input (dataset, label, filter, no usable "
-    "scan) or a node failed (crash files in OUTPUT_DIR/logs); 2 missing dependency (e.g. a "
-    "model that is not installed, with how to get it); 3 a model file that is corrupted"
+    "scan; at the group level: no participant volumes, or backends/models that would be "
+    "mixed) or a node failed (crash files in OUTPUT_DIR/logs); 2 missing dependency (e.g. a "
+    "model that is not installed, with how to get it; FreeSurfer or its licence for a "
+    "FreeSurfer --seg-backend); 3 a model file that is corrupted"
 )
+
+
+#: segmentation backends of --seg-backend (besides "none")
+SEG_BACKENDS = BACKENDS
+
+
+class DefaultStr(str):
+    """A default value that tells it was not given on the command line (``--model`` selects
+    the participant volumes at the group level only when given)."""
 
 
 def _positive_int(text: str) -> int:
@@ -60,7 +72,10 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("bids_dir", type=_existing_dir, help="root of the BIDS dataset")
     parser.add_argument("output_dir", type=Path, help="root of the derivatives dataset to write")
     parser.add_argument(
-        "analysis_level", choices=["participant"], help="processing stage (only 'participant')"
+        "analysis_level", choices=["participant", "group"],
+        help="'participant': SynthSR, fusion and (with --seg-backend) morphometry of each "
+        "subject/session; 'group': the volume tables, z-scores, figures and HTML page of "
+        "OUTPUT_DIR/group from the participant outputs already in OUTPUT_DIR",
     )
     parser.add_argument("--version", action="version", version=f"synthsr-bids {__version__}")
 
@@ -94,7 +109,7 @@ def get_parser() -> argparse.ArgumentParser:
 
     g_model = parser.add_argument_group("SynthSR")
     g_model.add_argument(
-        "--model", default="v2",
+        "--model", default=DefaultStr("v2"),
         help="registry name (v2, lowfield, v1, hyperfine) or path to a Keras .h5",
     )
     g_model.add_argument(
@@ -112,6 +127,45 @@ def get_parser() -> argparse.ArgumentParser:
     )
     g_model.add_argument(
         "--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (not part of the cache key)"
+    )
+
+    g_morph = parser.add_argument_group(
+        "Morphometry",
+        "segmentation, volumes and TBM of each fused image (see docs/morphometry.md); at the "
+        "group level, --seg-backend and --model select which participant volumes to collect",
+    )
+    g_morph.add_argument(
+        "--seg-backend", choices=["none", *SEG_BACKENDS], default="none",
+        help="segmentation of the fused SynthSR image: 'ants' (embedded, pip only; "
+        "~1 min per subject/session at --template-resolution 2, ~5 min at 1 on one thread), "
+        "'synthseg', 'recon-all', 'samseg' (FreeSurfer); 'none' runs SynthSR only (with "
+        "--tbm: ants). At the group level: the backend whose volumes to collect ('none': any, "
+        "but never mixed)",
+    )
+    g_morph.add_argument(
+        "--tbm", action="store_true",
+        help="also write the tensor-based-morphometry map (log-Jacobian in MNI152NLin2009aSym); "
+        "alone, it implies --seg-backend ants",
+    )
+    g_morph.add_argument(
+        "--template-resolution", type=int, choices=[1, 2], default=1, metavar="{1,2}",
+        help="grid (mm) of the MNI152NLin2009aSym template used by the ants backend and TBM; "
+        "2 is ~4x faster and coarser",
+    )
+    g_morph.add_argument(
+        "--fs-license-file", type=_existing_file, metavar="FILE",
+        help="FreeSurfer licence (recon-all); else $FS_LICENSE, else $FREESURFER_HOME/license.txt",
+    )
+    g_morph.add_argument(
+        "--fs-subjects-dir", type=Path, metavar="DIR",
+        help="SUBJECTS_DIR for recon-all (none: inside the work directory)",
+    )
+    g_morph.add_argument(
+        "--synthseg-robust", action=argparse.BooleanOptionalAction, default=True,
+        help="mri_synthseg --robust (slower, better on clinical scans)",
+    )
+    g_morph.add_argument(
+        "--synthseg-parc", action="store_true", help="mri_synthseg --parc (cortical parcels)"
     )
 
     g_perf = parser.add_argument_group("Performance")

@@ -2,16 +2,19 @@
 
 Each output is rigidly registered (antspyx, Mattes mutual information) to the reference
 output and resampled onto its grid; the stack is combined voxel-wise (median by default,
-robust to one scan with motion or a failed prediction). Deterministic: fixed random seed
-for the metric sampling and one ITK thread.
+robust to one scan with motion or a failed prediction). Deterministic: the registrations run
+in a fresh Python process (:func:`synthsr_nipype.morphometry.ants_backend.run_isolated`) whose
+``ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS`` is set before ITK is loaded (ITK reads it once per
+process: setting it in a process that already ran ANTs has no effect), with one thread and a
+fixed random seed for the metric sampling.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from dataclasses import asdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +22,6 @@ from typing import Any
 import numpy as np
 
 FUSION_METHODS = ("median", "mean")
-_ITK_THREADS = "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"
 
 
 @dataclass(frozen=True)
@@ -52,31 +54,6 @@ def _as_nifti(image):
     import nibabel as nib
 
     return nib.load(str(image)) if isinstance(image, (str, os.PathLike)) else image
-
-
-@contextmanager
-def _deterministic_ants(seed: int, threads: int) -> Iterator[None]:
-    """Fixed seed and thread count for antsRegistration, restored afterwards.
-
-    ITK reads its default thread count from the environment; antspyx passes its global seed
-    to antsRegistration as ``--random-seed``. Both are process-wide, so they are put back
-    for the rest of the process (other ANTs users, or a worker that runs other nodes).
-    """
-    import ants.config
-
-    old_env = os.environ.get(_ITK_THREADS)
-    old = (ants.config._deterministic, ants.config._random_seed)
-    # Set the fields directly: set_ants_deterministic() would also reseed numpy's global RNG.
-    ants.config._deterministic, ants.config._random_seed = True, seed
-    os.environ[_ITK_THREADS] = str(max(1, int(threads)))
-    try:
-        yield
-    finally:
-        ants.config._deterministic, ants.config._random_seed = old
-        if old_env is None:
-            os.environ.pop(_ITK_THREADS, None)
-        else:
-            os.environ[_ITK_THREADS] = old_env
 
 
 def _cast_like(data: np.ndarray, dtype: np.dtype) -> np.ndarray:
@@ -131,57 +108,28 @@ def fuse_images(
     if len(nimgs) == 1:
         return FusionResult(image=ref_img, transforms=[None], metadata=meta)
 
-    import ants
+    from ..morphometry.ants_backend import ants_version, run_isolated
 
-    stack: list[np.ndarray] = []
-    transforms: list[np.ndarray | None] = []
-    with _deterministic_ants(settings.seed, threads), tempfile.TemporaryDirectory(
-        prefix="synthsr_fusion_"
-    ) as tmp:
+    with tempfile.TemporaryDirectory(prefix="synthsr_fusion_") as tmp:
         paths = []
         for i, img in enumerate(nimgs):
             path = Path(tmp) / f"in{i}.nii"  # uncompressed: temporary, read once
             nib.Nifti1Image(np.asarray(img.dataobj, dtype=np.float32), img.affine).to_filename(path)
-            paths.append(path)
-        fixed = ants.image_read(str(paths[reference]))
-        res = (settings.working_resolution_mm,) * 3
-        fixed_low = ants.resample_image(fixed, res, use_voxels=False, interp_type=0)
-        for i, path in enumerate(paths):
-            if i == reference:
-                stack.append(fixed.numpy())
-                transforms.append(None)
-                continue
-            moving = ants.image_read(str(path))
-            reg = ants.registration(
-                fixed_low,
-                ants.resample_image(moving, res, use_voxels=False, interp_type=0),
-                type_of_transform="Rigid",
-                aff_metric=settings.metric,
-                aff_random_sampling_rate=settings.sampling_rate,
-                aff_iterations=settings.iterations,
-                aff_shrink_factors=settings.shrink_factors,
-                aff_smoothing_sigmas=settings.smoothing_sigmas,
-                outprefix=str(Path(tmp) / f"reg{i}_"),
-            )
-            warped = ants.apply_transforms(
-                fixed, moving, transformlist=reg["fwdtransforms"], interpolator="linear"
-            )
-            stack.append(warped.numpy())
-            tx = ants.read_transform(reg["fwdtransforms"][0])
-            matrix = np.eye(4)
-            params = np.asarray(tx.parameters, dtype=float)
-            matrix[:3, :3] = params[:9].reshape(3, 3)
-            center = np.asarray(tx.fixed_parameters, dtype=float)[:3]
-            # ITK affines rotate about a fixed centre: fold it into the translation.
-            matrix[:3, 3] = params[9:12] + center - matrix[:3, :3] @ center
-            transforms.append(matrix)
+            paths.append(str(path))
+        # A fresh process: the thread count is really `threads` (1: bit-identical reruns).
+        reg = run_isolated("rigid_to_reference", paths, reference, tmp, num_threads=max(1, int(threads)),
+                           **asdict(settings))
+        stack = [np.load(p) for p in reg["arrays"]]
+        transforms: list[np.ndarray | None] = [
+            None if m is None else np.asarray(m, dtype=float) for m in reg["transforms"]
+        ]
     data = np.stack(stack, axis=0)
     fused = np.median(data, axis=0) if method == "median" else data.mean(axis=0)
     dtype = np.dtype(ref_img.get_data_dtype())
     out = nib.Nifti1Image(_cast_like(fused, dtype), ref_img.affine, ref_img.header)
     out.set_data_dtype(dtype)
     meta["FusionRegistration"] = {
-        "Software": f"antspyx {getattr(ants, '__version__', '')}".strip(),
+        "Software": ants_version(),
         "Transform": "Rigid",
         "Metric": settings.metric,
         "WorkingResolutionMM": settings.working_resolution_mm,
@@ -190,6 +138,7 @@ def fuse_images(
         "Iterations": list(settings.iterations),
         "SamplingRate": settings.sampling_rate,
         "RandomSeed": settings.seed,
+        "NumberOfThreads": max(1, int(threads)),
         "Interpolation": "linear",
     }
     return FusionResult(image=out, transforms=transforms, metadata=meta)

@@ -11,9 +11,15 @@ import sys
 def main(request: str, result: str) -> int:
     with open(request, encoding="utf-8") as f:
         req = json.load(f)
-    from . import _ants_impl
+    import importlib
 
-    out = getattr(_ants_impl, req["function"])(*req.get("args", []), **req.get("kwargs", {}))
+    from .ants_backend import ISOLATED_MODULES
+
+    module = req.get("module", ISOLATED_MODULES[0])
+    if module not in ISOLATED_MODULES:
+        raise SystemExit(f"module {module!r} is not one of {ISOLATED_MODULES}")
+    impl = importlib.import_module(module)
+    out = getattr(impl, req["function"])(*req.get("args", []), **req.get("kwargs", {}))
     with open(result, "w", encoding="utf-8") as f:
         json.dump(out, f)
     return 0

@@ -37,8 +37,20 @@ def ants_version() -> str:
         return "antspyx (unknown version)"
 
 
-def run_isolated(function: str, *args: Any, num_threads: int = 1, **kwargs: Any) -> dict[str, Any]:
-    """Run ``_ants_impl.<function>(*args, **kwargs)`` in a new interpreter with ``num_threads`` ITK threads."""
+#: modules whose functions the worker process may run (``python -m ..._worker``)
+ISOLATED_MODULES = ("synthsr_nipype.morphometry._ants_impl",)
+
+
+def run_isolated(
+    function: str, *args: Any, num_threads: int = 1, module: str = ISOLATED_MODULES[0], **kwargs: Any
+) -> dict[str, Any]:
+    """Run ``<module>.<function>(*args, **kwargs)`` in a new interpreter with ``num_threads`` ITK threads.
+
+    The fusion of the BIDS-App (:func:`synthsr_nipype.inference.fusion.fuse_images`) runs its
+    registrations through here too: arguments and result go through JSON.
+    """
+    if module not in ISOLATED_MODULES:
+        raise ValueError(f"run_isolated: module {module!r} is not one of {ISOLATED_MODULES}")
     env = dict(os.environ)
     env["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(int(num_threads))
     # ANTs' own threads are the ones that matter; keep numpy/BLAS from oversubscribing the node
@@ -47,7 +59,8 @@ def run_isolated(function: str, *args: Any, num_threads: int = 1, **kwargs: Any)
         # antspyx leaves temporaries (Atropos priors/posteriors) in TMPDIR: keep them in here
         env["TMPDIR"] = tmp
         req, res = Path(tmp) / "request.json", Path(tmp) / "result.json"
-        req.write_text(json.dumps({"function": function, "args": list(args), "kwargs": kwargs}))
+        req.write_text(json.dumps({"module": module, "function": function, "args": list(args),
+                                   "kwargs": kwargs}))
         proc = subprocess.run(
             [sys.executable, "-m", "synthsr_nipype.morphometry._worker", str(req), str(res)],
             env=env, capture_output=True, text=True, check=False,

@@ -9,6 +9,8 @@ Names (in ``sub-<s>/[ses-<t>/]anat/``, ``<group>`` = ``sub-<s>[_ses-<t>]``)::
     <group>_from-T1w_to-MNI152NLin2009aSym_mode-image_xfm.h5     (ants / --tbm)
     <group>_from-MNI152NLin2009aSym_to-T1w_mode-image_xfm.h5
     <group>_space-MNI152NLin2009aSym_desc-logjacobian_map.nii.gz (--tbm)
+
+``<backend>`` is the backend's alphanumeric label: ``ants``, ``synthseg``, ``samseg``, ``reconall``.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from . import TEMPLATE_SPACE
-from ._io import atomic_copy, atomic_write_json, atomic_write_text
+from ._io import atomic_copy, atomic_write_json
 
 MORPH_COLUMNS_META = {
     "index": {"Description": "Label value in the _dseg image; n/a for derived totals (TIV)"},
@@ -42,10 +44,22 @@ def anat_dir(output_dir: str | os.PathLike, subject: str, session: str | None = 
     return Path(output_dir, *parts, "anat")
 
 
+def seg_label(backend: str) -> str:
+    """The ``seg-<label>`` of a backend: BIDS labels are alphanumeric (``recon-all`` → ``reconall``)."""
+    return "".join(c for c in backend if c.isalnum())
+
+
+def backend_from_label(label: str) -> str:
+    """Inverse of :func:`seg_label` for the known backends (unknown labels come back as they are)."""
+    from . import BACKENDS
+
+    return next((b for b in BACKENDS if seg_label(b) == label), label)
+
+
 def derivative_names(subject: str, session: str | None, backend: str) -> dict[str, str]:
     """File names of every morphometry output, keyed like the workflow's outputnode fields."""
     g = group_prefix(subject, session)
-    s = f"{g}_seg-{backend}"
+    s = f"{g}_seg-{seg_label(backend)}"
     names = {
         "dseg": f"{s}_dseg.nii.gz",
         "dseg_tsv": f"{s}_dseg.tsv",
@@ -73,13 +87,11 @@ def bidsignore_patterns() -> list[str]:
 
 
 def update_bidsignore(output_dir: str | os.PathLike) -> Path:
-    """Append the morphometry patterns to ``.bidsignore``, keeping what is there."""
-    dest = Path(output_dir) / ".bidsignore"
-    lines = dest.read_text().splitlines() if dest.exists() else []
-    new = lines + [p for p in bidsignore_patterns() if p not in lines]
-    if new != lines or not dest.exists():
-        atomic_write_text(dest, "\n".join(new) + "\n")
-    return dest
+    """Merge the morphometry patterns into the ``.bidsignore`` that the BIDS-derivatives writer
+    keeps (:func:`synthsr_nipype.bids.derivatives.write_bidsignore`): existing lines kept."""
+    from ..bids.derivatives import write_bidsignore
+
+    return write_bidsignore(output_dir, bidsignore_patterns())
 
 
 def write_morphometry_derivatives(

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from ._io import _tmp_sibling
+from ._io import atomic_target
 from .labels import TIV_NAME
 
 # matplotlib 3.10 replaced boxplot(vert=False) by orientation="horizontal"
@@ -29,14 +29,10 @@ def _label(row: pd.Series) -> str:
 
 def _save_svg(fig: Figure, path: str | os.PathLike) -> Path:
     path = Path(path)
-    tmp = _tmp_sibling(path)
-    try:
+    with atomic_target(path) as tmp:
         # no date and a fixed hash salt: the same data give the same bytes
         with matplotlib.rc_context({"svg.hashsalt": "synthsr-nipype"}):
             fig.savefig(tmp, format="svg", metadata={"Date": None})
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -17,6 +17,7 @@ import pandas as pd
 
 from .labels import TIV_NAME
 from ._io import read_tsv
+from .derivatives import backend_from_label
 
 #: |z| above which a volume is flagged as an outlier
 OUTLIER_Z = 3.0
@@ -70,7 +71,7 @@ def collect_volumes(
         path = Path(bf.path)
         table = read_tsv(path)
         table.insert(0, "synthsr_model", _model_name(path.with_name(path.name[: -len(".tsv")] + ".json"), path.parent))
-        table.insert(0, "seg_backend", ents.get("segmentation", "n/a"))
+        table.insert(0, "seg_backend", backend_from_label(str(ents.get("segmentation", "n/a"))))
         table.insert(0, "session_id", f"ses-{ents['session']}" if ents.get("session") else "n/a")
         table.insert(0, "participant_id", f"sub-{ents['subject']}")
         frames.append(table)

@@ -46,9 +46,17 @@ def init_single_subject_wf(
     use_gpu: bool = False,
     omp_nthreads: int = 1,
     fusion_method: str = "median",
+    seg_backend: str | None = None,
+    tbm: bool = False,
+    template_resolution: int = 1,
+    fs_license_file: str | Path | None = None,
+    fs_subjects_dir: str | Path | None = None,
+    synthseg_robust: bool = True,
+    synthseg_parc: bool = False,
     name: str | None = None,
 ):
-    """SynthSR on every scan of one group, fusion of the outputs, and the derivatives sinks.
+    """SynthSR on every scan of one group, fusion of the outputs, the derivatives sinks and,
+    with ``seg_backend`` (or ``tbm``), the morphometry of the fused image.
 
     Workflow Graph
         .. workflow::
@@ -60,7 +68,10 @@ def init_single_subject_wf(
 
         ``synthsr_<scan>_wf`` (one per job) → ``ds_<scan>`` (per-scan derivative);
         all outputs → ``merge`` → ``fusion`` (:class:`~synthsr_nipype.interfaces.RigidFusion`)
-        → ``ds_fused`` (``sub-X[_ses-Y]_desc-synthsr_T1w``) → ``outputnode``
+        → ``ds_fused`` (``sub-X[_ses-Y]_desc-synthsr_T1w``) → ``outputnode``;
+        with ``seg_backend``: ``ds_fused`` → ``morphometry_wf``
+        (:func:`~synthsr_nipype.workflows.morphometry.init_morphometry_wf`, which writes its
+        own derivatives into ``output_dir``)
 
     Parameters
     ----------
@@ -74,6 +85,11 @@ def init_single_subject_wf(
         Passed to :func:`~synthsr_nipype.workflows.synthsr.init_synthsr_wf`.
     fusion_method
         ``median`` (default) or ``mean``.
+    seg_backend
+        ``None`` (SynthSR only), ``ants``, ``synthseg``, ``recon-all`` or ``samseg``;
+        ``tbm`` alone implies ``ants``.
+    tbm, template_resolution, fs_license_file, fs_subjects_dir, synthseg_robust, synthseg_parc
+        Passed to :func:`~synthsr_nipype.workflows.morphometry.init_morphometry_wf`.
     name
         Workflow name (default ``single_subject_<sub>[_<ses>]_wf``).
 
@@ -83,6 +99,8 @@ def init_single_subject_wf(
         Per-scan derivatives.
     fused_file
         The fused group-level derivative.
+    morph_files
+        The morphometry derivatives written (with ``seg_backend``; else undefined).
     """
     if not group.jobs:
         raise ValueError(f"{group.label}: no usable scan, nothing to build")
@@ -101,7 +119,9 @@ def init_single_subject_wf(
         f"fixed random seed) and combined with a voxel-wise {fusion_method} into one "
         "subject-level volume; a group with a single scan passed it through unchanged."
     )
-    outputnode = pe.Node(IdentityInterface(fields=["out_files", "fused_file"]), name="outputnode")
+    outputnode = pe.Node(
+        IdentityInterface(fields=["out_files", "fused_file", "morph_files"]), name="outputnode"
+    )
     merge = pe.Node(Merge(len(group.jobs)), name="merge", run_without_submitting=True)
     merge_ds = pe.Node(Merge(len(group.jobs)), name="merge_ds", run_without_submitting=True)
     derived_uris = []
@@ -168,6 +188,35 @@ def init_single_subject_wf(
         (ds_fused, outputnode, [("out_file", "fused_file")]),
     ])
     # fmt: on
+    seg_backend = seg_backend or ("ants" if tbm else None)
+    if seg_backend:
+        from .morphometry import init_morphometry_wf
+
+        morph_wf = init_morphometry_wf(
+            seg_backend=seg_backend,
+            tbm=tbm,
+            omp_nthreads=omp_nthreads,
+            template_resolution=template_resolution,
+            fs_license_file=fs_license_file,
+            fs_subjects_dir=fs_subjects_dir,
+            synthseg_robust=synthseg_robust,
+            synthseg_parc=synthseg_parc,
+            output_dir=str(output_dir),
+        )
+        ents = {"subject": group.subject}
+        if group.session:
+            ents["session"] = group.session
+        morph_wf.inputs.inputnode.source_entities = ents
+        # the fused image, as a BIDS URI within this derivatives dataset
+        morph_wf.inputs.inputnode.sources = [bids_uri(group.fused_relpath)]
+        # fmt: off
+        workflow.connect([
+            (ds_fused, morph_wf, [("out_file", "inputnode.t1w")]),
+            # the reference scan's SynthSR sidecar: its Model is recorded for the group level
+            (ref_json[0], morph_wf, [(ref_json[1], "inputnode.synthsr_metadata")]),
+            (morph_wf, outputnode, [("outputnode.out_files", "morph_files")]),
+        ])
+        # fmt: on
     return workflow
 
 
@@ -184,6 +233,13 @@ def init_synthsr_bids_wf(
     use_gpu: bool = False,
     omp_nthreads: int = 1,
     fusion_method: str = "median",
+    seg_backend: str | None = None,
+    tbm: bool = False,
+    template_resolution: int = 1,
+    fs_license_file: str | Path | None = None,
+    fs_subjects_dir: str | Path | None = None,
+    synthseg_robust: bool = True,
+    synthseg_parc: bool = False,
     name: str = "synthsr_bids_wf",
 ):
     """The BIDS-App: one :func:`init_single_subject_wf` per group of the plan.
@@ -208,6 +264,8 @@ def init_synthsr_bids_wf(
         Nipype working directory (node caches).
     model_sha256, ct, flip, sharpen, device, use_gpu, omp_nthreads, fusion_method
         See :func:`init_single_subject_wf`.
+    seg_backend, tbm, template_resolution, fs_license_file, fs_subjects_dir, synthseg_robust, synthseg_parc
+        Morphometry of each fused image; see :func:`init_single_subject_wf`.
     name
         Workflow name.
     """
@@ -234,6 +292,13 @@ def init_synthsr_bids_wf(
                     use_gpu=use_gpu,
                     omp_nthreads=omp_nthreads,
                     fusion_method=fusion_method,
+                    seg_backend=seg_backend,
+                    tbm=tbm,
+                    template_resolution=template_resolution,
+                    fs_license_file=fs_license_file,
+                    fs_subjects_dir=fs_subjects_dir,
+                    synthseg_robust=synthseg_robust,
+                    synthseg_parc=synthseg_parc,
                 )
             ]
         )

@@ -60,6 +60,7 @@ def init_morphometry_wf(
     fs_license_file: str | os.PathLike | None = None,
     fs_subjects_dir: str | os.PathLike | None = None,
     synthseg_parc: bool = False,
+    synthseg_robust: bool = True,
     output_dir: str | os.PathLike | None = None,
     name: str = "morphometry_wf",
 ) -> pe.Workflow:
@@ -95,6 +96,8 @@ def init_morphometry_wf(
         ``SUBJECTS_DIR`` of ``recon-all``.
     synthseg_parc : :obj:`bool`
         Add the cortical parcellation to ``mri_synthseg``.
+    synthseg_robust : :obj:`bool`
+        ``mri_synthseg --robust`` (the default; slower, better on clinical scans).
     output_dir : :obj:`os.PathLike`
         When given, the workflow writes its own BIDS derivatives (with sidecars) there.
     name : :obj:`str`
@@ -133,7 +136,8 @@ def init_morphometry_wf(
             f"ANTs via antspyx, seed {seed}), whose tissue priors and brain mask were warped back to "
             "segment cerebrospinal fluid, grey and white matter with Atropos inside the intracranial mask. "
         ),
-        "synthseg": "The SynthSR volume was segmented with FreeSurfer's mri_synthseg (robust model). ",
+        "synthseg": "The SynthSR volume was segmented with FreeSurfer's mri_synthseg"
+        f"{' (robust model)' if synthseg_robust else ''}. ",
         "recon-all": "The SynthSR volume was processed with FreeSurfer's recon-all; aseg volumes were "
         "extracted with mri_segstats. ",
         "samseg": "The SynthSR volume was segmented with FreeSurfer's SAMSEG. ",
@@ -191,7 +195,7 @@ def init_morphometry_wf(
         if seg_backend == "synthseg":
             from ..interfaces.freesurfer import MRISynthSeg
 
-            synthseg = pe.Node(MRISynthSeg(robust=True, parc=synthseg_parc, threads=omp_nthreads, cpu=True),
+            synthseg = pe.Node(MRISynthSeg(robust=synthseg_robust, parc=synthseg_parc, threads=omp_nthreads, cpu=True),
                                name="synthseg", n_procs=omp_nthreads, mem_gb=8.0)
             workflow.connect([
                 (inputnode, synthseg, [("t1w", "in_file")]),
