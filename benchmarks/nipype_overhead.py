@@ -34,6 +34,7 @@ def build_dataset(root: Path, n_subjects: int) -> list[Path]:
     from synthsr_nipype.inference.simulate import simulate_acquisition
 
     hires = nib.load(SHARED / "data" / "real" / "hires-t1" / "T1.nii.gz")
+    root.mkdir(parents=True)
     (root / "dataset_description.json").write_text(json.dumps({"Name": "overhead", "BIDSVersion": "1.9.0"}))
     scans = []
     for index in range(1, n_subjects + 1):
