@@ -5,10 +5,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import nibabel as nib
+
 from ..errors import SynthSRError
+from ..inference import save_atomic
 
 IMAGE_EXTENSIONS = (".nii.gz", ".nii", ".mgz")
 EXIT_OK, EXIT_IMAGE_FAILED, EXIT_USAGE, EXIT_MODEL = 0, 1, 2, 3
@@ -104,3 +109,29 @@ def report_failure(path: str, error: BaseException) -> None:
     if isinstance(error, SynthSRError) and path not in message:
         message = f"{path}: {message}"
     print(f"ERROR: {message}", file=sys.stderr)
+
+
+#: One output to make: (file named in errors, label for progress, output path, the synthesis to run).
+Job = tuple[str, str, str, Callable[[], nib.Nifti1Image]]
+
+
+def run_batch(jobs: Sequence[Job], *, skip_existing: bool = False) -> int:
+    """Run every job, writing outputs atomically; a failure is reported and the others still run."""
+    failures = 0
+    for index, (source, label, target, synthesise) in enumerate(jobs, start=1):
+        prefix = f"[{index}/{len(jobs)}] {label}"
+        if skip_existing and os.path.isfile(target):
+            print(f"{prefix}: {target} exists, skipped", file=sys.stderr)
+            continue
+        start = time.perf_counter()
+        try:
+            save_atomic(synthesise(), target)
+        except (SynthSRError, RuntimeError, MemoryError, OSError) as exc:
+            report_failure(source, exc)
+            failures += 1
+            continue
+        print(f"{prefix} -> {target} ({time.perf_counter() - start:.1f} s)", file=sys.stderr)
+    if failures:
+        print(f"ERROR: {failures} of {len(jobs)} job(s) failed", file=sys.stderr)
+        return EXIT_IMAGE_FAILED
+    return EXIT_OK

@@ -7,7 +7,6 @@ import sys
 import time
 from pathlib import Path
 
-import nibabel as nib
 
 from ..errors import SynthSRError
 from ..inference import run, save_atomic

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
+from collections.abc import Callable
+
+import nibabel as nib
 
 from .. import __version__
 from ..errors import ModelError, SynthSRError
-from ..inference import pick_device, run, save_atomic
+from ..inference import pick_device, run
 from ..model import load_model
-from .common import (EXIT_CODES_HELP, EXIT_IMAGE_FAILED, EXIT_OK, UsageError, add_runtime_arguments,
-                     device_from_args, one_line_warnings, pair_outputs, report_failure, threads_from_args)
+from .common import (EXIT_CODES_HELP, UsageError, add_runtime_arguments, device_from_args, one_line_warnings,
+                     pair_outputs, run_batch, threads_from_args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,20 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     except SynthSRError as exc:
         print(f"ERROR: {exc}", file=sys.stderr)
         return exc.exit_code
-    failures = 0
-    for index, (t1, t2, target) in enumerate(zip(t1s, t2s, outputs), start=1):
-        start = time.perf_counter()
-        try:
-            save_atomic(run([t1, t2], model, device=device, threads=threads), target)
-        except (SynthSRError, RuntimeError, MemoryError, OSError) as exc:
-            report_failure(t1, exc)
-            failures += 1
-            continue
-        print(f"[{index}/{len(t1s)}] {t1} + {t2} -> {target} ({time.perf_counter() - start:.1f} s)", file=sys.stderr)
-    if failures:
-        print(f"ERROR: {failures} of {len(t1s)} pair(s) failed", file=sys.stderr)
-        return EXIT_IMAGE_FAILED
-    return EXIT_OK
+    def job(t1: str, t2: str) -> Callable[[], nib.Nifti1Image]:
+        return lambda: run([t1, t2], model, device=device, threads=threads)
+
+    return run_batch([(t1, f"{t1} + {t2}", dst, job(t1, t2)) for t1, t2, dst in zip(t1s, t2s, outputs)])
 
 
 def entry() -> None:

@@ -5,18 +5,20 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
+from collections.abc import Callable
 
 # Transparent huge pages for torch's large CPU tensors: a quarter of the page faults (read at torch's first
 # allocation, so before torch is imported).  See docs/performance.md.
 os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
-from .. import __version__
-from ..errors import InputImageError, ModelError, SynthSRError
-from ..inference import pick_device, run, save_atomic
-from ..model import load_model
-from .common import (EXIT_CODES_HELP, EXIT_IMAGE_FAILED, EXIT_OK, UsageError, add_runtime_arguments,
-                     device_from_args, one_line_warnings, pair_outputs, report_failure, threads_from_args)
+import nibabel as nib  # noqa: E402
+
+from .. import __version__  # noqa: E402
+from ..errors import ModelError, SynthSRError  # noqa: E402
+from ..inference import pick_device, run  # noqa: E402
+from ..model import load_model  # noqa: E402
+from .common import (EXIT_CODES_HELP, UsageError, add_runtime_arguments, device_from_args,  # noqa: E402
+                     one_line_warnings, pair_outputs, run_batch, threads_from_args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,37 +72,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ERROR: {exc}", file=sys.stderr)
         return exc.exit_code
     print(f"synthsr {__version__}: model {model.name} (sha256 {model.sha256[:12]}), device {device}", file=sys.stderr)
-    failures = 0
-    for index, (source, target) in enumerate(zip(inputs, outputs), start=1):
-        prefix = f"[{index}/{len(inputs)}] {source}"
-        if args.skip_existing and _exists(target):
-            print(f"{prefix}: {target} exists, skipped", file=sys.stderr)
-            continue
-        start = time.perf_counter()
-        try:
-            image = run(source, model, ct=args.ct, flip=not args.disable_flipping,
-                        sharpen=not args.disable_sharpening, device=device, threads=threads,
-                        max_memory_gb=args.max_memory_gb)
-            save_atomic(image, target)
-        except InputImageError as exc:
-            report_failure(source, exc)
-            failures += 1
-            continue
-        except (SynthSRError, RuntimeError, MemoryError, OSError) as exc:
-            report_failure(source, exc)
-            failures += 1
-            continue
-        print(f"{prefix} -> {target} ({time.perf_counter() - start:.1f} s)", file=sys.stderr)
-    if failures:
-        print(f"ERROR: {failures} of {len(inputs)} image(s) failed", file=sys.stderr)
-        return EXIT_IMAGE_FAILED
-    return EXIT_OK
+    def job(source: str) -> Callable[[], nib.Nifti1Image]:
+        return lambda: run(source, model, ct=args.ct, flip=not args.disable_flipping,
+                           sharpen=not args.disable_sharpening, device=device, threads=threads,
+                           max_memory_gb=args.max_memory_gb)
 
-
-def _exists(path: str) -> bool:
-    import os
-
-    return os.path.isfile(path)
+    return run_batch([(src, src, dst, job(src)) for src, dst in zip(inputs, outputs)],
+                     skip_existing=args.skip_existing)
 
 
 def entry() -> None:
