@@ -7,6 +7,7 @@ and a documented exit code (see :data:`~synthsr_nipype.cli.bids_parser.EXIT_CODE
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import sys
 import uuid
@@ -91,6 +92,10 @@ def _plugin_settings(args) -> dict[str, Any]:
         pargs.setdefault("raise_insufficient", False)
         # torch starts OpenMP threads in this process; forking it can deadlock workers.
         pargs.setdefault("mp_context", "forkserver")
+        if pargs["mp_context"] == "forkserver":
+            # The server imports torch and the interfaces once (no threads started yet, so forking it is
+            # safe); each worker then forks from it instead of paying those imports itself.
+            multiprocessing.set_forkserver_preload(["torch", "synthsr_nipype.interfaces"])
     return settings
 
 
@@ -118,7 +123,7 @@ def _configure_nipype(args, *, log_dir: Path) -> None:
                 "check_version": False,
                 # Distributed plugins poll every 2 s by default: with many short nodes
                 # (sinks, merges) that latency dominates small runs.
-                "poll_sleep_duration": 0.5,
+                "poll_sleep_duration": 0.1,
             },
             "monitoring": {"enabled": bool(args.resource_monitor)},
         }
