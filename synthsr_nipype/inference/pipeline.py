@@ -247,11 +247,6 @@ def output_image(data: np.ndarray, prepared: Prepared) -> nib.Nifti1Image:
     return image
 
 
-def default_slab_rows(model: SynthSRModel, device: torch.device) -> int | None:
-    """Slabbed evaluation of the full-resolution levels keeps CPU memory low; GPUs take the whole volume."""
-    return memory.default_slab_rows(model.spec, device.type)
-
-
 def run(images: "ImageLike | Sequence[ImageLike]", model: "str | os.PathLike[str] | SynthSRModel" = DEFAULT_MODEL, *,
         ct: bool = False, flip: bool = True, sharpen: bool = True, device: str | torch.device = "auto",
         threads: int | None = None, slab_rows: int | None = -1, max_memory_gb: float | None = None,
