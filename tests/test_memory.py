@@ -96,6 +96,10 @@ def test_gpu_tile_plan_shrinks_with_free_memory(full_spec):
     tight = memory.gpu_tile_plan(FLAIR_PADDED, full_spec, free_bytes=2 * memory.GIB)
     assert all(a >= b for a, b in zip(roomy.tile, tight.tile))
     assert tight.tile != roomy.tile
+    assert roomy.tile == FLAIR_PADDED  # an H100 holds the whole FLAIR
+    # after an out-of-memory error the retry must not be the size that failed
+    retry = memory.gpu_tile_plan(FLAIR_PADDED, full_spec, free_bytes=80 * memory.GIB, split=True)
+    assert retry.tile != FLAIR_PADDED and all(a <= b for a, b in zip(retry.tile, FLAIR_PADDED))
 
 
 def test_thread_advice(tiny_spec, full_spec):

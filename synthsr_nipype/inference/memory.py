@@ -272,8 +272,13 @@ def _tilings(shape: tuple[int, int, int], margin: int, unit: int):
 
 
 def gpu_tile_plan(padded_shape: tuple[int, int, int], spec: UNetSpec, *, free_bytes: float,
-                  element_bytes: int = FLOAT_BYTES, margin: int | None = None, headroom: float = 0.7) -> Plan:
-    """Tiles whose whole-volume forward (batch 1, no slabs) fits ``headroom`` of the free device memory."""
+                  element_bytes: int = FLOAT_BYTES, margin: int | None = None, headroom: float = 0.7,
+                  split: bool = False) -> Plan:
+    """Tiles whose whole-volume forward (batch 1, no slabs) fits ``headroom`` of the free device memory.
+
+    ``split`` asks for tiles smaller than the volume even when the estimate says the whole fits: after an
+    out-of-memory error the estimate was too optimistic, and the same size would fail again.
+    """
     unit = 2 ** (spec.n_levels - 1)
     margin = receptive_radius(spec) if margin is None else int(math.ceil(margin / unit) * unit)
     fixed = 4.0 * math.prod(padded_shape) * FLOAT_BYTES  # input, flipped input, output accumulator, a tile copy
@@ -282,7 +287,8 @@ def gpu_tile_plan(padded_shape: tuple[int, int, int], spec: UNetSpec, *, free_by
         tile = tuple(min(c + 2 * margin, s) for c, s in zip(core, padded_shape))
         need = fixed + network_bytes(tile, spec, slab_rows=None, element_bytes=element_bytes)
         shrinkable = [i for i in range(3) if core[i] > MIN_TILE]
-        if need <= headroom * free_bytes or not shrinkable:
+        fits = need <= headroom * free_bytes and not (split and tuple(core) == tuple(padded_shape))
+        if fits or not shrinkable:
             return Plan(slab_rows=None, tile=tuple(core), margin=margin, estimate_gb=need / GIB)
         axis = max(shrinkable, key=lambda i: (tile[i], i))
         core[axis] = max(MIN_TILE, core[axis] - unit)

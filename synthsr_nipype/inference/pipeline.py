@@ -134,20 +134,22 @@ def predict(model: SynthSRModel, net_input: torch.Tensor, *, flip: bool, slab_ro
     """
     if precision not in PRECISIONS:
         raise ModelError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    batch = model.device.type == "cuda"  # one batch of 2 fills a GPU better; on a CPU it only doubles the peak
     try:
         return _predict_on(model.net, model.device, net_input, flip=flip, slab_rows=slab_rows, plan=plan,
-                           precision=precision)
+                           precision=precision, batch_passes=batch)
     except torch.OutOfMemoryError:
         if model.device.type != "cuda":
             raise
     shape = tuple(int(s) for s in net_input.shape[2:])
     _release_cuda()
     free, _ = torch.cuda.mem_get_info(model.device)
-    tiles = memory.gpu_tile_plan(shape, model.spec, free_bytes=free, element_bytes=2 if precision == "bf16" else 4)
+    tiles = memory.gpu_tile_plan(shape, model.spec, free_bytes=free, element_bytes=2 if precision == "bf16" else 4,
+                                 split=True)
     log.warning("CUDA out of memory for %s: retrying in tiles of %s", shape, tiles.tile)
     try:
         return _predict_on(model.net, model.device, net_input, flip=flip, slab_rows=None, plan=tiles,
-                           precision=precision)
+                           precision=precision, batch_passes=False)
     except torch.OutOfMemoryError:
         pass
     _release_cuda()
@@ -155,7 +157,7 @@ def predict(model: SynthSRModel, net_input: torch.Tensor, *, flip: bool, slab_ro
     cpu_net = cpu_copy(model.net)
     cpu_plan = memory.plan_inference(shape, model.spec, "cpu", tta=flip)
     return _predict_on(cpu_net, torch.device("cpu"), net_input.cpu(), flip=flip, slab_rows=cpu_plan.slab_rows,
-                       plan=cpu_plan, precision="fp32")
+                       plan=cpu_plan, precision="fp32", batch_passes=False)
 
 
 def _release_cuda() -> None:
@@ -168,8 +170,11 @@ def _release_cuda() -> None:
 
 def cpu_copy(net: UNet) -> UNet:
     """A CPU replica of a (GPU) network, leaving the original where it is."""
-    copy = UNet(net.spec)
-    copy.load_state_dict({k: v.detach().cpu() for k, v in net.state_dict().items()})
+    # Built outside inference mode (predict runs in it): inference-mode parameters carry no version
+    # counter, which the network's cache of prepared weights keys on.
+    with torch.inference_mode(False):
+        copy = UNet(net.spec)
+        copy.load_state_dict({k: v.detach().cpu().clone() for k, v in net.state_dict().items()})
     return copy.eval().requires_grad_(False)
 
 
@@ -182,7 +187,8 @@ def _precision_context(device: torch.device, precision: str) -> contextlib.Abstr
 
 
 def _predict_on(net: UNet, device: torch.device, net_input: torch.Tensor, *, flip: bool, slab_rows: int | None,
-                plan: "memory.Plan | None", precision: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+                plan: "memory.Plan | None", precision: str,
+                batch_passes: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
     x = net_input.to(device)
     if precision == "bf16":
         x = x.to(torch.bfloat16)
@@ -197,7 +203,7 @@ def _predict_on(net: UNet, device: torch.device, net_input: torch.Tensor, *, fli
         def forward(t: torch.Tensor) -> torch.Tensor:
             return net(t, slab_rows=rows, recompute=recompute).float()
     with _precision_context(device, precision):
-        if flip and device.type != "cpu" and not (plan is not None and plan.tiled):
+        if flip and batch_passes and not (plan is not None and plan.tiled):
             both = forward(torch.cat([x, torch.flip(x, dims=(2,))]))
             return both[:1], both[1:]
         first = forward(x)
