@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Generate docs/cli-synthsr-bids.md from the argparse parser of ``synthsr-bids``.
+"""Generate docs/cli-synthsr-bids.md from the argparse parser of ``synthsr-bids``, and the ``--help``
+blocks of docs/cli.md from the parsers of the other commands (the prose around them is kept).
 
 Usage: ``python docs/gen_cli_docs.py`` (writes the file) or ``--check`` (exit 1 if stale).
 """
@@ -7,10 +8,14 @@ Usage: ``python docs/gen_cli_docs.py`` (writes the file) or ``--check`` (exit 1 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import re
 import sys
 from pathlib import Path
 
 OUT = Path(__file__).resolve().parent / "cli-synthsr-bids.md"
+CLI_MD = Path(__file__).resolve().parent / "cli.md"
 
 
 def _flags(action: argparse.Action) -> str:
@@ -35,22 +40,26 @@ def _default(action: argparse.Action) -> str:
     return str(action.default)
 
 
-def render() -> str:
-    import os
-
-    from synthsr_nipype.cli.bids_parser import get_parser
-
-    # argparse wraps the usage to the terminal width: fix it so the output is reproducible.
+@contextlib.contextmanager
+def _columns(width: int = 100):
+    """argparse wraps to the terminal width: fix it so the output is reproducible."""
     old = os.environ.get("COLUMNS")
-    os.environ["COLUMNS"] = "100"
+    os.environ["COLUMNS"] = str(width)
     try:
-        parser = get_parser()
-        usage = parser.format_usage().replace("usage: ", "").strip()
+        yield
     finally:
         if old is None:
             del os.environ["COLUMNS"]
         else:
             os.environ["COLUMNS"] = old
+
+
+def render() -> str:
+    from synthsr_nipype.cli.bids_parser import get_parser
+
+    with _columns():
+        parser = get_parser()
+        usage = parser.format_usage().replace("usage: ", "").strip()
     lines = [
         "# `synthsr-bids` command line",
         "",
@@ -83,17 +92,40 @@ def render() -> str:
     return "\n".join(lines)
 
 
+def _help_texts() -> dict[str, str]:
+    from synthsr_nipype.cli import demo, hyperfine, models, synthsr
+
+    with _columns():
+        return {
+            "synthsr": synthsr.build_parser().format_help(),
+            "synthsr-hyperfine": hyperfine.build_parser().format_help(),
+            "synthsr-models": models.build_parser().format_help(),
+            "synthsr-demo": demo.build_parser().format_help(),
+        }
+
+
+def render_cli_md(current: str) -> str:
+    """docs/cli.md with the fenced block under each ``## `command` `` heading replaced by its --help."""
+    text = current
+    for command, help_text in _help_texts().items():
+        pattern = re.compile(rf"(## `{re.escape(command)}`\n\n```\n)(.*?)(\n```)", re.S)
+        if not pattern.search(text):
+            raise SystemExit(f"{CLI_MD}: no '## `{command}`' section with a fenced block")
+        text = pattern.sub(lambda m: m.group(1) + help_text.rstrip("\n") + m.group(3), text, count=1)
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     args = argparse.ArgumentParser(description=__doc__).parse_known_args(argv)[1]
-    text = render()
+    wanted = {OUT: render(), CLI_MD: render_cli_md(CLI_MD.read_text())}
     if "--check" in args:
-        current = OUT.read_text() if OUT.exists() else ""
-        if current != text:
-            print(f"{OUT} is out of date: run python docs/gen_cli_docs.py", file=sys.stderr)
-            return 1
-        return 0
-    OUT.write_text(text)
-    print(f"wrote {OUT}")
+        stale = [path for path, text in wanted.items() if (path.read_text() if path.exists() else "") != text]
+        for path in stale:
+            print(f"{path} is out of date: run python docs/gen_cli_docs.py", file=sys.stderr)
+        return 1 if stale else 0
+    for path, text in wanted.items():
+        path.write_text(text)
+        print(f"wrote {path}")
     return 0
 
 

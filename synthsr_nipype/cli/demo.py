@@ -14,12 +14,16 @@ from ..inference.simulate import simulate_acquisition
 from ..reports.slices import save_comparison
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="synthsr-demo", description=__doc__)
     parser.add_argument("--model", default="v2", help="model name or Keras .h5 path (default v2)")
     parser.add_argument("--out", default="synthsr-demo", help="output folder (default ./synthsr-demo)")
-    parser.add_argument("--threads", type=int, default=None)
-    args = parser.parse_args(argv)
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's choice)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     from nilearn.datasets import load_mni152_template  # bundled with nilearn, no download
 
     out = Path(args.out)

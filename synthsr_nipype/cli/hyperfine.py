@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ERROR: {exc}", file=sys.stderr)
         return exc.exit_code
     def job(t1: str, t2: str) -> Callable[[], nib.Nifti1Image]:
-        return lambda: run([t1, t2], model, device=device, threads=threads)
+        return lambda: run([t1, t2], model, device=device, threads=threads, precision=args.precision)
 
     return run_batch([(t1, f"{t1} + {t2}", dst, job(t1, t2)) for t1, t2, dst in zip(t1s, t2s, outputs)])
 

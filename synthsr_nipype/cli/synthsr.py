@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     def job(source: str) -> Callable[[], nib.Nifti1Image]:
         return lambda: run(source, model, ct=args.ct, flip=not args.disable_flipping,
                            sharpen=not args.disable_sharpening, device=device, threads=threads,
-                           max_memory_gb=args.max_memory_gb)
+                           max_memory_gb=args.max_memory_gb, precision=args.precision)
 
     return run_batch([(src, src, dst, job(src)) for src, dst in zip(inputs, outputs)],
                      skip_existing=args.skip_existing)
