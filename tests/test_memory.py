@@ -115,3 +115,20 @@ def test_tune_allocator_is_opt_in_and_idempotent(monkeypatch):
     monkeypatch.setenv("SYNTHSR_MALLOC_TUNING", "1")
     assert isinstance(memory.tune_allocator(), bool)
     assert memory.tune_allocator() is False  # second call does nothing
+
+
+def test_unreachable_bound_warns_and_still_runs(caplog):
+    import logging
+
+    import numpy as np
+
+    from synthsr_nipype.inference import run
+
+    from .conftest import DEVSET
+
+    crop = DEVSET / "inputs" / "flair_crop.nii.gz"
+    with caplog.at_level(logging.WARNING, logger="synthsr_nipype.inference.pipeline"):
+        bounded = run(str(crop), model=str(TINY), device="cpu", max_memory_gb=0.05)
+    assert "over the bound of 0.05 GB" in caplog.text
+    whole = run(str(crop), model=str(TINY), device="cpu")
+    assert np.array_equal(np.asanyarray(bounded.dataobj), np.asanyarray(whole.dataobj))

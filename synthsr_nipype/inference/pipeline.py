@@ -328,7 +328,8 @@ def _plan(net: SynthSRModel, prepared: Prepared, dev: torch.device, slab_rows: i
         raise ModelError(f"max_memory_gb must be positive, got {max_memory_gb}")
     plan = memory.plan_inference(prepared.padded_shape, net.spec, dev.type, max_memory_gb=max_memory_gb,
                                  slab_rows=rows, tta=tta)
-    if max_memory_gb is not None and plan.estimate_gb > max_memory_gb:
-        log.warning("%s: the leanest plan needs about %.2f GB, over the bound of %.2f GB", prepared.source,
-                    plan.estimate_gb, max_memory_gb)
+    if max_memory_gb is not None and plan.estimate_gb * memory.BOUND_HEADROOM > max_memory_gb:
+        log.warning("%s: the leanest plan needs about %.2f GB (%.2f GB with the run-to-run margin), over the "
+                    "bound of %.2f GB", prepared.source, plan.estimate_gb,
+                    plan.estimate_gb * memory.BOUND_HEADROOM, max_memory_gb)
     return plan
