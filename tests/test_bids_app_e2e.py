@@ -175,6 +175,12 @@ EXPECTED_FUSED = {
     "sub-03/anat/sub-03_desc-synthsr_T1w": 1,
 }
 
+# each scan's rigid transform to its group's fused image (identity for the reference scan)
+EXPECTED_XFMS = {
+    stem.replace("_desc-synthsr", "_from-synthsr").replace("_T1w", "_to-T1w_mode-image_xfm"): stem
+    for stem in EXPECTED_SCANS
+}
+
 
 @pytest.fixture(scope="module")
 def e2e(tmp_path_factory):
@@ -207,6 +213,7 @@ def test_e2e_exit_code_and_files(e2e):
     written = {p.relative_to(out).as_posix() for p in out.rglob("sub-*/**/*") if p.is_file()}
     expected = {f"{stem}{ext}" for stem in [*EXPECTED_SCANS, *EXPECTED_FUSED]
                 for ext in (".nii.gz", ".json")}
+    expected |= {f"{stem}{ext}" for stem in EXPECTED_XFMS for ext in (".txt", ".json")}
     assert written == expected
     # No temporary files left behind (outputs appear only when complete).
     assert not [p for p in out.rglob(".*") if p.name != ".bidsignore"]
@@ -242,6 +249,31 @@ def test_e2e_sidecars(e2e):
             assert uri.startswith("bids::") and (out / uri[len("bids::"):]).is_file()
 
 
+def test_e2e_transforms(e2e):
+    """Each scan's transform to the fused image: ITK text that ANTs reads, identity for the
+    reference and for single-scan groups, a rigid motion otherwise; sidecar names both images."""
+    import ants
+
+    out = e2e["out"]
+    moved = 0
+    for stem, scan in EXPECTED_XFMS.items():
+        meta = json.loads((out / f"{stem}.json").read_text())
+        fused = next(f for f in EXPECTED_FUSED if f.split("/anat/")[0] == scan.split("/anat/")[0])
+        assert meta["Sources"] == [f"bids::{scan}.nii.gz", f"bids::{fused}.nii.gz"]
+        assert "Grid" not in meta and "SkullStripped" not in meta
+        tx = ants.read_transform(str(out / f"{stem}.txt"))
+        params = np.asarray(tx.parameters, dtype=float)
+        rotation = params[:9].reshape(3, 3)
+        assert np.allclose(rotation @ rotation.T, np.eye(3), atol=1e-3)  # rigid
+        if EXPECTED_FUSED[fused] == 1:
+            assert np.allclose(params, np.r_[np.eye(3).ravel(), 0, 0, 0])
+            assert meta["FusionMethod"] == "pass-through"
+        else:
+            assert meta["FusionRegistration"]["Transform"] == "Rigid"
+            moved += not np.allclose(params, np.r_[np.eye(3).ravel(), 0, 0, 0])
+    assert moved == 4  # the non-reference scans of sub-01 and sub-02/ses-pre
+
+
 def test_e2e_dataset_description_and_logs(e2e):
     from synthsr_nipype import CODE_URL, __version__
 
@@ -265,28 +297,27 @@ def test_e2e_pybids_reindex_and_roundtrip(e2e):
     from bids import BIDSLayout
     from bids.layout.writing import build_path
 
-    from synthsr_nipype.bids.derivatives import pybids_derivative_patterns
+    from synthsr_nipype.bids.derivatives import EXTENDED_ANAT_PATTERN, XFM_PATTERN, pybids_derivative_patterns
 
     out = e2e["out"]
     layout = BIDSLayout(str(out), config=["bids", "derivatives"], validate=False)
     files = {Path(f.path).relative_to(out).as_posix(): f for f in layout.get()
              if Path(f.path).name.startswith("sub-")}
-    assert len(files) == 2 * (len(EXPECTED_SCANS) + len(EXPECTED_FUSED))
-    patterns = pybids_derivative_patterns()
+    assert len(files) == 2 * (len(EXPECTED_SCANS) + len(EXPECTED_FUSED) + len(EXPECTED_XFMS))
+    patterns = pybids_derivative_patterns() + [EXTENDED_ANAT_PATTERN, XFM_PATTERN]
+    keys = {"ses": "session", "acq": "acquisition", "desc": "desc", "from": "from", "to": "to", "mode": "mode"}
     for rel, bids_file in files.items():
         ents = bids_file.get_entities()
         name = Path(rel).name
-        stem = rel.rsplit(".", 2)[0] if rel.endswith(".nii.gz") else rel.rsplit(".", 1)[0]
-        expected = {"subject": name.split("_")[0][4:], "suffix": "T1w", "datatype": "anat",
-                    "extension": ".nii.gz" if rel.endswith(".nii.gz") else ".json",
-                    "desc": [p for p in name.split("_") if p.startswith("desc-")][0][5:]}
-        for part in name.split("_")[1:]:
+        stem, dot, extension = rel.partition(".")
+        parts = stem.rsplit("/", 1)[1].split("_")
+        expected = {"subject": parts[0][4:], "suffix": parts[-1], "datatype": "anat", "extension": dot + extension}
+        for part in parts[1:-1]:
             key, _, value = part.partition("-")
-            if key in ("ses", "acq"):
-                expected[{"ses": "session", "acq": "acquisition"}[key]] = value
+            expected[keys[key]] = value
         assert {k: str(v) for k, v in ents.items()} == expected, rel
         assert build_path(ents, patterns, strict=True) == rel, rel
-        assert stem in EXPECTED_SCANS or stem in EXPECTED_FUSED
+        assert stem in EXPECTED_SCANS or stem in EXPECTED_FUSED or stem in EXPECTED_XFMS, name
 
 
 def test_e2e_interrupt_rerun_multiproc_identical(e2e):

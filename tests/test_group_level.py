@@ -50,6 +50,23 @@ def _cohort(root: Path, n: int = 12) -> Path:
     return root
 
 
+def test_group_selects_sessions_and_participants(tmp_path):
+    root = _cohort(_dataset(tmp_path / "out"))
+    assert run_group_level(root, session_label=["ses-pre"]) == 0
+    wide = read_tsv(root / "group" / "volumes.tsv")
+    # the odd-numbered cohort members (sub-02, sub-04, ...) have ses-pre; the others have no session
+    assert sorted(wide["participant_id"]) == [f"sub-{k:02d}" for k in range(2, 13, 2)]
+    assert set(wide["session_id"]) == {"ses-pre"}
+    assert run_group_level(root, participant_label=["02", "04", "05"], session_label=["pre"]) == 0
+    assert sorted(read_tsv(root / "group" / "volumes.tsv")["participant_id"]) == ["sub-02", "sub-04"]
+
+
+def test_group_session_without_volumes_is_one_line(tmp_path, capsys):
+    root = _cohort(_dataset(tmp_path / "out"))
+    assert run_group_level(root, session_label=["post"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--session-label post" in err
+
 def test_group_tables_zscores_figures(tmp_path):
     root = _cohort(_dataset(tmp_path / "out"))
     assert run_group_level(root) == 0

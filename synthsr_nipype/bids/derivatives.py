@@ -20,6 +20,13 @@ EXTENDED_ANAT_PATTERN = (
     "[_echo-{echo}][_flip-{flip}][_inv-{inv}][_mt-{mt}][_part-{part}][_space-{space}]"
     "[_chunk-{chunk}][_desc-{desc}]_{suffix<T1w>}{extension<.nii|.nii.gz|.json>|.nii.gz}"
 )
+#: Transforms (pybids' derivatives config knows ``from``, ``to`` and ``mode`` but has no pattern for them).
+XFM_PATTERN = (
+    "sub-{subject}[/ses-{session}]/{datatype<anat>|anat}/sub-{subject}[_ses-{session}]"
+    "[_task-{task}][_acq-{acquisition}][_ce-{ceagent}][_rec-{reconstruction}][_run-{run}]"
+    "[_echo-{echo}][_flip-{flip}][_inv-{inv}][_mt-{mt}][_part-{part}][_chunk-{chunk}]"
+    "_from-{from}_to-{to}_mode-{mode<image|points>}_{suffix<xfm>}{extension<.txt|.h5|.json>}"
+)
 
 #: Name of the raw dataset in BIDS URIs (``bids:raw:sub-01/anat/...``), see DatasetLinks.
 RAW_DATASET_NAME = "raw"
@@ -47,7 +54,7 @@ def build_derivative_relpath(entities: Mapping[str, Any], *, extension: str = ".
     ents["extension"] = extension
     path = build_path(ents, pybids_derivative_patterns(), strict=True)
     if path is None:
-        path = build_path(ents, [EXTENDED_ANAT_PATTERN], strict=True)
+        path = build_path(ents, [EXTENDED_ANAT_PATTERN, XFM_PATTERN], strict=True)
     if path is None:
         raise ValueError(f"no derivative path pattern fits entities {ents}")
     return path
@@ -57,6 +64,15 @@ def scan_output_entities(source: Mapping[str, Any], source_suffix: str) -> dict[
     """Entities of a per-scan output: the source's, plus ``desc-synthsr<Suffix>``, ``T1w``."""
     ents = {k: str(v) for k, v in source.items() if v is not None}
     ents.update(desc=f"synthsr{source_suffix}", suffix="T1w", datatype="anat")
+    return ents
+
+
+def scan_xfm_entities(scan_entities: Mapping[str, Any]) -> dict[str, str]:
+    """Entities of the rigid transform from a per-scan output to the fused image (sMRIPrep's
+    ``from-orig_to-T1w``, with the scan's ``desc`` as ``from`` so scans differing only by suffix differ)."""
+    ents = {k: str(v) for k, v in scan_entities.items() if v is not None and k not in ("desc", "suffix", "space")}
+    ents.update({"from": str(scan_entities["desc"]), "to": "T1w", "mode": "image", "suffix": "xfm",
+                 "datatype": "anat"})
     return ents
 
 

@@ -60,16 +60,18 @@ def synthsr_metadata(
 
 
 def derivative_sidecar(
-    metadata: Mapping[str, Any], *, sources: Sequence[str], img
+    metadata: Mapping[str, Any], *, sources: Sequence[str], img=None
 ) -> dict[str, Any]:
-    """Complete sidecar: upstream metadata + Sources (BIDS URIs), SkullStripped, grid."""
+    """Complete sidecar: upstream metadata + Sources (BIDS URIs); for an image (``img``) also
+    SkullStripped and the grid."""
     from .. import __version__
 
     sidecar = dict(metadata)
     sidecar.setdefault("SoftwareName", "synthsr-nipype")
     sidecar.setdefault("SoftwareVersion", __version__)
     sidecar["Sources"] = list(sources)
-    # SynthSR predicts the whole field of view; nothing is masked out.
-    sidecar["SkullStripped"] = False
-    sidecar["Grid"] = grid_description(img)
+    if img is not None:
+        # SynthSR predicts the whole field of view; nothing is masked out.
+        sidecar["SkullStripped"] = False
+        sidecar["Grid"] = grid_description(img)
     return sidecar

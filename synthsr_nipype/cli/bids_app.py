@@ -280,6 +280,7 @@ def run_group(args) -> int:
 
     try:
         participants = normalize_labels(args.participant_label, "sub")
+        sessions = normalize_labels(args.session_label, "ses")
     except BIDSInputError as exc:
         raise _UserError(str(exc)) from None
     model = None
@@ -291,6 +292,7 @@ def run_group(args) -> int:
         seg_backend=None if args.seg_backend in (None, "none") else args.seg_backend,
         model=model,
         participant_label=participants,
+        session_label=sessions,
     )
     if code == EXIT_OK:
         print(f"synthsr-bids: group tables, figures and group.html in {args.output_dir / 'group'}")

@@ -32,6 +32,7 @@ def run_group_level(
     seg_backend: str | None = None,
     model: str | None = None,
     participant_label: list[str] | None = None,
+    session_label: list[str] | None = None,
 ) -> int:
     """Run the group level on the participant outputs in ``output_dir``; returns the exit code.
 
@@ -40,7 +41,8 @@ def run_group_level(
     """
     out = Path(output_dir)
     try:
-        long = collect_volumes(out, seg_backend=seg_backend, model=model, participant_label=participant_label)
+        long = collect_volumes(out, seg_backend=seg_backend, model=model, participant_label=participant_label,
+                               session_label=session_label)
     except GroupError as err:
         print(f"synthsr-bids group: {err}", file=sys.stderr)
         return 1

@@ -50,6 +50,27 @@ class FusionResult:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
+def write_itk_affine(matrix: np.ndarray | None, path: str | os.PathLike) -> Path:
+    """Write a 4x4 ITK/LPS affine (``None``: identity) as an ITK text transform file.
+
+    ITK's convention: the transform maps points of the fixed (reference) space to the moving
+    image, i.e. what ``antsApplyTransforms -r reference -i moving -t file`` needs to resample
+    the moving image onto the reference, like sMRIPrep's ``from-orig_to-T1w_mode-image_xfm.txt``.
+    The centre is folded into the translation, so the fixed parameters are zero.
+    """
+    m = np.eye(4) if matrix is None else np.asarray(matrix, dtype=float)
+    if m.shape != (4, 4) or not np.all(np.isfinite(m)):
+        raise ValueError(f"expected a finite 4x4 matrix, got shape {m.shape}")
+    values = [*m[:3, :3].ravel(), *m[:3, 3]]
+    text = (
+        "#Insight Transform File V1.0\n#Transform 0\nTransform: AffineTransform_double_3_3\n"
+        f"Parameters: {' '.join(f'{v:.17g}' for v in values)}\nFixedParameters: 0 0 0\n"
+    )
+    out = Path(path)
+    out.write_text(text)
+    return out
+
+
 def _as_nifti(image):
     import nibabel as nib
 
@@ -88,7 +109,8 @@ def fuse_images(
     -------
     FusionResult
         The fused image (reference grid and data type), the 4x4 rigid transforms
-        (ITK/LPS convention, moving→reference; ``None`` for the reference itself).
+        (ITK/LPS convention: reference points to moving points, the transform that resamples
+        the moving image onto the reference; ``None`` for the reference itself).
     """
     import nibabel as nib
 

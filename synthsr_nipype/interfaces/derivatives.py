@@ -22,19 +22,20 @@ class _DerivativesSinkInputSpec(BaseInterfaceInputSpec):
         File(exists=True), desc="metadata JSON files merged (in order) into the sidecar"
     )
     entities = traits.Dict(mandatory=True, desc="BIDS entities of the output")
+    extension = traits.Enum(".nii.gz", ".txt", ".h5", usedefault=True, desc="extension of the stored file")
     sources = traits.List(traits.Str, mandatory=True, desc="BIDS URIs of the inputs")
 
 
 class _DerivativesSinkOutputSpec(TraitedSpec):
-    out_file = File(exists=True, desc="image at its derivatives path")
+    out_file = File(exists=True, desc="file at its derivatives path")
     out_json = File(exists=True, desc="its JSON sidecar")
 
 
 class DerivativesSink(SimpleInterface):
     """Copy ``in_file`` to ``base_directory/<pybids path from entities>`` with a sidecar.
 
-    The image bytes are copied unchanged; the sidecar gets Sources, SkullStripped and the
-    grid description. Both are written to a temporary file and renamed: a derivative exists
+    The bytes are copied unchanged; the sidecar gets Sources and, for an image, SkullStripped
+    and the grid description. Both are written to a temporary file and renamed: a derivative exists
     complete or not at all. The image is renamed last, so an image always has its sidecar.
     """
 
@@ -49,14 +50,14 @@ class DerivativesSink(SimpleInterface):
 
         root = Path(self.inputs.base_directory)
         entities = dict(self.inputs.entities)
-        out_file = root / build_derivative_relpath(entities, extension=".nii.gz")
+        extension = self.inputs.extension
+        out_file = root / build_derivative_relpath(entities, extension=extension)
         out_json = root / build_derivative_relpath(entities, extension=".json")
         metadata: dict = {}
         for path in self.inputs.in_json or []:
             metadata.update(json.loads(Path(path).read_text()))
-        sidecar = derivative_sidecar(
-            metadata, sources=list(self.inputs.sources), img=nib.load(self.inputs.in_file)
-        )
+        img = nib.load(self.inputs.in_file) if extension == ".nii.gz" else None
+        sidecar = derivative_sidecar(metadata, sources=list(self.inputs.sources), img=img)
         atomic_write_json(out_json, sidecar)
         atomic_copy(self.inputs.in_file, out_file)
         self._results.update(out_file=str(out_file), out_json=str(out_json))

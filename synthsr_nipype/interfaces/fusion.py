@@ -24,7 +24,9 @@ class _RigidFusionInputSpec(BaseInterfaceInputSpec):
 class _RigidFusionOutputSpec(TraitedSpec):
     out_file = File(exists=True, desc="fused image on the reference output's grid")
     out_json = File(exists=True, desc="fusion metadata")
-    out_transforms = OutputMultiObject(File(), desc="rigid transforms (text, 4x4, LPS), one per input")
+    out_transforms = OutputMultiObject(
+        File(), desc="rigid transforms (ITK text, LPS; identity for the reference), one per input"
+    )
 
 
 class RigidFusion(SimpleInterface):
@@ -34,10 +36,8 @@ class RigidFusion(SimpleInterface):
     output_spec = _RigidFusionOutputSpec
 
     def _run_interface(self, runtime):
-        import numpy as np
-
         from ..bids.derivatives import atomic_copy, atomic_write_json
-        from ..inference.fusion import fuse_images
+        from ..inference.fusion import fuse_images, write_itk_affine
         from ..inference.io import save_atomic
 
         files = list(self.inputs.in_files)
@@ -56,9 +56,7 @@ class RigidFusion(SimpleInterface):
             save_atomic(result.image, out_file)
         transforms = []
         for i, matrix in enumerate(result.transforms):
-            path = cwd / f"transform{i:02d}.txt"
-            np.savetxt(path, np.eye(4) if matrix is None else matrix, fmt="%.8f")
-            transforms.append(str(path))
+            transforms.append(str(write_itk_affine(matrix, cwd / f"transform{i:02d}.txt")))
         out_json = cwd / "fusion.json"
         atomic_write_json(out_json, result.metadata)
         self._results.update(

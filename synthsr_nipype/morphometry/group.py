@@ -50,6 +50,7 @@ def collect_volumes(
     seg_backend: str | None = None,
     model: str | None = None,
     participant_label: list[str] | None = None,
+    session_label: list[str] | None = None,
 ) -> pd.DataFrame:
     """Long table of every participant ``_desc-volume_morph.tsv`` under ``output_dir`` (pybids).
 
@@ -65,6 +66,8 @@ def collect_volumes(
     query: dict[str, Any] = {"suffix": "morph", "desc": "volume", "extension": ".tsv"}
     if participant_label:
         query["subject"] = [p[4:] if p.startswith("sub-") else p for p in participant_label]
+    if session_label:  # then subjects without sessions are left out, as at the participant level
+        query["session"] = [s[4:] if s.startswith("ses-") else s for s in session_label]
     frames = []
     for bf in layout.get(**query):
         ents = bf.get_entities()
@@ -76,7 +79,10 @@ def collect_volumes(
         table.insert(0, "participant_id", f"sub-{ents['subject']}")
         frames.append(table)
     if not frames:
-        raise GroupError(f"no participant volumes (*_desc-volume_morph.tsv) found under {root}")
+        selected = "".join(f" for {flag} {' '.join(labels)}" for flag, labels in
+                           (("--participant-label", participant_label), ("--session-label", session_label))
+                           if labels)
+        raise GroupError(f"no participant volumes (*_desc-volume_morph.tsv) found under {root}{selected}")
     long = pd.concat(frames, ignore_index=True)
     if seg_backend is not None:
         long = long[long["seg_backend"] == seg_backend]

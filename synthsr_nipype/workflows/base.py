@@ -8,7 +8,7 @@ from pathlib import Path
 from nipype.interfaces.utility import IdentityInterface, Merge
 from nipype.pipeline import engine as pe
 
-from ..bids.derivatives import RAW_DATASET_NAME, bids_uri
+from ..bids.derivatives import RAW_DATASET_NAME, bids_uri, scan_xfm_entities
 from ..bids.plan import GroupPlan, Plan
 from ..interfaces.derivatives import DerivativesSink
 from ..interfaces.fusion import RigidFusion
@@ -32,6 +32,14 @@ CITATIONS = {
 
 def _safe(label: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in label)
+
+
+def _pick(items, index):
+    """``items[index]``; a one-item output list reaches here as the item itself (Nipype's
+    OutputMultiObject unwraps it). A connection function: Nipype runs it from its source."""
+    if isinstance(items, (str, bytes)) or not hasattr(items, "__getitem__"):
+        return items
+    return items[index]
 
 
 def init_single_subject_wf(
@@ -69,6 +77,8 @@ def init_single_subject_wf(
         ``synthsr_<scan>_wf`` (one per job) → ``ds_<scan>`` (per-scan derivative);
         all outputs → ``merge`` → ``fusion`` (:class:`~synthsr_nipype.interfaces.RigidFusion`)
         → ``ds_fused`` (``sub-X[_ses-Y]_desc-synthsr_T1w``) → ``outputnode``;
+        ``fusion`` → ``ds_xfm_<scan>`` (each scan's rigid transform to the fused image,
+        ``…_from-synthsr<Suffix>_to-T1w_mode-image_xfm.txt``, ITK text; identity for the reference);
         with ``seg_backend``: ``ds_fused`` → ``morphometry_wf``
         (:func:`~synthsr_nipype.workflows.morphometry.init_morphometry_wf`, which writes its
         own derivatives into ``output_dir``)
@@ -177,6 +187,23 @@ def init_single_subject_wf(
         run_without_submitting=True,
         overwrite=True,
     )
+    for index, job in enumerate(group.jobs):
+        ds_xfm = pe.Node(
+            DerivativesSink(
+                base_directory=str(output_dir),
+                entities=scan_xfm_entities(job.entities),
+                extension=".txt",
+                sources=[bids_uri(job.out_relpath), bids_uri(group.fused_relpath)],
+            ),
+            name=f"ds_xfm_{_safe(job.name)}",
+            run_without_submitting=True,
+            overwrite=True,
+        )
+        # fmt: off
+        workflow.connect([
+            (fusion, ds_xfm, [(("out_transforms", _pick, index), "in_file"), ("out_json", "in_json")]),
+        ])
+        # fmt: on
     # fmt: off
     workflow.connect([
         (merge, fusion, [("out", "in_files")]),
