@@ -4,6 +4,7 @@ error paths (exit codes, one line, crash files)."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import nibabel as nib
@@ -302,6 +303,38 @@ def test_bad_plugin_file(tmp_path, scans, capsys):
     code = _run_main([root, tmp_path / "out", "participant", "--model", TINY, "--use-plugin",
                       plugin, "-w", tmp_path / "w"])
     assert code == 1 and "'plugin' key" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("yaml_text,plugin,poll", [
+    (None, "MultiProc", 0.1),
+    ("plugin: Linear\n", "Linear", 0.1),
+    ("plugin: SLURM\nplugin_args:\n  sbatch_args: '-c 1'\n", "SLURM", 2.0),
+    ("plugin: SLURM\nplugin_args:\n  poll_sleep_duration: 5\n", "SLURM", 5.0),
+])
+def test_plugin_poll_interval(tmp_path, yaml_text, plugin, poll):
+    """Local plugins poll every 0.1 s; cluster plugins keep 2 s (each poll queries the scheduler once
+    per pending job) unless the YAML says otherwise, which Nipype itself would ignore in plugin_args."""
+    from synthsr_nipype.cli import bids_app
+    from synthsr_nipype.cli.bids_parser import get_parser
+
+    argv = [str(tmp_path), str(tmp_path / "out"), "participant", "--nprocs", "2"]
+    if yaml_text is not None:
+        (tmp_path / "p.yml").write_text(yaml_text)
+        argv += ["--use-plugin", str(tmp_path / "p.yml")]
+    settings = bids_app._plugin_settings(get_parser().parse_args(argv))
+    assert settings["plugin"] == plugin and settings["poll_seconds"] == poll
+    assert "poll_sleep_duration" not in settings["plugin_args"]
+
+
+def test_cluster_plugins_get_a_logname(monkeypatch):
+    from synthsr_nipype.cli import bids_app
+
+    monkeypatch.delenv("LOGNAME", raising=False)
+    bids_app._ensure_logname()
+    assert os.environ["LOGNAME"]
+    monkeypatch.setenv("LOGNAME", "someone")
+    bids_app._ensure_logname()
+    assert os.environ["LOGNAME"] == "someone"
 
 
 def test_version_and_parser_help(capsys):

@@ -22,6 +22,11 @@ os.environ.setdefault("NIPYPE_NO_ET", "1")
 from .bids_parser import get_parser  # noqa: E402
 
 EXIT_OK, EXIT_FAILED, EXIT_DEPENDENCY = 0, 1, 2
+LOCAL_PLUGINS = ("Linear", "MultiProc", "LegacyMultiProc")
+# Local plugins poll every 0.1 s: with many short nodes (sinks, merges) Nipype's 2 s default
+# dominates small runs. Cluster plugins query the scheduler once per pending job and poll:
+# at 0.1 s that was ~13 squeue calls a second for 4 jobs, so they keep a 2 s interval.
+LOCAL_POLL_SECONDS, CLUSTER_POLL_SECONDS = 0.1, 2.0
 
 log = logging.getLogger("synthsr_bids")
 
@@ -71,7 +76,7 @@ def _uses_gpu(device: str) -> bool:
 
 def _plugin_settings(args) -> dict[str, Any]:
     """Plugin and its arguments: the YAML file wins, the command line fills the gaps."""
-    settings: dict[str, Any] = {"plugin": "MultiProc", "plugin_args": {}}
+    settings: dict[str, Any] = {"plugin": "MultiProc", "plugin_args": {}, "poll_seconds": LOCAL_POLL_SECONDS}
     if args.use_plugin is not None:
         import yaml
 
@@ -83,6 +88,15 @@ def _plugin_settings(args) -> dict[str, Any]:
             raise _UserError(f"{args.use_plugin}: expected a YAML mapping with a 'plugin' key")
         settings["plugin"] = str(loaded["plugin"])
         settings["plugin_args"] = dict(loaded.get("plugin_args") or {})
+        # Nipype reads the poll interval from its config, not from plugin_args: take it from there.
+        poll = settings["plugin_args"].pop("poll_sleep_duration", None)
+        try:
+            settings["poll_seconds"] = float(
+                poll if poll is not None
+                else LOCAL_POLL_SECONDS if settings["plugin"] in LOCAL_PLUGINS else CLUSTER_POLL_SECONDS
+            )
+        except (TypeError, ValueError):
+            raise _UserError(f"{args.use_plugin}: poll_sleep_duration must be a number of seconds") from None
     elif args.nprocs == 1:
         settings["plugin"] = "Linear"
     pargs = settings["plugin_args"]
@@ -100,6 +114,18 @@ def _plugin_settings(args) -> dict[str, Any]:
     return settings
 
 
+def _ensure_logname() -> None:
+    """Nipype's cluster plugins name jobs after ``$LOGNAME`` (a KeyError when it is unset, as in
+    many containers and CI runners); take the account name instead."""
+    if not os.environ.get("LOGNAME"):
+        import getpass
+
+        try:
+            os.environ["LOGNAME"] = getpass.getuser()
+        except (KeyError, OSError):
+            os.environ["LOGNAME"] = f"uid{os.getuid()}"
+
+
 def _start_workers_server(settings: dict[str, Any]) -> None:
     """Start MultiProc's forkserver now, so that its imports (~1.4 s) overlap the BIDS indexing
     instead of holding up the first submission."""
@@ -109,7 +135,7 @@ def _start_workers_server(settings: dict[str, Any]) -> None:
         forkserver.ensure_running()
 
 
-def _configure_nipype(args, *, log_dir: Path) -> None:
+def _configure_nipype(args, *, log_dir: Path, poll_seconds: float = LOCAL_POLL_SECONDS) -> None:
     from nipype import config, logging as nlogging
 
     level = "DEBUG" if args.verbose_count > 1 else ("INFO" if args.verbose_count else "WARNING")
@@ -131,9 +157,7 @@ def _configure_nipype(args, *, log_dir: Path) -> None:
                 "remove_unnecessary_outputs": False,
                 "create_report": True,
                 "check_version": False,
-                # Distributed plugins poll every 2 s by default: with many short nodes
-                # (sinks, merges) that latency dominates small runs.
-                "poll_sleep_duration": 0.1,
+                "poll_sleep_duration": poll_seconds,
             },
             "monitoring": {"enabled": bool(args.resource_monitor)},
         }
@@ -368,7 +392,9 @@ def run_app(args) -> int:
     log_dir = args.output_dir / "logs" / run_id
     log_dir.mkdir(parents=True, exist_ok=True)
     work_dir.mkdir(parents=True, exist_ok=True)
-    _configure_nipype(args, log_dir=log_dir)
+    _configure_nipype(args, log_dir=log_dir, poll_seconds=settings["poll_seconds"])
+    if settings["plugin"] not in LOCAL_PLUGINS:
+        _ensure_logname()
     _write_outputs_scaffold(args, plan, log_dir, morphometry=seg_backend is not None)
 
     workflow = init_synthsr_bids_wf(
