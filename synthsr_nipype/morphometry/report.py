@@ -1,4 +1,12 @@
-"""The group HTML page: summary, tables, outliers and the SVG figures."""
+"""The group HTML page: summary, tables, outliers and the SVG figures.
+
+The page checks itself when opened in a browser: a figure that fails to load is replaced by a red
+"figure missing: <path>" note (class ``figure-missing``, attribute ``data-broken`` on its
+``<figure>``), and once the page has loaded an inline script records on ``<body>``
+``data-figures-loaded`` (images with ``naturalWidth > 0``) and ``data-figures-broken``, next to the
+server-side ``data-figures-expected``. A person sees the problem; headless Chromium can assert it
+(``tests/test_report_browser.py``). Nothing is fetched from the network.
+"""
 
 from __future__ import annotations
 
@@ -25,10 +33,45 @@ def _table(df: pd.DataFrame, float_format: str = "{:.1f}") -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
+# Inline, no external resources: the page must work offline (file://) and in headless Chromium.
+_SELF_CHECK = """<script>
+function figureMissing(img) {
+  var fig = img.closest("figure") || img.parentNode;
+  var note = document.createElement("p");
+  note.className = "figure-missing";
+  note.textContent = "figure missing: " + img.getAttribute("src");
+  fig.setAttribute("data-broken", "");
+  img.setAttribute("data-broken", "");
+  img.style.display = "none";
+  img.parentNode.insertBefore(note, img);
+}
+window.addEventListener("load", function () {
+  var imgs = document.querySelectorAll("img.report-figure");
+  var loaded = 0, broken = 0;
+  for (var i = 0; i < imgs.length; i++) {
+    if (imgs[i].complete && imgs[i].naturalWidth > 0 && !imgs[i].hasAttribute("data-broken")) { loaded++; }
+    else { broken++; if (!imgs[i].hasAttribute("data-broken")) { figureMissing(imgs[i]); } }
+  }
+  document.body.setAttribute("data-figures-loaded", String(loaded));
+  document.body.setAttribute("data-figures-broken", String(broken));
+  var status = document.getElementById("figure-status");
+  if (status) {
+    status.textContent = broken ? broken + " of " + imgs.length + " figures failed to load."
+                                : "All " + loaded + " figures loaded.";
+    status.className = broken ? "figure-missing" : "figure-ok";
+  }
+});
+</script>"""
+
+
 def write_group_report(
     out_file: str | os.PathLike, *, wide: pd.DataFrame, zscores: pd.DataFrame, figures: dict[str, str], title: str
 ) -> Path:
-    """Self-contained page (figures linked relative to it)."""
+    """Self-contained page (figures linked relative to it) that reports missing figures itself.
+
+    A figure that does not load is replaced by a visible "figure missing" note, and ``<body>`` gets
+    ``data-figures-loaded`` / ``data-figures-broken`` once the page has loaded (see module docstring).
+    """
     out = Path(out_file)
     backend = ", ".join(sorted(wide["seg_backend"].unique()))
     model = ", ".join(sorted(wide["synthsr_model"].unique()))
@@ -38,20 +81,23 @@ def write_group_report(
         else _table(flagged[["participant_id", "session_id", "name", "volume-mm3", "z", "z_icv"]], "{:.2f}")
     )
     figs = "".join(
-        f'<figure><img src="{html.escape(os.path.relpath(path, out.parent))}" alt="{html.escape(caption)}">'
+        f'<figure><img class="report-figure" src="{html.escape(os.path.relpath(path, out.parent))}" '
+        f'alt="{html.escape(caption)}" onerror="figureMissing(this)">'
         f"<figcaption>{html.escape(caption)}</figcaption></figure>"
         for caption, path in figures.items()
     )
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:80em}}table{{border-collapse:collapse;font-size:85%}}
-td,th{{border:1px solid #ccc;padding:2px 6px;text-align:right}}img{{max-width:100%}}</style></head>
-<body><h1>{html.escape(title)}</h1>
+td,th{{border:1px solid #ccc;padding:2px 6px;text-align:right}}img{{max-width:100%}}
+.figure-missing{{color:#b00;font-weight:bold;border:2px solid #b00;padding:4px}}.figure-ok{{color:#555}}</style>
+{_SELF_CHECK}</head>
+<body data-figures-expected="{len(figures)}"><h1>{html.escape(title)}</h1>
 <p>{len(wide)} subject/session rows; segmentation backend: <b>{html.escape(backend)}</b>;
 SynthSR model: <b>{html.escape(model)}</b>. Volumes in mm³; z-scores use the sample standard deviation.
 Volumes measured on synthetic (SynthSR) images: check the images before trusting them.</p>
 <h2>Outliers (|z| &gt; 3)</h2>{outliers}
-<h2>Figures</h2>{figs}
+<h2>Figures</h2><p id="figure-status">(figure check needs JavaScript)</p>{figs}
 <h2>Volumes</h2>{_table(wide)}
 </body></html>
 """

@@ -1,0 +1,79 @@
+"""The group HTML report rendered in headless Chromium: every figure loads, and a missing one shows.
+
+Text checks (tests/test_group_level.py) cannot see whether the page's figures load or its script
+runs; this renders ``group/group.html`` as a reader's browser would. CI installs Chromium (.ci/run);
+elsewhere the test is skipped with a reason.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from synthsr_nipype.cli.group import run_group_level
+from synthsr_nipype.reports.browser import find_chromium, render_dom, screenshot
+
+from .test_group_level import _cohort, _dataset
+
+pytestmark = pytest.mark.skipif(
+    find_chromium() is None,
+    reason="no headless Chromium (chromium, chromium-browser, google-chrome or $CHROMIUM); "
+           "`apt-get install chromium` to run the browser check of the HTML report",
+)
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _body_attrs(dom: str) -> dict[str, str]:
+    body = re.search(r"<body\b([^>]*)>", dom)
+    assert body, "rendered DOM has no <body>"
+    return dict(re.findall(r'([\w-]+)="([^"]*)"', body.group(1)))
+
+
+def _figure_counts(dom: str) -> tuple[int, int, int]:
+    attrs = _body_attrs(dom)
+    assert "data-figures-loaded" in attrs, f"the page's self-check script did not run: body {attrs}"
+    return (int(attrs["data-figures-expected"]), int(attrs["data-figures-loaded"]),
+            int(attrs["data-figures-broken"]))
+
+
+def _png_is_not_blank(png: Path) -> None:
+    data = png.read_bytes()
+    assert data.startswith(PNG_SIGNATURE), f"{png} is not a PNG"
+    assert len(data) > 10_000, f"{png} is only {len(data)} bytes: blank page?"
+    try:
+        from PIL import Image
+    except ImportError:  # size and signature are the check without Pillow
+        return
+    with Image.open(png) as img:
+        lo, hi = img.convert("L").getextrema()
+        assert lo < hi, f"{png} is a single colour"
+        colours = img.convert("RGB").getcolors(maxcolors=1 << 20)
+        assert colours is None or len(colours) > 10, f"{png} has only {len(colours)} colours"
+
+
+def test_group_report_in_headless_chromium(tmp_path):
+    root = _cohort(_dataset(tmp_path / "out"))
+    assert run_group_level(root) == 0
+    page = root / "group" / "group.html"
+
+    dom = render_dom(page)
+    expected, loaded, broken = _figure_counts(dom)
+    assert expected == 2 and (loaded, broken) == (2, 0), (
+        f"{page}: {_body_attrs(dom)}; {re.findall(r'<p class=.figure-missing.>([^<]*)</p>', dom)}")
+    assert 'class="figure-missing"' not in dom and "All 2 figures loaded." in dom
+    assert "sub-01" in dom and "synthsr_v2" in dom
+
+    shot = screenshot(page, tmp_path / "group.png")
+    _png_is_not_blank(shot)
+
+    # the check must be able to fail: take one figure away
+    missing = root / "group" / "figures" / "volumes_icv.svg"
+    missing.unlink()
+    dom = render_dom(page)
+    assert _figure_counts(dom) == (2, 1, 1), _body_attrs(dom)
+    notes = re.findall(r'<p class="figure-missing">([^<]*)</p>', dom)
+    assert notes == ["figure missing: figures/volumes_icv.svg"], notes
+    assert "1 of 2 figures failed to load." in dom
