@@ -149,6 +149,11 @@ def test_padded_shape_and_memory():
     assert estimate_mem_gb([192, 256, 160], 24) == pytest.approx(estimate_memory_gb((192, 256, 160), spec), abs=0.01)
     assert 1.0 < estimate_mem_gb([192, 256, 160], 24) < 2.84  # issue 7's bound for the whole FLAIR
     assert estimate_mem_gb([64, 64, 64], 2) < estimate_mem_gb([64, 64, 64], 24)
+    from synthsr_nipype.bids.plan import estimate_n_procs
+
+    # thread advice: more for more work, never below 1
+    assert 1 <= estimate_n_procs([64, 64, 64], 2) <= estimate_n_procs([64, 64, 64], 24)
+    assert estimate_n_procs([64, 64, 64], 24) < estimate_n_procs([192, 256, 160], 24)
 
 
 def test_format_plan_lists_runs_fusion_and_skips():

@@ -142,6 +142,16 @@ def test_single_subject_wf_graph_and_citation(tmp_path, scans):
     assert {n for n in sub1.list_node_names() if n.endswith("synthsr")} == {
         "synthsr_FLAIR_wf.synthsr", "synthsr_T2w_wf.synthsr"}
     assert sub1.get_node("fusion").inputs.reference_index == plan.groups[0].reference_job
+    # each SynthSR node: mem_gb and n_procs from the cost model, n_procs capped by --omp-nthreads
+    big = init_synthsr_bids_wf(plan=plan, output_dir=tmp_path / "out", omp_nthreads=64, name="big_wf")
+    for group in plan.groups:
+        sub = big.get_node(f"single_subject_{group.subject}" + (f"_{group.session}" if group.session else "")
+                           + "_wf")
+        for job in group.jobs:
+            node = sub.get_node(f"synthsr_{job.name}_wf.synthsr")
+            assert node.mem_gb == pytest.approx(job.mem_gb)
+            assert node.n_procs == node.inputs.num_threads == min(64, job.n_procs) < 64
+            assert wf.get_node(sub.name).get_node(f"synthsr_{job.name}_wf.synthsr").n_procs == 1
     text = citation_markdown(wf)
     assert text.count("SynthSR [@synthsr1") == 1  # identical descriptions appear once
     assert "voxel-wise median" in text and "[pybids]" in text

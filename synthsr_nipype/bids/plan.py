@@ -17,7 +17,7 @@ from .derivatives import (
     fused_output_entities,
     scan_output_entities,
 )
-from ..inference.memory import estimate_memory_gb, published_spec
+from ..inference.memory import estimate_memory_gb, estimate_threads, published_spec
 from .grouping import Group, choose_reference, group_scans, reference_sort_key
 from .modelcard import channel_suffixes, model_label
 from .scan import ScanInfo, describe_scan
@@ -43,6 +43,14 @@ def estimate_mem_gb(shape: Sequence[int], base_features: int = DEFAULT_BASE_FEAT
     return round(estimate_memory_gb(padded, published_spec(base_features)), 2)
 
 
+def estimate_n_procs(shape: Sequence[int], base_features: int = DEFAULT_BASE_FEATURES) -> int:
+    """Threads worth giving one SynthSR inference (the Nipype node's ``n_procs`` cap), from the padded
+    1 mm shape: the cost model's :func:`~synthsr_nipype.inference.memory.estimate_threads` (small networks on
+    small volumes gain nothing from more threads, so they leave MultiProc slots to other nodes)."""
+    padded = tuple(int(s) for s in shape)
+    return estimate_threads(padded, published_spec(base_features), available=1 << 10)
+
+
 @dataclass
 class Job:
     """One SynthSR inference: channel images in, one 1 mm synthetic T1w out."""
@@ -56,6 +64,7 @@ class Job:
     out_relpath: str
     shape_1mm: list[int] = field(default_factory=list)
     mem_gb: float = 1.0
+    n_procs: int = 1  # threads worth giving it (capped by --omp-nthreads in the workflow)
 
 
 @dataclass
@@ -121,6 +130,7 @@ def _job(scans: Sequence[ScanInfo], model: str, base_features: int) -> Job:
         out_relpath=build_derivative_relpath(entities),
         shape_1mm=shape,
         mem_gb=estimate_mem_gb(shape, base_features),
+        n_procs=estimate_n_procs(shape, base_features),
     )
 
 

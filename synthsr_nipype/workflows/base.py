@@ -144,7 +144,8 @@ def init_single_subject_wf(
             sharpen=sharpen,
             device=device,
             use_gpu=use_gpu,
-            omp_nthreads=omp_nthreads,
+            # the cost model's thread advice, within the user's cap: small jobs leave slots free
+            omp_nthreads=max(1, min(omp_nthreads, job.n_procs)),
             mem_gb=job.mem_gb,
             name=f"synthsr_{_safe(job.name)}_wf",
         )
