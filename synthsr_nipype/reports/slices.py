@@ -23,7 +23,9 @@ def save_comparison(source: nib.spatialimages.SpatialImage, synthetic: nib.spati
     centre = (np.array(source.shape[:3]) - 1) / 2.0
     cuts = tuple(source.affine[:3, :3] @ centre + source.affine[:3, 3])
     for ax, image, title in ((axes[0], source, "input"), (axes[1], synthetic, "SynthSR 1 mm")):
-        plotting.plot_anat(image, cut_coords=cuts, axes=ax, title=title, draw_cross=False, dim=-0.5,
+        # float32 up front: nilearn casts integer data itself, with a warning on every call
+        as_float = nib.Nifti1Image(np.asarray(image.dataobj, dtype=np.float32), image.affine)
+        plotting.plot_anat(as_float, cut_coords=cuts, axes=ax, title=title, draw_cross=False, dim=-0.5,
                            black_bg=True)
     tmp = target.with_name(f".{target.name}.part{target.suffix}")
     figure.savefig(tmp, dpi=90, facecolor="black")
