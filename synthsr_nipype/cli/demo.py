@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..errors import SynthSRError
 from ..inference import run, save_atomic
+from ..model import load_model
 from ..inference.simulate import simulate_acquisition
 from ..reports.slices import save_comparison
 
@@ -27,13 +28,18 @@ def main(argv: list[str] | None = None) -> int:
     from nilearn.datasets import load_mni152_template  # bundled with nilearn, no download
 
     out = Path(args.out)
+    try:  # the model first: a missing or broken one ends the demo before anything is written
+        model = load_model(args.model)
+    except SynthSRError as exc:
+        print(f"ERROR: {exc}", file=sys.stderr)
+        return exc.exit_code
     template = load_mni152_template(resolution=1)
     clinical = simulate_acquisition(template, (1.0, 1.0, 5.0), tilt_degrees=12.0, noise=0.01)
     save_atomic(clinical, out / "clinical_5mm_axial.nii.gz")
     print(f"simulated a 5 mm axial scan from the MNI152 template: {out / 'clinical_5mm_axial.nii.gz'}")
     start = time.perf_counter()
     try:
-        result = run(clinical, model=args.model, threads=args.threads)
+        result = run(clinical, model=model, threads=args.threads)
     except SynthSRError as exc:
         print(f"ERROR: {exc}", file=sys.stderr)
         return exc.exit_code
