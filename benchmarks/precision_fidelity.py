@@ -29,7 +29,9 @@ import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-DEVSET = REPO.parent / "shared" / "fixtures" / "tf-reference" / "devset"
+sys.path.insert(0, str(REPO))
+from benchmarks.run import DEVSET, devset_cases, run_options  # noqa: E402
+
 SAME_PERCENT, MAX_LEVELS = 99.9, 1
 
 
@@ -59,9 +61,7 @@ def tf32_convolutions():
 
 
 def cases(include_flair: bool) -> list[dict]:
-    manifest = json.loads((DEVSET / "manifest.json").read_text())
-    listed = manifest["cases"] if isinstance(manifest, dict) else manifest
-    return [c for c in listed if c["model"].endswith("full_weights.h5") and c["kind"] == "general"
+    return [c for c in devset_cases().values() if c["model"].endswith("full_weights.h5") and c["kind"] == "general"
             and (include_flair or c["name"] != "flair_whole_full")]
 
 
@@ -69,14 +69,11 @@ def measure(case: dict, precision: str) -> dict:
     from synthsr_nipype.inference import run
 
     reference = np.asanyarray(nib.load(DEVSET / "expected" / case["name"] / "output.nii.gz").dataobj)
-    flags = case["flags"]
     emulate = precision == "tf32"
     start = time.perf_counter()
     with tf32_convolutions() if emulate else contextlib.nullcontext():
-        image = run(str(DEVSET / case["inputs"]["image"]), model=str(DEVSET / case["model"]),
-                    ct="--ct" in flags, flip="--disable_flipping" not in flags,
-                    sharpen="--disable_sharpening" not in flags, device="cpu",
-                    precision="fp32" if emulate else precision)
+        image = run(str(DEVSET / case["inputs"]["image"]), model=str(DEVSET / case["model"]), **run_options(case),
+                    device="cpu", precision="fp32" if emulate else precision)
     seconds = time.perf_counter() - start
     diff = np.abs(np.asanyarray(image.dataobj).astype(np.int16) - reference.astype(np.int16))
     same = 100.0 * float(np.mean(diff == 0))

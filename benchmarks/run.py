@@ -30,6 +30,20 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DEVSET = REPO.parent / "shared" / "fixtures" / "tf-reference" / "devset"
+
+
+def devset_cases() -> dict[str, dict]:
+    """The fixtures' manifest: case name -> case."""
+    return {c["name"]: c for c in json.loads((DEVSET / "manifest.json").read_text())}
+
+
+def run_options(case: dict) -> dict[str, bool]:
+    """``run()`` keywords equivalent to a case's ``mri_synthsr`` flags."""
+    flags = case["flags"]
+    return {"ct": "--ct" in flags, "flip": "--disable_flipping" not in flags,
+            "sharpen": "--disable_sharpening" not in flags}
+
+
 REFERENCE_COST = {"wall_s_2threads": 136.6, "wall_s_1thread": 178.8, "peak_rss_gb": 5.92, "issue_peak_rss_gb": 7.1}
 
 # name: (manifest case, threads, extra run() keywords, compare-with-config)
@@ -158,17 +172,15 @@ def child(config: dict, out_path: str, output_image: str) -> None:
     model = load_model(model_path, device=config.get("device", "cpu"))
     load_s = time.perf_counter() - start
     kwargs = dict(config.get("run", {}))
-    flip = "--disable_flipping" not in case["flags"]
+    options = run_options(case)
     if device != "cpu":  # first-call overheads (cuDNN handles, kernels) are measured apart from the run
         warm = time.perf_counter()
-        run(image_path, model, flip=flip, device=device, threads=threads, **kwargs)
+        run(image_path, model, flip=options["flip"], device=device, threads=threads, **kwargs)
         torch.cuda.synchronize()
         warmup_s = time.perf_counter() - warm
         torch.cuda.reset_peak_memory_stats()
         start = time.perf_counter()
-    image = run(image_path, model, ct="--ct" in case["flags"], flip=flip,
-                sharpen="--disable_sharpening" not in case["flags"], device=device,
-                threads=threads, **kwargs)
+    image = run(image_path, model, **options, device=device, threads=threads, **kwargs)
     save_atomic(image, output_image)
     wall = time.perf_counter() - start
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # KiB -> GiB
@@ -178,10 +190,10 @@ def child(config: dict, out_path: str, output_image: str) -> None:
     rate_after = matmul_rate(threads) if device == "cpu" else rate
 
     padded = tuple(case["padded_shape"])
-    passes = 2 if flip else 1
+    passes = 2 if options["flip"] else 1
     spec = model.spec
     plan = plan_inference(padded, spec, "cpu", max_memory_gb=kwargs.get("max_memory_gb"),
-                          slab_rows=kwargs.get("slab_rows", "auto"), tta=flip)
+                          slab_rows=kwargs.get("slab_rows", "auto"), tta=options["flip"])
     del load_volume, pad_multiple
     result = {
         "threads": threads, "matmul_gflops": max(rate, rate_after), "matmul_gflops_before": rate,
@@ -193,7 +205,7 @@ def child(config: dict, out_path: str, output_image: str) -> None:
         "stages": stages,
         "padded_shape": padded, "plan": {"slab_rows": plan.slab_rows, "tile": plan.tile, "margin": plan.margin},
         "estimate_gb": plan.estimate_gb if kwargs.get("max_memory_gb") else
-        estimate_memory_gb(padded, spec, "cpu", slab_rows=kwargs.get("slab_rows", "auto"), tta=flip),
+        estimate_memory_gb(padded, spec, "cpu", slab_rows=kwargs.get("slab_rows", "auto"), tta=options["flip"]),
     }
     Path(out_path).write_text(json.dumps(result))
 
@@ -212,8 +224,7 @@ def uint8_agreement(mine: str, other: str) -> dict:
 
 def run_config(name: str, workdir: Path, env_extra: dict) -> dict:
     config = dict(CONFIGS[name])
-    manifest = {c["name"]: c for c in json.loads((DEVSET / "manifest.json").read_text())}
-    config["manifest"] = manifest[config["case"]]
+    config["manifest"] = devset_cases()[config["case"]]
     out_json = workdir / f"{name}.json"
     out_image = workdir / f"{name}.nii.gz"
     env = dict(os.environ, **env_extra)
@@ -245,7 +256,7 @@ def run_config(name: str, workdir: Path, env_extra: dict) -> dict:
 
 def warm_cache(names: list[str], env_extra: dict) -> None:
     """Convert each model once, so that every configuration loads from the converted cache."""
-    manifest = {c["name"]: c for c in json.loads((DEVSET / "manifest.json").read_text())}
+    manifest = devset_cases()
     models = sorted({str(DEVSET / manifest[CONFIGS[n]["case"]]["model"]) for n in names})
     code = ("import sys; sys.path.insert(0, %r); from synthsr_nipype.model import load_model; "
             "[load_model(p) for p in sys.argv[1:]]" % str(REPO))

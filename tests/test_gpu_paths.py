@@ -18,13 +18,9 @@ from synthsr_nipype.inference import memory, pipeline
 from synthsr_nipype.model import load_model
 
 from .conftest import TINY
+from .test_unet_slabs import REL, rel
 
 SHAPE = (96, 64, 64)
-REL = 1e-5
-
-
-def rel(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float(torch.linalg.vector_norm(a - b) / torch.linalg.vector_norm(b))
 
 
 @pytest.fixture(scope="module")
