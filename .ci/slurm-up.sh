@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Best-effort single-node SLURM cluster on this machine, for tests/test_slurm.py.
+# Best-effort single-node SLURM cluster on this machine, for tests/cli/test_slurm.py.
 #
 # Installs slurm-wlm and munge (Debian) when missing, starts munged, writes a minimal
 # slurm.conf for this host (no accounting, no cgroups, no systemd) and starts slurmctld and

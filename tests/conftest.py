@@ -1,21 +1,12 @@
-"""Shared test fixtures: paths into ../shared (read-only) and small helpers."""
+"""Shared test fixtures: the weight-cache isolation and the ../shared paths (read-only)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-DEVSET = SHARED / "fixtures" / "tf-reference" / "devset"
-MODELS = DEVSET / "models"
-TINY = MODELS / "tiny_weights.h5"
-
-
-def manifest() -> list[dict]:
-    return json.loads((DEVSET / "manifest.json").read_text())
+from tests.paths import DEVSET, EXAMPLES, REAL, SHARED, TINY
 
 
 @pytest.fixture(autouse=True)
@@ -24,3 +15,39 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     cache = tmp_path_factory.getbasetemp() / "weight-cache"
     monkeypatch.setenv("SYNTHSR_CACHE_DIR", str(cache))
     yield
+
+
+def _existing(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"shared data not available: {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """``../shared``: fixtures and data shared by all worktrees."""
+    return _existing(SHARED)
+
+
+@pytest.fixture(scope="session")
+def devset() -> Path:
+    """The TensorFlow-reference development set (inputs, expected outputs, models)."""
+    return _existing(DEVSET)
+
+
+@pytest.fixture(scope="session")
+def tiny_model() -> Path:
+    """The tiny Keras fixture network (seconds per volume on a CPU)."""
+    return _existing(TINY)
+
+
+@pytest.fixture(scope="session")
+def real_data() -> Path:
+    """Real scans: hires-t1, ms-clinical, stroke-t2, py_synthsr."""
+    return _existing(REAL)
+
+
+@pytest.fixture(scope="session")
+def bids_examples() -> Path:
+    """The bids-examples layouts."""
+    return _existing(EXAMPLES)

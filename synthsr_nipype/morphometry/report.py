@@ -5,7 +5,7 @@ The page checks itself when opened in a browser: a figure that fails to load is 
 ``<figure>``), and once the page has loaded an inline script records on ``<body>``
 ``data-figures-loaded`` (images with ``naturalWidth > 0``) and ``data-figures-broken``, next to the
 server-side ``data-figures-expected``. A person sees the problem; headless Chromium can assert it
-(``tests/test_report_browser.py``). Nothing is fetched from the network.
+(``tests/morphometry/test_report_browser.py``). Nothing is fetched from the network.
 """
 
 from __future__ import annotations

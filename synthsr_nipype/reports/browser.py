@@ -1,7 +1,7 @@
 """Headless Chromium for the HTML reports: check pages as a person's browser shows them.
 
 Text checks on the HTML cannot tell whether a linked figure actually loads or whether the page's
-scripts run; rendering it in a real browser can. Used by ``tests/test_report_browser.py``.
+scripts run; rendering it in a real browser can. Used by ``tests/morphometry/test_report_browser.py``.
 """
 
 from __future__ import annotations

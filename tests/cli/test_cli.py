@@ -15,7 +15,7 @@ from synthsr_nipype.cli import hyperfine as hyperfine_cli
 from synthsr_nipype.cli import synthsr as synthsr_cli
 from synthsr_nipype.inference import run
 
-from .conftest import DEVSET, MODELS, TINY
+from tests.paths import DEVSET, MODELS, TINY
 
 CROP = DEVSET / "inputs" / "flair_crop.nii.gz"
 LPS = DEVSET / "inputs" / "orient_lps.nii.gz"

@@ -18,7 +18,8 @@ from synthsr_nipype.morphometry import ants_backend
 from synthsr_nipype.morphometry._io import read_tsv
 from synthsr_nipype.morphometry.volumetry import tissue_fractions
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+from tests.paths import SHARED
+
 HIRES = SHARED / "data" / "real" / "hires-t1"
 MS_T1 = SHARED / "data" / "real" / "ms-clinical" / "T1.nii.gz"
 

@@ -11,8 +11,8 @@ import pytest
 
 from synthsr_nipype.cli import synthsr as synthsr_cli
 
-from .conftest import DEVSET, TINY
-from .keras_writer import copy_layers, write_weights_only
+from tests.paths import DEVSET, TINY
+from tests.model.keras_writer import copy_layers, write_weights_only
 
 GOOD = DEVSET / "inputs" / "flair_crop.nii.gz"
 

@@ -1,6 +1,6 @@
 """The group HTML report rendered in headless Chromium: every figure loads, and a missing one shows.
 
-Text checks (tests/test_group_level.py) cannot see whether the page's figures load or its script
+Text checks (tests/morphometry/test_group_level.py) cannot see whether the page's figures load or its script
 runs; this renders ``group/group.html`` as a reader's browser would. CI installs Chromium (.ci/run);
 elsewhere the test is skipped with a reason.
 """
@@ -15,7 +15,7 @@ import pytest
 from synthsr_nipype.cli.group import run_group_level
 from synthsr_nipype.reports.browser import find_chromium, render_dom, screenshot
 
-from .test_group_level import _cohort, _dataset
+from tests.morphometry.test_group_level import _cohort, _dataset
 
 pytestmark = pytest.mark.skipif(
     find_chromium() is None,

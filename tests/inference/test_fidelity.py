@@ -19,7 +19,7 @@ from synthsr_nipype.inference import (combine_passes, finish_general, finish_hyp
 from synthsr_nipype.inference.pipeline import pad_multiple
 from synthsr_nipype.model import load_model
 
-from .conftest import DEVSET, manifest
+from tests.paths import DEVSET, manifest
 
 CASES = manifest()
 FLOAT32_REL = 2.0**-22

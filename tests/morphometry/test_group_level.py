@@ -16,8 +16,7 @@ from synthsr_nipype.morphometry._io import read_tsv
 from synthsr_nipype.morphometry.derivatives import derivative_names
 from synthsr_nipype.morphometry.volumetry import morph_table, with_tiv
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-REAL = SHARED / "data" / "real"
+from tests.paths import REAL
 
 
 def _dataset(root: Path) -> Path:

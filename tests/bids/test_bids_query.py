@@ -11,7 +11,8 @@ from synthsr_nipype.bids import BIDSInputError, build_layout, collect_anat, norm
 from synthsr_nipype.bids.labels import normalize_labels
 from synthsr_nipype.bids.query import load_bids_filters, parse_bids_filters, suffix_queries
 
-EXAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "bids-examples"
+from tests.paths import EXAMPLES
+
 needs_examples = pytest.mark.skipif(not EXAMPLES.is_dir(), reason="../shared not available")
 
 

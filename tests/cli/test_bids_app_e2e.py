@@ -23,9 +23,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-REAL = SHARED / "data" / "real"
-TINY = SHARED / "fixtures" / "tf-reference" / "devset" / "models" / "tiny_weights.h5"
+from tests.paths import REAL, TINY
 
 pytestmark = pytest.mark.skipif(
     not (REAL.is_dir() and TINY.is_file()), reason="shared data (../shared) not available"

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import DEVSET, TINY
+from tests.paths import DEVSET, TINY
 
 INPUTS = DEVSET / "inputs"
 #: subject -> (source scan in the devset, BIDS suffix, slice thickness)

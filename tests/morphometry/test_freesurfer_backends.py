@@ -15,7 +15,8 @@ from synthsr_nipype.interfaces.freesurfer import FreeSurferVolumetry, MRISynthSe
 from synthsr_nipype.morphometry import freesurfer as fs
 from synthsr_nipype.morphometry._io import read_tsv
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+from tests.paths import SHARED
+
 HAS_FS = bool(os.environ.get("FREESURFER_HOME"))
 needs_fs = pytest.mark.skipif(not HAS_FS, reason="FreeSurfer not installed (FREESURFER_HOME is unset)")
 

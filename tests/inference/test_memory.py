@@ -7,7 +7,7 @@ import pytest
 from synthsr_nipype.inference import memory
 from synthsr_nipype.model import load_model
 
-from .conftest import MODELS, TINY
+from tests.paths import MODELS, TINY
 
 FLAIR_PADDED = (192, 256, 160)
 
@@ -124,7 +124,7 @@ def test_unreachable_bound_warns_and_still_runs(caplog):
 
     from synthsr_nipype.inference import run
 
-    from .conftest import DEVSET
+    from tests.paths import DEVSET
 
     crop = DEVSET / "inputs" / "flair_crop.nii.gz"
     with caplog.at_level(logging.WARNING, logger="synthsr_nipype.inference.pipeline"):

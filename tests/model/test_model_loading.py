@@ -10,8 +10,8 @@ from synthsr_nipype.errors import ModelNotFoundError
 from synthsr_nipype.model import cache, keras_h5, load_model
 from synthsr_nipype.model.registry import resolve_model_path
 
-from .conftest import MODELS, TINY
-from .keras_writer import random_unet_layers, write_weights_only
+from tests.paths import MODELS, TINY
+from tests.model.keras_writer import random_unet_layers, write_weights_only
 
 
 def test_both_layouts_give_identical_weights():

@@ -17,8 +17,8 @@ import torch
 from synthsr_nipype.inference import memory, pipeline
 from synthsr_nipype.model import load_model
 
-from .conftest import TINY
-from .test_unet_slabs import REL, rel
+from tests.paths import TINY
+from tests.inference.test_unet_slabs import REL, rel
 
 SHAPE = (96, 64, 64)
 

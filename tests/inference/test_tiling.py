@@ -14,7 +14,7 @@ from synthsr_nipype.inference import memory
 from synthsr_nipype.inference.tiling import axis_tiles, axis_weights, n_tiles, tiled_forward
 from synthsr_nipype.model import load_model
 
-from .conftest import DEVSET, MODELS, TINY
+from tests.paths import DEVSET, MODELS, TINY
 
 FULL = MODELS / "full_weights.h5"
 FLAIR = DEVSET / "inputs" / "flair_whole.nii.gz"

@@ -11,9 +11,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-MODELS = SHARED / "fixtures" / "tf-reference" / "devset" / "models"
-TINY = MODELS / "tiny_weights.h5"
+from tests.paths import MODELS, SHARED, TINY
+
 TINY_HF = MODELS / "hyperfine_tiny_weights.h5"
 STROKE = SHARED / "data" / "real" / "stroke-t2" / "T2.nii.gz"
 HIRES = SHARED / "data" / "real" / "hires-t1" / "T1.nii.gz"

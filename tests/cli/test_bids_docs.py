@@ -7,7 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-DOCS = Path(__file__).resolve().parents[1] / "docs"
+from tests.paths import DOCS
+
 
 
 def test_cli_reference_is_current():

@@ -10,7 +10,7 @@ import numpy as np
 
 from synthsr_nipype.cli import demo
 
-from .conftest import TINY
+from tests.paths import TINY
 
 
 def test_demo_writes_scan_output_and_figure(tmp_path, capsys):
