@@ -6,7 +6,8 @@ import argparse
 import sys
 
 from ..errors import SynthSRError
-from ..model.fetch import fetch_model, model_url
+from ..model.cache import sha256_file
+from ..model.fetch import downloadable, fetch_model, model_url
 from ..model.registry import MODELS, resolve_model_path, search_dirs
 
 
@@ -16,8 +17,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="known models, their SHA-256 and where each was found")
     fetch = sub.add_parser("fetch", help="download a model (resumes a partial download, verifies SHA-256)")
-    fetch.add_argument("name", choices=sorted(MODELS))
-    fetch.add_argument("--url", default=None, help="base URL (default: $SYNTHSR_MODELS_URL or the built-in one)")
+    fetch.add_argument("name", choices=sorted(downloadable()))
+    fetch.add_argument("--url", default=None,
+                       help="a mirror holding the files under the names 'list' shows (default: $SYNTHSR_MODELS_URL, "
+                            "else the publisher's address: FreeSurfer's git-annex remote for v2 and lowfield, "
+                            "BBillot/SynthSR on GitHub for v1 and hyperfine)")
     fetch.add_argument("--dest", default=None, help="folder to write to (default: the user cache that is searched)")
     fetch.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
@@ -38,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
         info = MODELS[args.name]
         print(f"fetching {info.filename} from {model_url(info, args.url)}", file=sys.stderr)
         path = fetch_model(args.name, dest_dir=args.dest, base_url=args.url, progress=not args.quiet)
+        if info.sha256 is None:
+            print(f"note: {info.name} has no published SHA-256; checked only that it is an HDF5 file "
+                  f"(SHA-256 {sha256_file(path)})", file=sys.stderr)
         print(path)
         return 0
     except SynthSRError as exc:

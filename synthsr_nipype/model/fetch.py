@@ -12,14 +12,32 @@ from tqdm import tqdm
 
 from ..errors import FetchError
 from .cache import sha256_file
-from .registry import DEFAULT_BASE_URL, MODELS, ModelInfo, user_models_dir
+from .registry import MODELS, ModelInfo, user_models_dir
+from .upstream import upstream_url
 
 CHUNK = 1 << 20
+#: every Keras weight file is HDF5; a file without this signature is an error page or a Git LFS pointer
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 
 def model_url(info: ModelInfo, base_url: str | None = None) -> str:
-    base = base_url or os.environ.get("SYNTHSR_MODELS_URL") or DEFAULT_BASE_URL
-    return base.rstrip("/") + "/" + info.filename
+    """The address ``info`` is downloaded from.
+
+    A mirror (``base_url``, else $SYNTHSR_MODELS_URL) holds every file under its registry file name;
+    without one, the publisher's own address (model/upstream.py).
+    """
+    base = base_url or os.environ.get("SYNTHSR_MODELS_URL")
+    if base:
+        return base.rstrip("/") + "/" + info.filename
+    url = upstream_url(info)
+    if url is None:
+        raise FetchError(f"model '{info.name}' ships with the package; there is nothing to download")
+    return url
+
+
+def downloadable() -> list[str]:
+    """Registry names that have a publisher address."""
+    return [name for name, info in MODELS.items() if info.upstream is not None]
 
 
 def fetch_model(name: str, dest_dir: str | os.PathLike[str] | None = None, base_url: str | None = None,
@@ -27,7 +45,8 @@ def fetch_model(name: str, dest_dir: str | os.PathLike[str] | None = None, base_
     """Download model ``name`` into ``dest_dir`` (default: the user cache searched by ``load_model``).
 
     A partial download (``<file>.part``) is resumed with an HTTP Range request.  The finished file must match
-    the registry's SHA-256 (and size) where it has one; a mismatch deletes the file and raises FetchError.
+    the registry's SHA-256 (and size) where it has one, and always be an HDF5 file; otherwise it is deleted and
+    FetchError raised.  ``base_url`` names a mirror (see :func:`model_url`).
     """
     if name not in MODELS:
         raise FetchError(f"unknown model '{name}'; known: {', '.join(MODELS)}")
@@ -40,6 +59,10 @@ def fetch_model(name: str, dest_dir: str | os.PathLike[str] | None = None, base_
     partial = folder / (info.filename + ".part")
     url = model_url(info, base_url)
     _download(url, partial, info.size, progress, timeout)
+    with open(partial, "rb") as handle:
+        if handle.read(len(HDF5_SIGNATURE)) != HDF5_SIGNATURE:
+            partial.unlink()
+            raise FetchError(f"{url}: the server did not send an HDF5 file (an error page?); file deleted")
     digest = sha256_file(partial)
     if info.size is not None and partial.stat().st_size != info.size:
         size = partial.stat().st_size

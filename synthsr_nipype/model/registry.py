@@ -9,9 +9,7 @@ from pathlib import Path
 import platformdirs
 
 from ..errors import ModelNotFoundError
-
-#: Base URL the ``fetch`` command downloads from; override with $SYNTHSR_MODELS_URL or ``--url``.
-DEFAULT_BASE_URL = "https://surfer.nmr.mgh.harvard.edu/pub/dist/freesurfer/synthsr/models/"
+from .upstream import Upstream
 
 
 @dataclass(frozen=True)
@@ -22,18 +20,23 @@ class ModelInfo:
     size: int | None
     in_channels: int
     description: str
+    #: where the publisher serves the file (see model/upstream.py); None: nothing to download
+    upstream: Upstream | None = None
 
 
 MODELS: dict[str, ModelInfo] = {
     "v2": ModelInfo("v2", "synthsr_v20_230130.h5",
                     "a472f776e7b33b5ea6e10c801f55fee488f1477a208b3e6998dc1aec1d9c5f8b", 106_163_752, 1,
-                    "general model, January 2023 (mri_synthsr default)"),
+                    "general model, January 2023 (mri_synthsr default)", upstream=Upstream("freesurfer-annex")),
     "lowfield": ModelInfo("lowfield", "synthsr_lowfield_v20_230130.h5",
                           "a7c5ea91c94fe31f3c716252caae0d181629201bd884dc59af88ddfd75ed4b84", 106_163_752, 1,
-                          "low-field scans (e.g. Hyperfine Swoop), January 2023"),
-    "v1": ModelInfo("v1", "synthsr_v10_210712.h5", None, None, 1, "version 1 general model, July 2021"),
+                          "low-field scans (e.g. Hyperfine Swoop), January 2023",
+                          upstream=Upstream("freesurfer-annex")),
+    "v1": ModelInfo("v1", "synthsr_v10_210712.h5", None, None, 1, "version 1 general model, July 2021",
+                    upstream=Upstream("bbillot-github", "models/SynthSR_v10_210712.h5")),
     "hyperfine": ModelInfo("hyperfine", "synthsr_v10_210712_hyperfine.h5", None, None, 2,
-                           "Hyperfine T1 + T2 model (mri_synthsr_hyperfine), July 2021"),
+                           "Hyperfine T1 + T2 model (mri_synthsr_hyperfine), July 2021",
+                           upstream=Upstream("bbillot-github", "models/SynthSR_v10_210712_hyperfine.h5")),
 }
 DEFAULT_MODEL = "v2"
 

@@ -1,4 +1,6 @@
-"""Model download against a local HTTP server: progress, resume with Range, SHA-256 verification."""
+"""Model download: the publishers' addresses, and fetching against a local HTTP server laid out like them
+(FreeSurfer's git-annex remote, GitHub's raw download with its redirect) or like a flat mirror: progress,
+resume with Range, SHA-256 and HDF5 verification."""
 
 from __future__ import annotations
 
@@ -6,83 +8,200 @@ import hashlib
 import http.server
 import threading
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
 from synthsr_nipype.cli import models as models_cli
 from synthsr_nipype.errors import FetchError
-from synthsr_nipype.model import registry
-from synthsr_nipype.model.fetch import fetch_model
+from synthsr_nipype.model import registry, upstream
+from synthsr_nipype.model.fetch import fetch_model, model_url
 
-PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
+HDF5 = b"\x89HDF\r\n\x1a\n"
+PAYLOAD = HDF5 + bytes(range(256)) * 4096  # 1 MiB and a bit, starts like every Keras weight file
+
+# The publishers' addresses, written out as published (FreeSurfer's git-annex remote: the lowfield address is
+# the one a public download script uses; GitHub: BBillot/SynthSR's models/ folder).
+ANNEX = "https://surfer.nmr.mgh.harvard.edu/pub/dist/freesurfer/repo/annex.git/annex/objects/"
+V2_KEY = "SHA256E-s106163752--a472f776e7b33b5ea6e10c801f55fee488f1477a208b3e6998dc1aec1d9c5f8b.h5"
+LOWFIELD_KEY = "SHA256E-s106163752--a7c5ea91c94fe31f3c716252caae0d181629201bd884dc59af88ddfd75ed4b84.h5"
+PUBLISHED = {
+    "v2": f"{ANNEX}f08/bc9/{V2_KEY}/{V2_KEY}",
+    "lowfield": f"{ANNEX}de0/799/{LOWFIELD_KEY}/{LOWFIELD_KEY}",
+    "v1": "https://github.com/BBillot/SynthSR/raw/main/models/SynthSR_v10_210712.h5",
+    "hyperfine": "https://github.com/BBillot/SynthSR/raw/main/models/SynthSR_v10_210712_hyperfine.h5",
+}
 
 
-class RangeHandler(http.server.BaseHTTPRequestHandler):
-    payload = PAYLOAD
-    ranges: list[str | None] = []
+@pytest.mark.parametrize("name", sorted(PUBLISHED))
+def test_every_registry_model_has_its_published_address(name, monkeypatch):
+    monkeypatch.delenv("SYNTHSR_MODELS_URL", raising=False)
+    assert model_url(registry.MODELS[name]) == PUBLISHED[name]
 
-    def do_GET(self):  # noqa: N802 - http.server API
-        type(self).ranges.append(self.headers.get("Range"))
-        if not self.path.endswith(registry.MODELS["v2"].filename):
+
+def test_every_downloadable_registry_model_is_checked_above():
+    assert sorted(n for n, info in registry.MODELS.items() if info.upstream is not None) == sorted(PUBLISHED)
+
+
+class FileServer(http.server.BaseHTTPRequestHandler):
+    """Serves ``files`` (path -> bytes) with Range support; ``redirects`` (path -> path) answer 302 first."""
+
+    files: ClassVar[dict[str, bytes]] = {}
+    redirects: ClassVar[dict[str, str]] = {}
+    requests: ClassVar[list[tuple[str, str | None]]] = []
+
+    def do_GET(self):
+        type(self).requests.append((self.path, self.headers.get("Range")))
+        if self.path in self.redirects:
+            self.send_response(302)
+            self.send_header("Location", self.redirects[self.path])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        payload = self.files.get(self.path)
+        if payload is None:
             self.send_error(404)
             return
         start = 0
         if self.headers.get("Range"):
             start = int(self.headers["Range"].split("=")[1].split("-")[0])
-            if start >= len(self.payload):
+            if start >= len(payload):
                 self.send_error(416)
                 return
             self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(self.payload) - 1}/{len(self.payload)}")
+            self.send_header("Content-Range", f"bytes {start}-{len(payload) - 1}/{len(payload)}")
         else:
             self.send_response(200)
-        self.send_header("Content-Length", str(len(self.payload) - start))
+        self.send_header("Content-Length", str(len(payload) - start))
         self.end_headers()
-        self.wfile.write(self.payload[start:])
+        self.wfile.write(payload[start:])
 
     def log_message(self, *args):
         pass
 
 
 @pytest.fixture()
-def server(monkeypatch):
-    RangeHandler.ranges = []
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), RangeHandler)
+def http_root():
+    FileServer.files, FileServer.redirects, FileServer.requests = {}, {}, []
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FileServer)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
-    info = registry.MODELS["v2"]
-    fake = registry.ModelInfo(info.name, info.filename, hashlib.sha256(PAYLOAD).hexdigest(), len(PAYLOAD), 1, "")
-    monkeypatch.setitem(registry.MODELS, "v2", fake)
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/models/"
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
     httpd.shutdown()
 
 
-def test_fetch_downloads_and_verifies(server, tmp_path):
-    path = fetch_model("v2", dest_dir=tmp_path, base_url=server, progress=False)
+def _with_payload(monkeypatch, name: str, payload: bytes, hashed: bool = True) -> registry.ModelInfo:
+    """Registry entry ``name`` describing ``payload`` (only the real files hash to the real keys)."""
+    info = registry.MODELS[name]
+    digest, size = (hashlib.sha256(payload).hexdigest(), len(payload)) if hashed else (None, None)
+    fake = registry.ModelInfo(info.name, info.filename, digest, size, info.in_channels, "", upstream=info.upstream)
+    monkeypatch.setitem(registry.MODELS, name, fake)
+    return fake
+
+
+@pytest.fixture()
+def publishers(http_root, monkeypatch):
+    """The local server laid out like FreeSurfer's annex remote and GitHub; ORIGINS pointed at it."""
+    monkeypatch.delenv("SYNTHSR_MODELS_URL", raising=False)
+    monkeypatch.setitem(upstream.ORIGINS, "freesurfer-annex", http_root + "/pub/dist/freesurfer/repo/annex.git/")
+    monkeypatch.setitem(upstream.ORIGINS, "bbillot-github", http_root + "/BBillot/SynthSR/raw/main/")
+    for name in ("v2", "lowfield"):
+        payload = PAYLOAD + name.encode()
+        info = _with_payload(monkeypatch, name, payload)
+        # git-annex's bare-repository layout: objects/<md5(key)[:3]>/<md5(key)[3:6]>/<key>/<key>
+        key = f"SHA256E-s{len(payload)}--{info.sha256}.h5"
+        md5 = hashlib.md5(key.encode()).hexdigest()
+        FileServer.files[f"/pub/dist/freesurfer/repo/annex.git/annex/objects/{md5[:3]}/{md5[3:6]}/{key}/{key}"] = payload
+    for name, published in (("v1", "SynthSR_v10_210712.h5"), ("hyperfine", "SynthSR_v10_210712_hyperfine.h5")):
+        # github.com/<owner>/<repo>/raw/<branch>/<path> redirects to the storage host
+        FileServer.redirects[f"/BBillot/SynthSR/raw/main/models/{published}"] = f"/raw/BBillot/SynthSR/main/models/{published}"
+        FileServer.files[f"/raw/BBillot/SynthSR/main/models/{published}"] = PAYLOAD + name.encode()
+    return http_root
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED))
+def test_fetch_from_the_publishers_layout(publishers, name, tmp_path):
+    path = fetch_model(name, dest_dir=tmp_path, progress=False)
+    assert path == tmp_path / registry.MODELS[name].filename  # saved under the name the search looks for
+    assert path.read_bytes() == PAYLOAD + name.encode()
+    assert [p for p in tmp_path.iterdir()] == [path]
+
+
+def test_resume_follows_the_github_redirect(publishers, tmp_path):
+    (tmp_path / "synthsr_v10_210712.h5.part").write_bytes(PAYLOAD[:300_000])
+    path = fetch_model("v1", dest_dir=tmp_path, progress=False)
+    assert path.read_bytes() == PAYLOAD + b"v1"
+    assert FileServer.requests == [("/BBillot/SynthSR/raw/main/models/SynthSR_v10_210712.h5", "bytes=300000-"),
+                                   ("/raw/BBillot/SynthSR/main/models/SynthSR_v10_210712.h5", "bytes=300000-")]
+
+
+def test_an_unhashed_download_that_is_not_hdf5_is_deleted(publishers, tmp_path):
+    lfs_pointer = b"version https://git-lfs.github.com/spec/v1\noid sha256:0\nsize 1\n"
+    FileServer.files["/raw/BBillot/SynthSR/main/models/SynthSR_v10_210712_hyperfine.h5"] = lfs_pointer
+    with pytest.raises(FetchError, match="did not send an HDF5 file"):
+        fetch_model("hyperfine", dest_dir=tmp_path, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_fetch_command_reports_the_hash_of_an_unhashed_model(publishers, tmp_path, capsys):
+    assert models_cli.main(["fetch", "v1", "--dest", str(tmp_path), "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert "/BBillot/SynthSR/raw/main/models/SynthSR_v10_210712.h5" in captured.err
+    assert hashlib.sha256(PAYLOAD + b"v1").hexdigest() in captured.err
+    assert captured.out.strip() == str(tmp_path / "synthsr_v10_210712.h5")
+
+
+def test_a_model_inside_the_package_has_nothing_to_fetch(monkeypatch, tmp_path, capsys):
+    monkeypatch.setitem(registry.MODELS, "packaged", registry.ModelInfo("packaged", "packaged.h5", None, None, 1, ""))
+    with pytest.raises(FetchError, match="ships with the package"):
+        fetch_model("packaged", dest_dir=tmp_path, progress=False)
+    with pytest.raises(SystemExit):
+        models_cli.main(["fetch", "packaged"])
+    assert "invalid choice: 'packaged'" in capsys.readouterr().err
+
+
+# --- a mirror (--url / $SYNTHSR_MODELS_URL): every file under its registry name in one folder
+
+@pytest.fixture()
+def mirror(http_root, monkeypatch):
+    info = _with_payload(monkeypatch, "v2", PAYLOAD)
+    FileServer.files[f"/models/{info.filename}"] = PAYLOAD
+    return http_root + "/models/"
+
+
+def test_mirror_download_verifies(mirror, tmp_path):
+    path = fetch_model("v2", dest_dir=tmp_path, base_url=mirror, progress=False)
     assert path == tmp_path / "synthsr_v20_230130.h5"
     assert path.read_bytes() == PAYLOAD
-    assert RangeHandler.ranges == [None]
+    assert FileServer.requests == [("/models/synthsr_v20_230130.h5", None)]
 
 
-def test_fetch_resumes_a_partial_download(server, tmp_path):
+def test_mirror_from_the_environment(mirror, tmp_path, monkeypatch):
+    monkeypatch.setenv("SYNTHSR_MODELS_URL", mirror)
+    assert fetch_model("v2", dest_dir=tmp_path, progress=False).read_bytes() == PAYLOAD
+    assert FileServer.requests == [("/models/synthsr_v20_230130.h5", None)]
+
+
+def test_fetch_resumes_a_partial_download(mirror, tmp_path):
     (tmp_path / "synthsr_v20_230130.h5.part").write_bytes(PAYLOAD[:300_000])
-    path = fetch_model("v2", dest_dir=tmp_path, base_url=server, progress=False)
+    path = fetch_model("v2", dest_dir=tmp_path, base_url=mirror, progress=False)
     assert path.read_bytes() == PAYLOAD
-    assert RangeHandler.ranges == ["bytes=300000-"]
+    assert FileServer.requests == [("/models/synthsr_v20_230130.h5", "bytes=300000-")]
     assert not (tmp_path / "synthsr_v20_230130.h5.part").exists()
 
 
-def test_hash_mismatch_deletes_and_fails(server, tmp_path, monkeypatch):
+def test_hash_mismatch_deletes_and_fails(mirror, tmp_path, monkeypatch):
     info = registry.MODELS["v2"]
-    monkeypatch.setitem(registry.MODELS, "v2", registry.ModelInfo(info.name, info.filename, "0" * 64, info.size, 1, ""))
+    monkeypatch.setitem(registry.MODELS, "v2",
+                        registry.ModelInfo(info.name, info.filename, "0" * 64, info.size, 1, "", upstream=info.upstream))
     with pytest.raises(FetchError, match="does not match"):
-        fetch_model("v2", dest_dir=tmp_path, base_url=server, progress=False)
+        fetch_model("v2", dest_dir=tmp_path, base_url=mirror, progress=False)
     assert list(Path(tmp_path).iterdir()) == []
 
 
-def test_fetch_command_and_found_afterwards(server, tmp_path, monkeypatch, capsys):
+def test_fetch_command_and_found_afterwards(mirror, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("SYNTHSR_MODELS_DIR", str(tmp_path))
-    assert models_cli.main(["fetch", "v2", "--url", server, "--dest", str(tmp_path), "--quiet"]) == 0
+    assert models_cli.main(["fetch", "v2", "--url", mirror, "--dest", str(tmp_path), "--quiet"]) == 0
     assert registry.resolve_model_path("v2")[0] == tmp_path / "synthsr_v20_230130.h5"
     assert models_cli.main(["list"]) == 0
     assert str(tmp_path / "synthsr_v20_230130.h5") in capsys.readouterr().out
