@@ -15,6 +15,7 @@ DEVSET = SHARED / "fixtures" / "tf-reference" / "devset"
 MODELS = DEVSET / "models"
 TINY = MODELS / "tiny_weights.h5"
 REAL = SHARED / "data" / "real"
+LABELS = SHARED / "data" / "labels"
 EXAMPLES = SHARED / "data" / "bids-examples"
 DOCS = REPO / "docs"
 

@@ -17,7 +17,8 @@ from .derivatives import (
     fused_output_entities,
     scan_output_entities,
 )
-from ..inference.memory import estimate_memory_gb, estimate_threads, published_spec
+from ..inference.memory import estimate_memory_gb, estimate_threads
+from ..model.keras_h5 import published_spec
 from .grouping import Group, choose_reference, group_scans, reference_sort_key
 from .modelcard import channel_suffixes, model_label
 from .scan import ScanInfo, describe_scan

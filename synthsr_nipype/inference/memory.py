@@ -27,14 +27,6 @@ MIN_TILE = 32          # smallest tile core along an axis (voxels)
 SLAB_CHOICES = (32, 24, 16, 8)
 
 
-def published_spec(base_features: int = 24, in_channels: int = 1, n_levels: int = 5) -> UNetSpec:
-    """The released SynthSR architecture at another width, for estimates made before a model file is read."""
-    down = tuple((base_features * 2**level,) * 2 for level in range(n_levels))
-    up = tuple((base_features * 2 ** (n_levels - 2 - k),) * 2 for k in range(n_levels - 1))
-    return UNetSpec(prefix="unet", n_levels=n_levels, convs_per_level=2, kernel_size=3, in_channels=in_channels,
-                    out_channels=1, down_widths=down, up_widths=up, batch_norm=True)
-
-
 # ----------------------------------------------------------------------------- FLOPs
 def _level_convs(spec: UNetSpec) -> list[tuple[int, int, int, int]]:
     """(level, in_channels, out_channels, upsampled_in_channels) for every 3-D convolution of the network."""

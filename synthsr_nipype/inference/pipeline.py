@@ -99,6 +99,35 @@ def prepare_general(volume: InputVolume, *, ct: bool = False, multiple: int = 32
                     header=volume.header, source=volume.source)
 
 
+def prepare_channels(volumes: Sequence[InputVolume], *, multiple: int = 32,
+                     device: torch.device = torch.device("cpu")) -> Prepared:
+    """Multi-channel models trained by this package (card normalisation ``minmax``).
+
+    The first channel is resampled to 1 mm and aligned as in :func:`prepare_general`; every other channel is
+    resliced onto that grid; each is zero-padded and min-max normalised on its own, which is what the training
+    generator does to each synthetic channel.
+    """
+    first = volumes[0]
+    data, aff = resample_to_1mm(_as_tensor(first.data, device), first.affine)
+    data, aligned = align_to_ref(data, aff, IDENTITY)
+    shape = tuple(data.shape)
+    channels = [data]
+    for volume in volumes[1:]:
+        channels.append(resample_like(_as_tensor(volume.data, device), volume.affine, shape, aligned))
+    padded_shape = pad_shape(shape, multiple)
+    stacked = []
+    for volume, channel in zip(volumes, channels):
+        padded, window = pad_to(channel.to(torch.float64), padded_shape)
+        padded -= padded.min()
+        top = padded.max()
+        if top <= 0:
+            raise InputImageError(volume.source, "image is constant after resampling onto the first channel's grid "
+                                                 "(or outside its field of view)")
+        stacked.append((padded / top).to(torch.float32))
+    net_input = torch.stack(stacked)[None]
+    return Prepared(net_input=net_input, window=window, affine=aff, header=first.header, source=first.source)
+
+
 def prepare_hyperfine(t1: InputVolume, t2: InputVolume, *, multiple: int = 32,
                       device: torch.device = torch.device("cpu")) -> Prepared:
     """T1 resampled and aligned; T2 resliced onto it; the reference's (odd) channel scalings."""
@@ -259,9 +288,11 @@ def run(images: "ImageLike | Sequence[ImageLike]", model: "str | os.PathLike[str
         precision: str = "fp32") -> nib.Nifti1Image:
     """Synthesise a 1 mm MP-RAGE-like volume.
 
-    ``images`` is one image (path or nibabel image) for a 1-channel model, or ``[T1, T2]`` for the
-    2-channel Hyperfine model.  General models return uint8 on the 1 mm grid (``mri_synthsr``); the Hyperfine
-    model returns intensities in the T1's data type (``mri_synthsr_hyperfine``).
+    ``images`` is one image (path or nibabel image) for a 1-channel model, ``[T1, T2]`` for the 2-channel
+    Hyperfine model, or one image per channel of a model trained by this package, in the order of its card
+    (``model.card.suffixes``; the output is on the first image's 1 mm grid).  General and trained models return
+    uint8 on the 1 mm grid (``mri_synthsr``); the Hyperfine model returns intensities in the T1's data type
+    (``mri_synthsr_hyperfine``).
 
     ``max_memory_gb`` bounds the process's estimated peak memory on the CPU: thinner slabs, then skips
     recomputed instead of kept, then overlapping tiles (``memory.plan_inference``; all exact up to float32
@@ -285,6 +316,17 @@ def run(images: "ImageLike | Sequence[ImageLike]", model: "str | os.PathLike[str
         with _threads(memory.estimate_threads(prepared.padded_shape, net.spec, available=torch.get_num_threads())):
             first, second = predict(net, prepared.net_input, flip=flip, plan=plan, precision=precision)
         prepared.net_input = None  # free before post-processing
+        with _threads(1):
+            pred = finish_general(combine_passes(first, second), prepared, sharpen=sharpen)
+            del first, second
+            return output_image(to_uint8(pred), prepared)
+    if net.card is not None:  # a multi-channel model trained by this package
+        with _threads(1):
+            prepared = prepare_channels(volumes, multiple=multiple, device=dev)
+        plan = _plan(net, prepared, dev, slab_rows, max_memory_gb, flip)
+        with _threads(memory.estimate_threads(prepared.padded_shape, net.spec, available=torch.get_num_threads())):
+            first, second = predict(net, prepared.net_input, flip=flip, plan=plan, precision=precision)
+        prepared.net_input = None
         with _threads(1):
             pred = finish_general(combine_passes(first, second), prepared, sharpen=sharpen)
             del first, second

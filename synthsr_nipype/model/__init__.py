@@ -11,11 +11,12 @@ import torch
 
 from ..errors import ModelError
 from . import cache
-from .keras_h5 import UNetSpec, infer_spec, read_layers
+from .card import ModelCard, is_card_model, read_card_model
+from .keras_h5 import UNetSpec, infer_spec, published_spec, read_layers
 from .registry import DEFAULT_MODEL, MODELS, ModelInfo, resolve_model_path
 from .unet import UNet, keras_to_state_dict
 
-__all__ = ["SynthSRModel", "load_model", "UNet", "UNetSpec", "MODELS", "DEFAULT_MODEL", "ModelInfo"]
+__all__ = ["SynthSRModel", "load_model", "UNet", "UNetSpec", "published_spec", "ModelCard", "MODELS", "DEFAULT_MODEL", "ModelInfo"]
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ class SynthSRModel:
     sha256: str
     name: str
     device: torch.device
+    card: ModelCard | None = None  # models trained by this package; None for Keras files
 
     @property
     def arch(self) -> dict[str, object]:
@@ -41,9 +43,9 @@ class SynthSRModel:
 
 
 def load_model(model: "str | os.PathLike[str] | SynthSRModel" = DEFAULT_MODEL, device: str | torch.device = "cpu") -> SynthSRModel:
-    """Load a registry name or a Keras .h5 path into a torch U-Net on ``device``.
+    """Load a registry name, a Keras .h5 path or a trained model (.safetensors with a card) onto ``device``.
 
-    The converted weights are cached by the file's SHA-256, so a second load skips HDF5 parsing.
+    Converted Keras weights are cached by the file's SHA-256, so a second load skips HDF5 parsing.
     """
     if isinstance(model, SynthSRModel):
         return model if model.device == torch.device(device) else _moved(model, torch.device(device))
@@ -54,8 +56,10 @@ def load_model(model: "str | os.PathLike[str] | SynthSRModel" = DEFAULT_MODEL, d
         raise ModelError(f"{path}: cannot read model file ({exc})") from None
     if info is not None and info.sha256 is not None and path.name == info.filename and sha256 != info.sha256:
         log.warning("%s: SHA-256 %s differs from the published %s model", path, sha256, info.name)
-    cached = cache.load_cached(sha256)
-    if cached is None:
+    card = None
+    if is_card_model(path):
+        spec, state, card = read_card_model(path)
+    elif (cached := cache.load_cached(sha256)) is None:
         layers = read_layers(path)
         spec = infer_spec(layers, path)
         state = keras_to_state_dict(spec, layers)
@@ -71,9 +75,9 @@ def load_model(model: "str | os.PathLike[str] | SynthSRModel" = DEFAULT_MODEL, d
     dev = torch.device(device)
     net.to(dev)
     name = info.name if info is not None else str(path)
-    return SynthSRModel(net=net, spec=spec, path=path, sha256=sha256, name=name, device=dev)
+    return SynthSRModel(net=net, spec=spec, path=path, sha256=sha256, name=name, device=dev, card=card)
 
 
 def _moved(model: SynthSRModel, device: torch.device) -> SynthSRModel:
     return SynthSRModel(net=model.net.to(device), spec=model.spec, path=model.path, sha256=model.sha256,
-                        name=model.name, device=device)
+                        name=model.name, device=device, card=model.card)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import tempfile
 from pathlib import Path
@@ -13,6 +12,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from .card import spec_from_json, spec_to_json
 from .keras_h5 import UNetSpec
 
 CACHE_FORMAT = 1
@@ -46,11 +46,7 @@ def load_cached(sha256: str) -> tuple[UNetSpec, dict[str, torch.Tensor]] | None:
 
         with safe_open(str(path), framework="pt") as handle:
             meta = handle.metadata() or {}
-        spec_dict = json.loads(meta["spec"])
-        spec_dict["down_widths"] = tuple(tuple(w) for w in spec_dict["down_widths"])
-        spec_dict["up_widths"] = tuple(tuple(w) for w in spec_dict["up_widths"])
-        spec_dict["extra_layers"] = tuple(spec_dict.get("extra_layers", ()))
-        return UNetSpec(**spec_dict), load_file(str(path))
+        return spec_from_json(meta["spec"]), load_file(str(path))
     except (OSError, KeyError, ValueError, TypeError, SafetensorError):
         return None
 
@@ -60,7 +56,7 @@ def store(sha256: str, spec: UNetSpec, state: dict[str, torch.Tensor]) -> None:
     folder = cache_dir()
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        spec_json = json.dumps({**spec.__dict__})
+        spec_json = spec_to_json(spec)
         fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
         os.close(fd)
         try:

@@ -100,6 +100,17 @@ class UNetSpec:
         }
 
 
+def published_spec(base_features: int = 24, in_channels: int = 1, n_levels: int = 5, convs_per_level: int = 2,
+                   kernel_size: int = 3, out_channels: int = 1, batch_norm: bool = True) -> UNetSpec:
+    """The released SynthSR architecture (defaults: 5 levels, 24 features doubling per level, 2 convolutions of
+    size 3 per level, BatchNorm), or the same design at another size."""
+    down = tuple((base_features * 2**level,) * convs_per_level for level in range(n_levels))
+    up = tuple((base_features * 2 ** (n_levels - 2 - k),) * convs_per_level for k in range(n_levels - 1))
+    return UNetSpec(prefix="unet", n_levels=n_levels, convs_per_level=convs_per_level, kernel_size=kernel_size,
+                    in_channels=in_channels, out_channels=out_channels, down_widths=down, up_widths=up,
+                    batch_norm=batch_norm)
+
+
 def infer_spec(layers: dict[str, dict[str, np.ndarray]], path: str | Path = "") -> UNetSpec:
     """Work out the U-Net's shape from layer names and kernel shapes, refusing anything inconsistent."""
     down = {}

@@ -22,6 +22,7 @@ class ModelInfo:
     description: str
     #: where the publisher serves the file (see model/upstream.py); None: nothing to download
     upstream: Upstream | None = None
+    bundled: bool = False  # shipped inside the package (``BUNDLED_DIR``), never fetched
 
 
 MODELS: dict[str, ModelInfo] = {
@@ -37,8 +38,13 @@ MODELS: dict[str, ModelInfo] = {
     "hyperfine": ModelInfo("hyperfine", "synthsr_v10_210712_hyperfine.h5", None, None, 2,
                            "Hyperfine T1 + T2 model (mri_synthsr_hyperfine), July 2021",
                            upstream=Upstream("bbillot-github", "models/SynthSR_v10_210712_hyperfine.h5")),
+    "lite": ModelInfo("lite", "lite.safetensors", None, None, 1,
+                      "small general model trained by this package (synthsr-train, "
+                      "synthsr_nipype/train/configs/lite.yaml); ships with the package", bundled=True),
 }
 DEFAULT_MODEL = "v2"
+#: Folder of the models that ship inside the package.
+BUNDLED_DIR = Path(__file__).resolve().parent / "weights"
 
 
 def user_models_dir() -> Path:
@@ -62,11 +68,14 @@ def resolve_model_path(model: str | os.PathLike[str]) -> tuple[Path, ModelInfo |
     if text in MODELS:
         info = MODELS[text]
         looked = []
-        for folder in search_dirs():
+        for folder in [BUNDLED_DIR] if info.bundled else search_dirs():
             candidate = folder / info.filename
             looked.append(str(candidate))
             if candidate.is_file():
                 return candidate, info
+        if info.bundled:
+            raise ModelNotFoundError(f"model '{text}' should ship with the package but {looked[0]} is missing; "
+                                     "reinstall synthsr-nipype or pass --model PATH")
         raise ModelNotFoundError(
             f"model '{text}' ({info.filename}) not found; looked in: {', '.join(looked)}. "
             f"Get it with 'synthsr-models fetch {text}', or set $SYNTHSR_MODELS_DIR, or pass --model PATH")

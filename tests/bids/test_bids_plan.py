@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from synthsr_nipype.inference.memory import estimate_memory_gb, published_spec
+from synthsr_nipype.inference.memory import estimate_memory_gb
+from synthsr_nipype.model.keras_h5 import published_spec
 from synthsr_nipype.bids import ScanInfo, choose_reference, estimate_mem_gb, format_plan, group_scans
 from synthsr_nipype.bids.modelcard import channel_suffixes, model_label
 from synthsr_nipype.bids.plan import Plan, padded_1mm_shape, plan_group

@@ -1,0 +1,135 @@
+"""``synthsr-train CONFIG.yaml``: train a SynthSR U-Net on synthetic images from label maps, then export it.
+
+Every key of the config is also a flag (``--steps 500``, ``--base-features 16``; the generator section through
+``--crop X Y Z`` or ``--set generator.KEY=YAML``), and a flag wins over the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import SynthSRError
+from ..train.config import NetworkConfig, TrainConfig, load_config
+
+EXIT_CODES = "exit codes: 0 success; 1 training failed (e.g. a non-finite loss); 2 bad config, flag or checkpoint; " \
+             "130 interrupted (a checkpoint of the last step is written first)"
+_LIST_FIELDS = {"label_maps", "validation_label_maps"}
+_SKIP_FIELDS = {"generator", "network", "stages"}  # mappings: --set KEY=YAML
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _add_field_flags(parser: argparse.ArgumentParser, fields, prefix: str = "") -> None:
+    for f in fields:
+        if f.name in _SKIP_FIELDS:
+            continue
+        dest = f"cfg__{prefix}{f.name}"
+        default = f.default if f.default is not dataclasses.MISSING else None
+        help_text = f"(config: {prefix}{f.name})"
+        if f.name in _LIST_FIELDS:
+            parser.add_argument(_flag(f.name), dest=dest, nargs="+", default=None, metavar="PATH", help=help_text)
+        elif isinstance(default, bool):
+            parser.add_argument(_flag(f.name), dest=dest, action=argparse.BooleanOptionalAction, default=None,
+                                help=help_text)
+        else:
+            kind = float if isinstance(default, float) else int if isinstance(default, int) else str
+            if f.name == "threads":
+                kind = int
+            parser.add_argument(_flag(f.name), dest=dest, type=kind, default=None, help=help_text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="synthsr-train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXIT_CODES)
+    parser.add_argument("config", help="training configuration (YAML); see docs/training.md")
+    _add_field_flags(parser, dataclasses.fields(TrainConfig))
+    _add_field_flags(parser, dataclasses.fields(NetworkConfig), prefix="network.")
+    parser.add_argument("--crop", type=int, nargs=3, metavar=("X", "Y", "Z"), default=None,
+                        help="(config: generator.crop) training patch shape")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=YAML",
+                        help="set any config key, dotted, value in YAML (e.g. --set generator.channels='[...]')")
+    parser.add_argument("--resume", nargs="?", const="latest", default=None, metavar="CHECKPOINT",
+                        help="continue from CHECKPOINT (default: the latest one in the output folder)")
+    parser.add_argument("--export", default=None, metavar="PATH",
+                        help="model file to write at the end (default OUTPUT/model.safetensors; the checkpoint "
+                             "with the best validation loss also goes to OUTPUT/best.safetensors)")
+    parser.add_argument("--export-only", action="store_true",
+                        help="do not train: export the checkpoint given by --resume (default the latest)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    for key, value in vars(args).items():
+        if key.startswith("cfg__") and value is not None:
+            overrides[key[len("cfg__"):]] = value
+    if args.crop is not None:
+        overrides["generator.crop"] = list(args.crop)
+    for item in args.set:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"synthsr-train: error: --set needs KEY=VALUE, got {item!r}")
+        overrides[key] = yaml.safe_load(text)
+    return overrides
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = load_config(args.config, overrides_from_args(args))
+        from ..train.export import export_checkpoint
+        from ..train.trainer import Trainer
+
+        trainer = Trainer(config)
+        checkpoint = None
+        if args.resume is not None:
+            checkpoint = trainer.latest_checkpoint() if args.resume == "latest" else Path(args.resume)
+            if checkpoint is None:
+                print(f"ERROR: --resume: no checkpoint in {trainer.run_dir / 'checkpoints'}", file=sys.stderr)
+                return 2
+            trainer.load_checkpoint(checkpoint)
+            print(f"resuming from {checkpoint} (step {trainer.state.step})", file=sys.stderr)
+        if not args.export_only:
+            print(f"training {len(trainer.train_maps)} label map(s), validating on {len(trainer.val_maps)}; "
+                  f"network {trainer.spec.as_dict()}; device {trainer.device}; run folder {trainer.run_dir}",
+                  file=sys.stderr)
+            try:
+                trainer.fit(progress=not args.quiet)
+            except KeyboardInterrupt:
+                path = trainer.save_checkpoint()
+                print(f"interrupted: step {trainer.state.step} saved to {path}; continue with --resume",
+                      file=sys.stderr)
+                return 130
+            except FloatingPointError as exc:
+                print(f"ERROR: {exc}", file=sys.stderr)
+                return 1
+        source = checkpoint if args.export_only and checkpoint is not None else trainer.latest_checkpoint()
+        if source is None:
+            print(f"ERROR: no checkpoint to export in {trainer.run_dir / 'checkpoints'}", file=sys.stderr)
+            return 2
+        out = Path(args.export) if args.export else trainer.run_dir / "model.safetensors"
+        print(f"model: {export_checkpoint(source, out, name=config.name)} (from {source.name})")
+        best = trainer.run_dir / "checkpoints" / "best.pt"
+        if best.is_file() and not args.export:
+            print(f"best validation: {export_checkpoint(best, trainer.run_dir / 'best.safetensors', config.name)}")
+        return 0
+    except SynthSRError as exc:
+        print(f"ERROR: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+def entry() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

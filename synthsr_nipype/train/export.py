@@ -1,0 +1,91 @@
+"""Checkpoint -> inference model file (safetensors with the architecture and the model card embedded)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import __version__
+from ..model.card import save_card_model, spec_from_dict
+from ..model.keras_h5 import UNetSpec
+from ..synth import GeneratorConfig
+from .trainer import load_checkpoint
+from .unet import TrainableUNet, export_state_dict
+
+#: Resolution of the grid the network is trained and run on (the general pipeline resamples to it).
+TRAINING_RESOLUTION_MM = 1.0
+
+
+def build_card(payload: dict[str, Any]) -> dict[str, Any]:
+    """The model card of a checkpoint (see :mod:`synthsr_nipype.model.card` for the keys a loader uses)."""
+    config = payload["config"]
+    generator = GeneratorConfig.from_dict(payload["generator"])
+    last = GeneratorConfig.from_dict(payload["generator_now"])  # the stage in force at the last step
+    channels = [{"suffix": str(c.suffix), **{k: _jsonable(v) for k, v in _fields(c).items() if k != "suffix"}}
+                for c in generator.channels]
+    return {
+        "name": config.get("name", "synthsr-trained"),
+        "channels": channels,
+        "normalisation": "minmax",
+        "output": "synthsr-general",
+        "architecture": {**_spec(payload).as_dict(), "down_widths": payload["spec"]["down_widths"],
+                         "up_widths": payload["spec"]["up_widths"]},
+        "training": {
+            "resolution_mm": TRAINING_RESOLUTION_MM,
+            "crop": _jsonable(last.crop),
+            "stages": _jsonable(config.get("stages", [])),
+            "steps": int(payload["step"]),
+            "seed": int(config["seed"]),
+            "batch_size": int(config["batch_size"]),
+            "loss": config["loss"],
+            "learning_rate": float(config["learning_rate"]),
+            "label_maps": payload["label_maps"],
+            "best_validation_loss": (None if payload["best_step"] is None else float(payload["best_val_loss"])),
+            "best_step": payload["best_step"],
+        },
+        "generator": _jsonable(generator.as_dict()),
+        "package_version": __version__,
+        "torch_version": torch.__version__,
+    }
+
+
+def export_checkpoint(checkpoint: str | os.PathLike[str], out: str | os.PathLike[str],
+                      name: str | None = None) -> Path:
+    """Write the inference model of ``checkpoint`` to ``out`` (BatchNorm folded, card embedded)."""
+    payload = load_checkpoint(checkpoint)
+    spec = _spec(payload)
+    net = TrainableUNet(spec)
+    net.load_state_dict(payload["model"])
+    card = build_card(payload)
+    if name:
+        card["name"] = name
+    return save_card_model(out, spec, export_state_dict(net.eval()), card)
+
+
+def _spec(payload: dict[str, Any]) -> UNetSpec:
+    return spec_from_dict(payload["spec"])
+
+
+def _fields(obj: Any) -> dict[str, Any]:
+    if dataclasses.is_dataclass(obj):
+        return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+    return dict(vars(obj))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _jsonable(_fields(value))
+    if hasattr(value, "item") and callable(value.item):  # numpy / torch scalars
+        return value.item()
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+

@@ -1,0 +1,321 @@
+"""The training loop: synthetic batches from label maps -> U-Net -> L1/L2 against the synthetic T1.
+
+Reproducibility: the network is initialised from ``seed``; the batch of step ``s`` is ``generator.sample(n,
+seed=step_seed(seed, s))`` and nothing else draws random numbers, so resuming from a checkpoint (weights,
+optimizer state, step) continues exactly as the uninterrupted run would (bit-identical on the CPU).
+Validation uses its own generator on the held-out label maps with the fixed seeds ``validation_seed + i``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import logging
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..model.card import spec_from_dict
+from ..synth import GeneratorConfig, SynthGenerator
+from .config import ConfigError, TrainConfig, split_label_maps
+from .unet import TrainableUNet
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = 1
+CHECKPOINT_GLOB = "checkpoint-*.pt"
+KEEP_CHECKPOINTS = 3  # step checkpoints kept besides best.pt
+LOG_COLUMNS = ("step", "loss", "val_loss", "steps_per_s", "elapsed_s")
+
+
+def step_seed(seed: int, step: int) -> int:
+    """Seed of the batch of ``step``: independent streams for every (seed, step) pair."""
+    return int(np.random.SeedSequence([int(seed), int(step)]).generate_state(1, dtype=np.uint32)[0])
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {name} was requested but no CUDA device is available")
+    return torch.device(name)
+
+
+@dataclass
+class StepResult:
+    step: int
+    loss: float
+    val_loss: float | None = None
+    checkpoint: Path | None = None
+
+
+@dataclass
+class TrainState:
+    """What a checkpoint holds besides the weights: where the run is and how validation went."""
+
+    step: int = 0
+    best_val_loss: float = math.inf
+    best_step: int | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Trainer:
+    """One training run; ``run_dir`` receives checkpoints, ``log.csv`` and (when installed) TensorBoard events."""
+
+    def __init__(self, config: TrainConfig, run_dir: str | os.PathLike[str] | None = None) -> None:
+        self.config = config
+        self.run_dir = Path(run_dir if run_dir is not None else config.output)
+        self.device = pick_device(config.device)
+        if config.threads:
+            torch.set_num_threads(int(config.threads))
+        self.train_maps, self.val_maps = split_label_maps(config)
+        try:
+            self.generator_config = GeneratorConfig.from_dict(config.generator)
+            self.generator = SynthGenerator(label_maps=self.train_maps, config=self.generator_config, device="cpu")
+            self.val_generator = (SynthGenerator(label_maps=self.val_maps, config=self.generator_config,
+                                                 device="cpu") if self.val_maps else None)
+        except (ValueError, OSError) as exc:
+            raise ConfigError(f"generator: {exc}") from None
+        self._stage_generators: dict[str, SynthGenerator] = {}
+        self.label_map_hashes = {
+            "training": _hashes(self.generator),
+            "validation": _hashes(self.val_generator) if self.val_generator is not None else []}
+        self.spec = config.network.spec(len(self.generator_config.channels))
+        multiple = 2 ** (self.spec.n_levels - 1)
+        for step in [0, *(int(st["from_step"]) for st in config.stages)]:
+            crop = self.generator_at(step).config.crop
+            if any(c % multiple for c in crop):
+                raise ConfigError(f"generator crop {list(crop)} (from step {step}) is not a multiple of {multiple}, "
+                                  f"which a {self.spec.n_levels}-level U-Net needs")
+        torch.manual_seed(config.seed)
+        self.net = TrainableUNet(self.spec).to(self.device).train()
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=config.learning_rate)
+        self.state = TrainState()
+
+    # ------------------------------------------------------------------ steps
+    def loss(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if self.config.loss == "l2":
+            return F.mse_loss(prediction.float(), target)
+        return F.l1_loss(prediction.float(), target)
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.config.bf16 and self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def train_step(self) -> float:
+        """One optimiser step on the batch of the next step number; returns its loss."""
+        step = self.state.step
+        batch = self.generator_at(step).sample(self.config.batch_size, seed=step_seed(self.config.seed, step))
+        inputs = batch.inputs.to(self.device, non_blocking=True)
+        target = batch.target.to(self.device, non_blocking=True)
+        with self._autocast():
+            loss = self.loss(self.net(inputs), target)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.state.step = step + 1
+        return float(loss.detach())
+
+    def generator_at(self, step: int) -> SynthGenerator:
+        """The training generator of ``step`` (``config.stages`` may change it from a step on)."""
+        section = self.config.generator_at(step)
+        if section == self.config.generator:
+            return self.generator
+        key = repr(sorted(section.items()))
+        if key not in self._stage_generators:
+            try:
+                self._stage_generators[key] = SynthGenerator(label_maps=self.train_maps, device="cpu",
+                                                             config=GeneratorConfig.from_dict(section))
+            except (ValueError, OSError) as exc:
+                raise ConfigError(f"stages: generator at step {step}: {exc}") from None
+        return self._stage_generators[key]
+
+    @torch.no_grad()
+    def validate(self) -> float | None:
+        """Mean loss over the fixed validation batches (eval mode: BatchNorm running statistics)."""
+        if self.val_generator is None:
+            return None
+        self.net.eval()
+        try:
+            losses = []
+            for i in range(self.config.validation_batches):
+                batch = self.val_generator.sample(self.config.batch_size, seed=self.config.validation_seed + i)
+                with self._autocast():
+                    losses.append(float(self.loss(self.net(batch.inputs.to(self.device)),
+                                                  batch.target.to(self.device))))
+            return float(np.mean(losses))
+        finally:
+            self.net.train()
+
+    # ------------------------------------------------------------------ checkpoints
+    def checkpoint_payload(self) -> dict[str, Any]:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "step": self.state.step,
+            "model": self.net.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "config": self.config.as_dict(),
+            "generator": self.generator_config.as_dict(),
+            "generator_now": self.generator_at(max(self.state.step - 1, 0)).config.as_dict(),
+            "spec": self.spec.__dict__,
+            "label_maps": self.label_map_hashes,
+            "best_val_loss": self.state.best_val_loss,
+            "best_step": self.state.best_step,
+            "history": self.state.history,
+        }
+
+    def save_checkpoint(self, best: bool = False) -> Path:
+        """``checkpoint-<step>.pt`` (the last few kept); with ``best``, ``best.pt`` as well."""
+        folder = self.run_dir / "checkpoints"
+        payload = self.checkpoint_payload()
+        path = _save_atomic(payload, folder / f"checkpoint-{self.state.step:07d}.pt")
+        if best:
+            _save_atomic(payload, folder / "best.pt")
+        for old in sorted(folder.glob(CHECKPOINT_GLOB))[:-KEEP_CHECKPOINTS]:
+            old.unlink()
+        return path
+
+    def load_checkpoint(self, path: str | os.PathLike[str]) -> None:
+        """Continue from ``path``: weights, optimizer state, step and validation history."""
+        payload = load_checkpoint(path)
+        if spec_from_dict(payload["spec"]) != self.spec:
+            raise ConfigError(f"{path}: checkpoint network {payload['spec']} differs from the config's")
+        self.net.load_state_dict(payload["model"])
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.state = TrainState(step=int(payload["step"]), best_val_loss=float(payload["best_val_loss"]),
+                                best_step=payload["best_step"], history=list(payload["history"]))
+
+    def latest_checkpoint(self) -> Path | None:
+        found = sorted((self.run_dir / "checkpoints").glob(CHECKPOINT_GLOB))
+        return found[-1] if found else None
+
+    # ------------------------------------------------------------------ the loop
+    def fit(self, steps: int | None = None, progress: bool = True,
+            on_step: Callable[[StepResult], None] | None = None) -> TrainState:
+        """Train until ``steps`` (default: the config's) steps have been made in total."""
+        total = int(steps if steps is not None else self.config.steps)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        logger = RunLog(self.run_dir, resume_step=self.state.step)
+        bar = _progress(total, self.state.step, progress)
+        start = time.perf_counter()
+        done_here = 0
+        try:
+            while self.state.step < total:
+                loss = self.train_step()
+                done_here += 1
+                if not math.isfinite(loss):
+                    raise FloatingPointError(f"loss is {loss} at step {self.state.step}; lower learning_rate")
+                result = StepResult(self.state.step, loss)
+                elapsed = time.perf_counter() - start
+                rate = done_here / elapsed if elapsed > 0 else 0.0
+                at_end = self.state.step == total
+                if self.val_generator is not None and (self.state.step % self.config.validate_every == 0 or at_end):
+                    result.val_loss = self.validate()
+                best = result.val_loss is not None and result.val_loss < self.state.best_val_loss
+                if best:
+                    self.state.best_val_loss, self.state.best_step = result.val_loss, self.state.step
+                row = {"step": self.state.step, "loss": loss, "val_loss": result.val_loss,
+                       "steps_per_s": rate, "elapsed_s": elapsed}
+                if result.val_loss is not None:
+                    self.state.history.append({"step": self.state.step, "val_loss": result.val_loss})
+                if self.state.step % self.config.checkpoint_every == 0 or at_end:
+                    result.checkpoint = self.save_checkpoint(best=best)
+                elif best:
+                    _save_atomic(self.checkpoint_payload(), self.run_dir / "checkpoints" / "best.pt")
+                logger.write(row)
+                if bar is not None:
+                    bar.update(1)
+                    postfix = {"loss": f"{loss:.4f}", "steps/s": f"{rate:.3f}"}
+                    if self.state.best_step is not None:
+                        postfix["val"] = f"{self.state.best_val_loss:.4f}@{self.state.best_step}"
+                    bar.set_postfix(postfix)
+                if on_step is not None:
+                    on_step(result)
+        finally:
+            logger.close()
+            if bar is not None:
+                bar.close()
+        return self.state
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError) as exc:
+        raise ConfigError(f"{path}: cannot read checkpoint ({exc})") from None
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise ConfigError(f"{path}: not a synthsr-train checkpoint (format {CHECKPOINT_FORMAT})")
+    return payload
+
+
+def _hashes(generator: SynthGenerator) -> list[dict[str, str]]:
+    return [{"file": name, "sha256": sha} for name, sha in generator.label_hashes.items()]
+
+
+def _save_atomic(payload: dict[str, Any], path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def _progress(total: int, initial: int, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, mininterval=1.0)
+
+
+class RunLog:
+    """``log.csv`` (rows after the resumed step are dropped, so a resumed run's log reads as one run) and
+    TensorBoard scalars when ``torch.utils.tensorboard`` can be imported."""
+
+    def __init__(self, run_dir: Path, resume_step: int = 0) -> None:
+        self.path = run_dir / "log.csv"
+        rows = []
+        if self.path.is_file():
+            with open(self.path, newline="") as handle:
+                rows = [r for r in csv.DictReader(handle) if int(r["step"]) <= resume_step]
+        self._handle = open(self.path, "w", newline="")  # noqa: SIM115  (open for the whole run; closed by close())
+        self._csv = csv.DictWriter(self._handle, fieldnames=LOG_COLUMNS)
+        self._csv.writeheader()
+        self._csv.writerows(rows)
+        self._handle.flush()
+        self._tensorboard = None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # tensorboard is optional
+            pass
+        else:
+            self._tensorboard = SummaryWriter(str(run_dir / "tensorboard"), purge_step=resume_step + 1)
+
+    def write(self, row: dict[str, Any]) -> None:
+        self._csv.writerow({k: ("" if v is None else v) for k, v in row.items()})
+        self._handle.flush()
+        if self._tensorboard is not None:
+            self._tensorboard.add_scalar("loss/train", row["loss"], row["step"])
+            if row.get("val_loss") is not None:
+                self._tensorboard.add_scalar("loss/validation", row["val_loss"], row["step"])
+            self._tensorboard.add_scalar("steps_per_s", row["steps_per_s"], row["step"])
+
+    def close(self) -> None:
+        self._handle.close()
+        if self._tensorboard is not None:
+            self._tensorboard.close()

@@ -1,0 +1,122 @@
+"""The SynthSR U-Net as a trainable module, and its export to the inference :class:`~synthsr_nipype.model.UNet`.
+
+Same topology as the inference network (``model/unet.py``): per level ``convs_per_level`` convolutions each
+followed by ELU(1), the skip tapped after the last ELU and before the level's BatchNorm (eps 1e-3), 2x
+max-pool, 2x nearest upsampling, concatenation ``[skip, upsampled]``, a final linear 1x1x1 convolution.
+Here BatchNorm is ``nn.BatchNorm3d`` with batch statistics while training and running statistics in eval mode
+(Keras' momentum 0.99 is torch's 0.01).  The parameter names of the convolutions are those of the inference
+module, so :func:`export_state_dict` copies them and folds each BatchNorm into the ``*_scale``/``*_shift``
+buffers, exactly as ``keras_to_state_dict`` does for a Keras file.
+
+The inference network keeps its own fast path (split concatenation, slabs, no autograd); this one is plain
+autograd torch.  Both run their CPU convolutions through ``model.unet.conv3d`` (oneDNN in channels-last),
+which torch differentiates too.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..model.keras_h5 import UNetSpec
+from ..model.unet import BN_EPSILON, CL, UNet, conv3d
+
+#: Keras' BatchNormalization momentum 0.99 (weight of the old statistic) as torch's momentum (of the new one).
+BN_MOMENTUM = 0.01
+
+
+class TrainableUNet(nn.Module):
+    """Trainable SynthSR U-Net built from a :class:`UNetSpec` (``prefix`` and ``extra_layers`` are ignored)."""
+
+    def __init__(self, spec: UNetSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        k = spec.kernel_size
+        self.down = nn.ModuleList()
+        channels = spec.in_channels
+        skip_channels = []
+        for widths in spec.down_widths:
+            convs = nn.ModuleList()
+            for width in widths:
+                convs.append(nn.Conv3d(channels, width, k, padding=k // 2))
+                channels = width
+            self.down.append(convs)
+            skip_channels.append(channels)
+        self.up = nn.ModuleList()
+        for level, widths in enumerate(spec.up_widths):
+            convs = nn.ModuleList()
+            channels = skip_channels[spec.n_levels - 2 - level] + channels
+            for width in widths:
+                convs.append(nn.Conv3d(channels, width, k, padding=k // 2))
+                channels = width
+            self.up.append(convs)
+        self.likelihood = nn.Conv3d(channels, spec.out_channels, 1)
+        self.bn_down = nn.ModuleList(_batch_norm(w[-1], spec.batch_norm) for w in spec.down_widths)
+        self.bn_up = nn.ModuleList(_batch_norm(w[-1], spec.batch_norm) for w in spec.up_widths)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x``: (N, C, X, Y, Z), every spatial size a multiple of ``2**(n_levels-1)``."""
+        n_levels = self.spec.n_levels
+        x = x.contiguous(memory_format=CL)
+        skips = []
+        for level in range(n_levels):
+            for conv in self.down[level]:
+                x = F.elu(_conv(conv, x))
+            if level < n_levels - 1:
+                skips.append(x)
+                x = F.max_pool3d(self.bn_down[level](x), 2)
+            else:
+                x = self.bn_down[level](x)
+        for k in range(n_levels - 1):
+            x = torch.cat([skips.pop(), F.interpolate(x, scale_factor=2, mode="nearest")], dim=1)
+            for conv in self.up[k]:
+                x = F.elu(_conv(conv, x))
+            x = self.bn_up[k](x)
+        return _conv(self.likelihood, x)
+
+
+def _batch_norm(channels: int, enabled: bool) -> nn.Module:
+    if not enabled:
+        return nn.Identity()
+    return nn.BatchNorm3d(channels, eps=BN_EPSILON, momentum=BN_MOMENTUM)
+
+
+def _conv(conv: nn.Conv3d, x: torch.Tensor) -> torch.Tensor:
+    if x.dtype != torch.float32 or x.device.type != "cpu":  # autocast (bf16) and GPUs: torch's own dispatch
+        return conv(x)
+    return conv3d(x, conv.weight, conv.bias)
+
+
+def export_state_dict(net: TrainableUNet) -> dict[str, torch.Tensor]:
+    """The inference :class:`UNet`'s state dict: convolutions copied, each BatchNorm folded (running stats)."""
+    state: dict[str, torch.Tensor] = {}
+    for name, value in net.state_dict().items():
+        if name.startswith(("down.", "up.", "likelihood.")):
+            state[name] = value.detach().to("cpu", torch.float32).clone()
+    spec = net.spec
+    for prefix, bns, widths in (("bn_down", net.bn_down, spec.down_widths), ("bn_up", net.bn_up, spec.up_widths)):
+        for i, (bn, width) in enumerate(zip(bns, widths)):
+            scale, shift = _fold(bn, width[-1])
+            state[f"{prefix}_{i}_scale"] = scale
+            state[f"{prefix}_{i}_shift"] = shift
+    return state
+
+
+def _fold(bn: nn.Module, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
+    if not isinstance(bn, nn.BatchNorm3d):
+        return torch.ones(channels), torch.zeros(channels)
+    var = bn.running_var.detach().double()
+    mean = bn.running_mean.detach().double()
+    gamma = bn.weight.detach().double() if bn.weight is not None else torch.ones_like(var)
+    beta = bn.bias.detach().double() if bn.bias is not None else torch.zeros_like(var)
+    scale = gamma / torch.sqrt(var + bn.eps)
+    shift = beta - mean * scale
+    return scale.float().cpu(), shift.float().cpu()
+
+
+def to_inference(net: TrainableUNet) -> UNet:
+    """An inference :class:`UNet` (eval, no grad) holding ``net``'s current weights."""
+    out = UNet(net.spec)
+    out.load_state_dict(export_state_dict(net))
+    return out.eval().requires_grad_(False)
