@@ -7,6 +7,7 @@ and is what ``--dry-run`` prints.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -198,6 +199,14 @@ def plan_group(
     return gplan
 
 
+def _relpath(path: Path, root: Path) -> str:
+    """``path`` relative to the dataset root; a symbolic link is named by itself, not its target."""
+    for candidate in (Path(os.path.abspath(path)), path.resolve()):
+        if candidate.is_relative_to(root):
+            return candidate.relative_to(root).as_posix()
+    return path.name
+
+
 def build_plan(
     bids_files: Sequence[Any],
     *,
@@ -207,8 +216,12 @@ def build_plan(
     in_channels: int | None = None,
     reference_filter: Mapping[str, Any] | None = None,
     base_features: int = DEFAULT_BASE_FEATURES,
+    unindexed: Sequence[tuple[str | Path, str]] = (),
 ) -> Plan:
-    """Describe, group and plan the pybids files of a query (see :func:`collect_anat`)."""
+    """Describe, group and plan the pybids files of a query (see :func:`collect_anat`).
+
+    ``unindexed``: (path, reason) of entries pybids did not index
+    (:func:`~synthsr_nipype.bids.query.unindexed_scans`), listed as skipped in their group."""
     root = Path(bids_dir).resolve()
     scans = []
     for bids_file in bids_files:
@@ -217,9 +230,7 @@ def build_plan(
             describe_scan(
                 path,
                 entities=bids_file.get_entities(),
-                relpath=path.resolve().relative_to(root).as_posix()
-                if path.resolve().is_relative_to(root)
-                else path.name,
+                relpath=_relpath(path, root),
             )
         )
     plan = Plan(bids_dir=str(root), model=model, general_model=general_model)
@@ -234,7 +245,21 @@ def build_plan(
                 base_features=base_features,
             )
         )
+    for path, reason in unindexed:
+        rel = Path(_relpath(Path(path), root))
+        labels = {part.split("-", 1)[0]: part.split("-", 1)[1] for part in rel.parts[:-1] if "-" in part}
+        subject, session = labels.get("sub", "?"), labels.get("ses")
+        group = next((g for g in plan.groups if g.subject == subject and g.session == session), None)
+        if group is None:
+            group = GroupPlan(subject=subject, session=session)
+            plan.groups.append(group)
+        group.skipped.append((rel.as_posix(), reason))
     return plan
+
+
+def skipped_scans(plan: Plan) -> list[tuple[str, str]]:
+    """(path relative to the dataset, reason) of every selected scan the plan does not process."""
+    return [item for group in plan.groups for item in group.skipped]
 
 
 def format_plan(plan: Plan) -> str:

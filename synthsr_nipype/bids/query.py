@@ -88,7 +88,14 @@ def build_layout(
     bids_dir = Path(bids_dir).resolve()
     if not (bids_dir / "dataset_description.json").is_file():
         raise BIDSInputError(f"{bids_dir}: not a BIDS dataset (no dataset_description.json)")
-    kwargs: dict[str, Any] = {"validate": validate}
+    from bids.layout import BIDSLayoutIndexer
+
+    # Metadata is not indexed: one sidecar that is not JSON would stop the whole dataset, and
+    # nothing here reads metadata through pybids (describe_scan checks each scan's sidecar).
+    kwargs: dict[str, Any] = {
+        "validate": validate,
+        "indexer": BIDSLayoutIndexer(validate=validate, index_metadata=False),
+    }
     if database_dir is not None:
         Path(database_dir).mkdir(parents=True, exist_ok=True)
         kwargs["database_path"] = str(database_dir)
@@ -162,6 +169,50 @@ def collect_anat(
         for bids_file in layout.get(**query, **selection):
             files[bids_file.path] = bids_file
     return [files[path] for path in sorted(files)]
+
+
+def unindexed_scans(
+    layout: BIDSLayout,
+    *,
+    suffixes: Sequence[str] = DEFAULT_SUFFIXES,
+    participant_labels: Sequence[str] | None = None,
+    session_labels: Sequence[str] | None = None,
+) -> list[tuple[Path, str]]:
+    """Entries of the selected ``anat`` folders named like a selected scan that pybids did not
+    index (a folder, a space or a non-ASCII character in the name...), with the reason: they
+    must not vanish without a word.  Paths matched by ``.bidsignore`` are left out."""
+    import fnmatch
+
+    root = Path(layout.root)
+    ignore_file = root / ".bidsignore"
+    ignored = [ln.strip() for ln in ignore_file.read_text(errors="replace").splitlines()
+               if ln.strip() and not ln.startswith("#")] if ignore_file.is_file() else []
+    indexed = set(layout.get(datatype="anat", return_type="filename"))
+    endings = tuple(f"_{suffix}{ext}" for suffix in suffixes for ext in IMAGE_EXTENSIONS)
+    subjects = [f"sub-{p}" for p in participant_labels] if participant_labels else None
+    found: list[tuple[Path, str]] = []
+    for sub in sorted(root.glob("sub-*")):
+        if subjects is not None and sub.name not in subjects:
+            continue
+        sessions = [d for d in sorted(sub.glob("ses-*")) if d.is_dir()]
+        if session_labels:
+            sessions = [d for d in sessions if d.name[4:] in session_labels]
+        for anat in [sub / "anat"] + [d / "anat" for d in sessions]:
+            if not anat.is_dir():
+                continue
+            for entry in sorted(anat.iterdir()):
+                rel = entry.relative_to(root).as_posix()
+                if not entry.name.endswith(endings) or str(entry) in indexed:
+                    continue
+                if any(fnmatch.fnmatch(rel, pat.strip("/")) or fnmatch.fnmatch(entry.name, pat)
+                       for pat in ignored):
+                    continue
+                if entry.is_dir():
+                    found.append((entry, "is a folder, not an image"))
+                else:
+                    found.append((entry, "not a valid BIDS file name (pybids does not index it); "
+                                         "rename it: letters and digits only in labels"))
+    return found
 
 
 def describe_selection(

@@ -6,6 +6,7 @@ header-only or empty placeholder images of example datasets.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -13,9 +14,7 @@ from typing import Any
 
 import numpy as np
 
-#: Tolerances: headers are float32, so agreement is judged in float32 precision.
-QSFORM_ATOL_MM = 0.1
-ORTHO_ATOL = 1e-3
+from ..inference.checks import header_problem
 
 #: Entities that describe the acquisition (kept in output names), in BIDS order.
 SOURCE_ENTITIES: tuple[str, ...] = (
@@ -77,54 +76,27 @@ def source_entities(entities: dict[str, Any]) -> dict[str, Any]:
     return {k: str(entities[k]) for k in SOURCE_ENTITIES if entities.get(k) is not None}
 
 
-def header_problem(img) -> str:
-    """Return why a NIfTI header is not trustworthy, or ``""`` when it is sane.
-
-    Checks: 3D (or 4D with one volume), finite positive zooms, finite affine, orthonormal
-    direction cosines, and agreement of qform and sform when both are set (a disagreement
-    means different tools would put the brain in different places).
-    """
-    shape = img.shape
-    if len(shape) < 3 or any(int(s) < 1 for s in shape[:3]):
-        return f"not a 3D image (shape {tuple(int(s) for s in shape)})"
-    if len(shape) > 3 and int(np.prod(shape[3:])) != 1:
-        return f"4D image with {int(np.prod(shape[3:]))} volumes (expected one 3D volume)"
-    zooms = np.asarray(img.header.get_zooms()[:3], dtype=float)
-    if not np.all(np.isfinite(zooms)) or np.any(zooms <= 0):
-        return f"voxel sizes must be finite and positive (got {zooms.tolist()})"
-    affine = np.asarray(img.affine, dtype=float)
-    if not np.all(np.isfinite(affine)):
-        return "affine contains non-finite values"
-    rzs = affine[:3, :3]
-    col_norms = np.linalg.norm(rzs, axis=0)
-    if np.any(col_norms <= 0):
-        return "affine is singular"
-    cosines = rzs / col_norms
-    if not np.allclose(cosines.T @ cosines, np.eye(3), atol=ORTHO_ATOL):
-        return "direction cosines are not orthonormal (sheared affine)"
-    header = img.header
-    if hasattr(header, "get_qform") and hasattr(header, "get_sform"):
-        qcode = int(header["qform_code"])
-        scode = int(header["sform_code"])
-        if qcode > 0 and scode > 0:
-            qform = header.get_qform()
-            sform = header.get_sform()
-            # Compare where the two put the corners of the volume, in mm: quaternions are
-            # stored in float32, so sub-0.1 mm differences are rounding, not disagreement.
-            corners = np.array(
-                [[i, j, k, 1.0] for i in (0, shape[0] - 1) for j in (0, shape[1] - 1)
-                 for k in (0, shape[2] - 1)]
-            ).T
-            diff = float(np.abs((qform - sform) @ corners).max())
-            if not diff <= QSFORM_ATOL_MM:
-                return f"qform and sform disagree (by up to {diff:.3g} mm)"
-        if qcode == 0 and scode == 0:
-            return "neither qform nor sform is set (no position in space)"
+def sidecar_problem(path: Path) -> str:
+    """Why the scan's own JSON sidecar cannot be read, or ``""`` (also when it has none)."""
+    name = path.name
+    for ext in (".nii.gz", ".nii"):
+        if name.endswith(ext):
+            name = name[: -len(ext)]
+    sidecar = path.with_name(name + ".json")
+    if not sidecar.is_file():
+        return ""
+    try:
+        data = json.loads(sidecar.read_bytes())
+    except (OSError, ValueError) as exc:
+        return f"sidecar {sidecar.name} is not valid JSON ({str(exc).splitlines()[0][:120]})"
+    if not isinstance(data, dict):
+        return f"sidecar {sidecar.name} is not a JSON object"
     return ""
 
 
 def describe_scan(path: str | Path, *, entities: dict[str, Any], relpath: str) -> ScanInfo:
-    """Describe one scan from its header; never raises for bad files (``usable=False``)."""
+    """Describe one scan from its header; never raises for bad files (``usable=False``, with
+    the reason from :func:`~synthsr_nipype.inference.checks.header_problem`)."""
     import nibabel as nib
 
     path = Path(path)
@@ -135,26 +107,19 @@ def describe_scan(path: str | Path, *, entities: dict[str, Any], relpath: str) -
         suffix=str(entities.get("suffix", "")),
     )
     try:
-        if path.stat().st_size == 0:
-            info.reason = "empty file (0 bytes)"
-            return info
-        img = nib.load(str(path))
-    except Exception as exc:  # any reader error means "unreadable", recorded, not raised
-        info.reason = f"unreadable image ({type(exc).__name__}: {exc})".replace("\n", " ")
-        return info
-    try:
-        problem = header_problem(img)
-    except Exception as exc:
-        problem = f"unreadable header ({type(exc).__name__}: {exc})"
-    shape = [int(s) for s in img.shape[:3]]
-    info.shape = shape
-    if not problem:
-        zooms = [float(z) for z in img.header.get_zooms()[:3]]
-        info.zooms = [round(z, 6) for z in zooms]
-        info.voxel_volume = float(np.prod(zooms))
-        info.fov_mm = [round(s * z, 3) for s, z in zip(shape, zooms)]
-        info.orientation = "".join(nib.aff2axcodes(img.affine))
-        info.usable = True
-    else:
+        problem = header_problem(path) or sidecar_problem(path)
+        img = None if problem else nib.load(str(path))
+    except Exception as exc:  # noqa: BLE001 - any reader error means "unreadable", recorded, not raised
+        problem = f"unreadable image ({type(exc).__name__}: {exc})".replace("\n", " ")
+    if problem:
         info.reason = problem
+        return info
+    shape = [int(s) for s in img.shape[:3]]
+    zooms = [float(z) for z in img.header.get_zooms()[:3]]
+    info.shape = shape
+    info.zooms = [round(z, 6) for z in zooms]
+    info.voxel_volume = float(np.prod(zooms))
+    info.fov_mm = [round(s * z, 3) for s, z in zip(shape, zooms)]
+    info.orientation = "".join(nib.aff2axcodes(img.affine))
+    info.usable = True
     return info

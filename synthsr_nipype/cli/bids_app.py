@@ -163,6 +163,7 @@ def _configure_nipype(args, *, log_dir: Path, poll_seconds: float = LOCAL_POLL_S
         }
     )
     nlogging.update_logging(config)
+    _quiet_nipype_console(verbose=bool(args.verbose_count))
     if args.resource_monitor:
         config.enable_resource_monitor()
     # Worker processes (MultiProc) import nipype afresh and read nipype.cfg from
@@ -174,6 +175,44 @@ def _configure_nipype(args, *, log_dir: Path, poll_seconds: float = LOCAL_POLL_S
         "[execution]\nhash_method = content\ncrashfile_format = txt\n"
         f"crashdump_dir = {log_dir}\n"
     )
+
+
+def _drop_record(record: logging.LogRecord) -> bool:  # noqa: ARG001 - logging.Filter protocol
+    return False
+
+
+def _quiet_nipype_console(*, verbose: bool) -> None:
+    """Without ``-v``, Nipype writes to ``logs/<run>/pypeline.log`` only: a failed node's
+    traceback (dozens of lines) is summarised in one line per scan by :func:`_crash_lines`."""
+    nipype_logger = logging.getLogger("nipype")
+    nipype_logger.propagate = False  # its own console handler; not twice through the root's
+    for handler in nipype_logger.handlers:
+        if type(handler) is logging.StreamHandler:
+            handler.removeFilter(_drop_record)
+            if not verbose:
+                handler.addFilter(_drop_record)
+
+
+def _crash_lines(log_dir: Path, bids_dir: Path) -> tuple[list[str], int]:
+    """One line per crash file: the file and the problem for a scan that could not be read
+    (:class:`~synthsr_nipype.errors.InputImageError`), else the node and its last error line.
+    Also returns how many of them were bad scans."""
+    lines, bad_scans = [], 0
+    for crash in sorted(log_dir.glob("crash-*.txt")):
+        text = [ln.strip() for ln in crash.read_text(errors="replace").splitlines() if ln.strip()]
+        image_error = next((ln.split("InputImageError: ", 1)[1] for ln in reversed(text)
+                            if "InputImageError: " in ln), None)
+        if image_error is not None:
+            bad_scans += 1
+            path, _, problem = image_error.partition(": ")
+            if Path(path).is_relative_to(bids_dir):
+                path = Path(path).relative_to(bids_dir).as_posix()
+            lines.append(f"{path}: {problem}; not processed")
+            continue
+        node = next((ln.split(":", 1)[1].strip() for ln in text if ln.startswith("Node:")), crash.name)
+        error = next((ln for ln in reversed(text) if "Error" in ln or "error" in ln), "")
+        lines.append(f"node {node} failed: {error[:300]} (details: {crash})")
+    return lines, bad_scans
 
 
 def _crash_summary(log_dir: Path) -> str:
@@ -192,7 +231,8 @@ def _select(args):
     from ..bids.labels import normalize_labels
     from ..bids.modelcard import MULTICHANNEL_MODELS
     from ..bids.plan import DEFAULT_BASE_FEATURES, build_plan
-    from ..bids.query import build_layout, collect_anat, describe_selection, load_bids_filters
+    from ..bids.query import (build_layout, collect_anat, describe_selection, load_bids_filters,
+                              unindexed_scans)
 
     try:
         participants = normalize_labels(args.participant_label, "sub")
@@ -209,6 +249,9 @@ def _select(args):
             participant_labels=participants,
             session_labels=sessions,
             bids_filters=filters,
+        )
+        unindexed = unindexed_scans(
+            layout, suffixes=args.suffixes, participant_labels=participants, session_labels=sessions
         )
     except BIDSInputError as exc:
         raise _UserError(str(exc)) from None
@@ -234,6 +277,7 @@ def _select(args):
         in_channels=in_channels,
         reference_filter=filters.get("reference"),
         base_features=int(base),
+        unindexed=unindexed,
     )
     return plan, selection, models
 
@@ -369,15 +413,18 @@ def run_app(args) -> int:
     if settings is not None:
         _start_workers_server(settings)
     plan, selection, models = _select(args)
+    from ..bids.plan import format_plan, skipped_scans
+
     problem = _nothing_to_run(args, plan, selection)
     if args.dry_run:
-        from ..bids.plan import format_plan
-
         print(format_plan(plan))
         if problem:
             prefix = "nothing would run" if not plan.jobs else "a real run would stop"
             print(f"{prefix}: {problem}")
         return EXIT_OK
+    skipped = skipped_scans(plan)
+    for relpath, reason in skipped:
+        print(f"ERROR: {relpath}: {reason}; not processed", file=sys.stderr)
     if problem:
         raise _UserError(problem)
 
@@ -434,6 +481,8 @@ def run_app(args) -> int:
     handler = _attach_resource_log(settings, log_dir) if args.resource_monitor else None
     log.info("running %d SynthSR job(s) with %s", len(plan.jobs), settings["plugin"])
     cwd = os.getcwd()
+    crashed: list[str] = []
+    bad_scans = 0
     old_config_dir = os.environ.get("NIPYPE_CONFIG_DIR")
     os.environ["NIPYPE_CONFIG_DIR"] = str(log_dir)  # see _configure_nipype
     try:
@@ -446,9 +495,12 @@ def run_app(args) -> int:
         gc.freeze()
         workflow.run(plugin=settings["plugin"], plugin_args=settings["plugin_args"])
     except Exception as exc:  # any node failure: the crash files hold the details
-        print(f"ERROR: the workflow did not finish ({type(exc).__name__}); "
-              f"{_crash_summary(log_dir)}", file=sys.stderr)
-        return EXIT_FAILED
+        crashed, bad_scans = _crash_lines(log_dir, args.bids_dir)
+        for line in crashed:
+            print(f"ERROR: {line}", file=sys.stderr)
+        if not crashed:
+            print(f"ERROR: the workflow did not finish ({type(exc).__name__}); "
+                  f"{_crash_summary(log_dir)}", file=sys.stderr)
     finally:
         gc.unfreeze()
         os.chdir(cwd)
@@ -465,6 +517,14 @@ def run_app(args) -> int:
             from nipype import config
 
             config.disable_resource_monitor()
+    if crashed or skipped:
+        failed = len(crashed) - bad_scans
+        print(f"ERROR: {len(skipped) + bad_scans} selected scan(s) not processed ({len(skipped)} refused "
+              f"before processing, {bad_scans} unreadable when processed)"
+              + (f" and {failed} other node failure(s)" if failed else "")
+              + f"; everything else is in {args.output_dir}; logs/{run_id}/plan.txt lists them",
+              file=sys.stderr)
+        return EXIT_FAILED
     morph = (f"; {seg_backend} morphometry{' and TBM' if args.tbm else ''} of each"
              if seg_backend else "")
     print(f"synthsr-bids: {len(plan.jobs)} scan(s) and {len(plan.runnable_groups)} fused "

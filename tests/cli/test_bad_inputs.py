@@ -58,7 +58,7 @@ def bad_image(kind, tmp_path):
     if kind == "not_an_image":
         path = tmp_path / "notes.nii.gz"
         path.write_text("this is not a NIfTI file\n")
-        return path, "not a readable"
+        return path, "unreadable image"
     if kind == "two_d":
         return _save(tmp_path, "slice.nii.gz", _volume((30, 40))), "2-D"
     if kind == "four_d_frames":

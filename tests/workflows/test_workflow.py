@@ -201,9 +201,12 @@ def test_failed_node_exit_1_with_text_crash_file(tmp_path, scans, capsys):
     out = tmp_path / "out"
     code = _run_main([root, out, "participant", "--model", TINY, "--nprocs", "1",
                       "-w", tmp_path / "work"])
-    err = capsys.readouterr().err
-    assert code == 1
-    assert err.strip().count("\n") == 0 and "crash file" in err and "Traceback" not in err
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and "Traceback" not in "\n".join(err)
+    # one line naming the scan and the problem, then the one-line summary
+    assert len(err) == 2, err
+    assert err[0].startswith("ERROR: sub-01/anat/sub-01_T2w.nii: ") and "truncated" in err[0]
+    assert "1 selected scan(s) not processed" in err[1]
     crashes = list((out / "logs").glob("*/crash-*.txt"))
     assert crashes and "sub-01_T2w.nii" in crashes[0].read_text()
     assert not list((out / "sub-01").rglob("*.nii.gz")) if (out / "sub-01").exists() else True
@@ -249,7 +252,9 @@ def test_stop_on_first_crash(tmp_path, scans, capsys, stop, n_crashes):
     args = [root, out, "participant", "--model", TINY, "--nprocs", "1", "-w", tmp_path / "w"]
     assert _run_main(args + (["--stop-on-first-crash"] if stop else [])) == 1
     assert len(list((out / "logs").glob("*/crash-*.txt"))) == n_crashes
-    assert f"{n_crashes} crash file(s)" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.count("truncated or corrupted") == n_crashes
+    assert f"{n_crashes} selected scan(s) not processed" in err
 
 
 @pytest.mark.parametrize(

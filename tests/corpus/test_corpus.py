@@ -1,0 +1,131 @@
+"""The corpus (tests/corpus/build.py) through ``synthsr-bids`` and ``synthsr``, as a user runs them.
+
+One ``synthsr-bids`` run takes the whole dataset (good subjects beside every broken scan) and one
+``synthsr`` run takes every image as a list: each broken scan must get exactly one console line
+naming it and its problem, no traceback, every good scan must be processed, nothing partial may
+sit in the output folder and the inputs must come out unchanged.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from tests.paths import TINY
+from .build import BIDS, DATA, GOOD, HEADER, ODD, build_corpus, snapshot
+
+pytestmark = pytest.mark.skipif(not TINY.is_file(), reason="tiny fixture model (../shared) not available")
+
+#: synthsr-bids: some selected scans were not processed (docs/bids-app.md, exit codes).
+EXIT_SCANS_NOT_PROCESSED = 1
+#: synthsr: at least one image failed, the others were processed (docs/cli.md).
+EXIT_IMAGE_FAILED = 1
+
+
+def _run(*argv: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", *argv], cwd=cwd, capture_output=True, text=True, timeout=900)
+
+
+def _print_counts(command: str, cases, outcome: dict[str, str]) -> None:
+    counts = collections.Counter((case.klass, outcome[case.name]) for case in cases)
+    print(f"\n{command}: {len(cases)} cases")
+    for (klass, result), n in sorted(counts.items()):
+        print(f"  {klass:7s} {result:10s} {n}")
+
+
+def _assert_nothing_partial(out: Path) -> None:
+    """No hidden or temporary file anywhere in the output folder; every image and JSON is whole."""
+    for path in out.rglob("*"):
+        rel = path.relative_to(out).as_posix()
+        assert not any(part.startswith(".") for part in Path(rel).parts) or rel == ".bidsignore", rel
+        assert not path.name.endswith((".tmp", ".part")) and ".part." not in path.name, rel
+        if path.name.endswith((".nii.gz", ".nii")):
+            assert np.isfinite(np.asarray(nib.load(path).dataobj, dtype=np.float32)).all(), rel
+        elif path.suffix == ".json":
+            json.loads(path.read_text())
+
+
+def _lines_naming(lines: list[str], name: str) -> list[str]:
+    return [line for line in lines if f"{name}: " in line]
+
+
+def test_synthsr_bids_on_the_corpus(tmp_path):
+    bids, cases = build_corpus(tmp_path)
+    before = snapshot(bids)
+    out, work = tmp_path / "out", tmp_path / "work"
+    proc = _run("synthsr_nipype.cli.bids_app", str(bids), str(out), "participant", "--model", str(TINY),
+                "-w", str(work), "--nprocs", "1", cwd=tmp_path)
+    console = proc.stdout + proc.stderr
+    assert "Traceback" not in console, console[-3000:]
+    assert proc.returncode == EXIT_SCANS_NOT_PROCESSED, console[-3000:]
+    errors = proc.stderr.splitlines()
+
+    outcome: dict[str, str] = {}
+    for case in (c for c in cases if c.bids is not None):
+        naming = _lines_naming(errors, case.relpath)
+        if case.bids:
+            assert len(naming) == 1, (case.name, naming)
+            assert case.bids in naming[0], (case.name, naming[0])
+            outcome[case.name] = "refused"
+        else:
+            assert not naming, (case.name, naming)
+            outcome[case.name] = "processed"
+    applicable = [c for c in cases if c.bids is not None]
+    not_processed = sum(1 for c in applicable if c.bids)
+    assert f"ERROR: {not_processed} selected scan(s) not processed" in proc.stderr
+
+    # Every subject with a scan to process has its fused image and one SynthSR output per scan.
+    processed = collections.Counter(c.subject for c in applicable if not c.bids)
+    for subject, n_scans in processed.items():
+        anat = out / f"sub-{subject}" / "anat"
+        assert (anat / f"sub-{subject}_desc-synthsr_T1w.nii.gz").is_file(), subject
+        per_scan = [p for p in anat.glob("*_T1w.nii.gz") if "_desc-synthsr_" not in p.name]
+        assert len(per_scan) == n_scans, (subject, sorted(p.name for p in per_scan))
+    written = {p.name[4:] for p in out.glob("sub-*")}
+    assert written == set(processed), sorted(written ^ set(processed))
+    _assert_nothing_partial(out)
+    assert snapshot(bids) == before
+    assert {HEADER, DATA, BIDS, ODD, GOOD} <= {c.klass for c in applicable}
+    _print_counts("synthsr-bids", applicable, outcome)
+
+
+def test_synthsr_on_the_corpus(tmp_path):
+    bids, cases = build_corpus(tmp_path)
+    applicable = [c for c in cases if c.synthsr is not None]
+    before = snapshot(bids)
+    out = tmp_path / "synthsr-out"
+    inputs, outputs = tmp_path / "inputs.txt", tmp_path / "outputs.txt"
+    inputs.write_text("".join(f"{bids / c.relpath}\n" for c in applicable))
+    outputs.write_text("".join(f"{out / f'case{i:02d}_synthsr.nii.gz'}\n" for i in range(len(applicable))))
+    proc = _run("synthsr_nipype.cli.synthsr", "--i", str(inputs), "--o", str(outputs), "--model", str(TINY),
+                cwd=tmp_path)
+    console = proc.stdout + proc.stderr
+    assert "Traceback" not in console, console[-3000:]
+    assert proc.returncode == EXIT_IMAGE_FAILED, console[-3000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("ERROR:")]
+
+    outcome: dict[str, str] = {}
+    for index, case in enumerate(applicable):
+        naming = _lines_naming(errors, str(bids / case.relpath))
+        target = out / f"case{index:02d}_synthsr.nii.gz"
+        if case.synthsr:
+            assert len(naming) == 1, (case.name, naming)
+            assert case.synthsr in naming[0], (case.name, naming[0])
+            assert not target.exists(), case.name
+            outcome[case.name] = "refused"
+        else:
+            assert not naming, (case.name, naming)
+            assert target.is_file(), case.name
+            outcome[case.name] = "processed"
+    n_failed = sum(1 for c in applicable if c.synthsr)
+    assert f"ERROR: {n_failed} of {len(applicable)} job(s) failed" in proc.stderr
+    _assert_nothing_partial(out)
+    assert snapshot(bids) == before
+    _print_counts("synthsr", applicable, outcome)
