@@ -164,6 +164,20 @@ def read_tsv(path: str | Path):
 
 
 # --------------------------------------------------------------------- dataset_description
+def container_info() -> dict[str, str] | None:
+    """The container this process runs in, as BIDS ``GeneratedBy[].Container`` (None outside one).
+
+    Apptainer/Singularity announce the image file in the environment; the Dockerfile records its own tag
+    ($SYNTHSR_CONTAINER_TAG), which an Apptainer image converted from it inherits, hence the order.
+    """
+    for variable, kind in (("APPTAINER_CONTAINER", "apptainer"), ("SINGULARITY_CONTAINER", "singularity")):
+        if os.environ.get(variable):
+            return {"Type": kind, "Tag": Path(os.environ[variable]).name}
+    if os.environ.get("SYNTHSR_CONTAINER_TAG"):
+        return {"Type": os.environ.get("SYNTHSR_CONTAINER_TYPE", "docker"), "Tag": os.environ["SYNTHSR_CONTAINER_TAG"]}
+    return None
+
+
 def dataset_description(bids_dir: str | Path) -> dict[str, Any]:
     """The derivative's ``dataset_description.json`` content for raw dataset ``bids_dir``."""
     from .. import CODE_URL, __version__
@@ -182,7 +196,8 @@ def dataset_description(bids_dir: str | Path) -> dict[str, Any]:
         "Name": "SynthSR derivatives" + (f" of {raw['Name']}" if raw.get("Name") else ""),
         "BIDSVersion": BIDS_VERSION,
         "DatasetType": "derivative",
-        "GeneratedBy": [{"Name": "synthsr-nipype", "Version": __version__, "CodeURL": CODE_URL}],
+        "GeneratedBy": [{"Name": "synthsr-nipype", "Version": __version__, "CodeURL": CODE_URL,
+                         **({"Container": container} if (container := container_info()) else {})}],
         "SourceDatasets": [source],
         "DatasetLinks": {RAW_DATASET_NAME: bids_dir.as_uri()},
         "HowToAcknowledge": (

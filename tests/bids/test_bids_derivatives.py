@@ -95,6 +95,25 @@ def test_dataset_description(tmp_path):
     assert path.stat().st_mtime_ns == mtime
 
 
+@pytest.mark.parametrize(("environment", "container"), [
+    ({}, None),
+    ({"SYNTHSR_CONTAINER_TYPE": "docker", "SYNTHSR_CONTAINER_TAG": "synthsr-nipype:0.1.0"},
+     {"Type": "docker", "Tag": "synthsr-nipype:0.1.0"}),
+    # an Apptainer image converted from the Docker one inherits its variables; Apptainer's own win
+    ({"SYNTHSR_CONTAINER_TAG": "synthsr-nipype:0.1.0", "APPTAINER_CONTAINER": "/images/synthsr_0.1.0.sif"},
+     {"Type": "apptainer", "Tag": "synthsr_0.1.0.sif"}),
+    ({"SINGULARITY_CONTAINER": "/images/old.simg"}, {"Type": "singularity", "Tag": "old.simg"}),
+])
+def test_dataset_description_names_the_container(tmp_path, monkeypatch, environment, container):
+    for variable in ("SYNTHSR_CONTAINER_TYPE", "SYNTHSR_CONTAINER_TAG", "APPTAINER_CONTAINER",
+                     "SINGULARITY_CONTAINER"):
+        monkeypatch.delenv(variable, raising=False)
+    for variable, value in environment.items():
+        monkeypatch.setenv(variable, value)
+    (generated,) = json.loads(write_dataset_description(tmp_path, tmp_path).read_text())["GeneratedBy"]
+    assert generated.get("Container") == container
+
+
 def test_dataset_description_concurrent_writers(tmp_path):
     out = tmp_path / "out"
     errors = []
