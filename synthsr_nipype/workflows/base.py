@@ -71,8 +71,21 @@ def init_single_subject_wf(
             :graph2use: orig
             :simple_form: yes
 
+            from synthsr_nipype.bids import build_derivative_relpath, fused_output_entities, scan_output_entities
+            from synthsr_nipype.bids.plan import GroupPlan, Job
             from synthsr_nipype.workflows.base import init_single_subject_wf
-            # group: a GroupPlan from synthsr_nipype.bids.build_plan(...)
+
+            # a group as synthsr_nipype.bids.build_plan() makes it: sub-01, an axial and a coronal T1w
+            jobs = []
+            for acq in ("ax", "cor"):
+                source = f"sub-01/anat/sub-01_acq-{acq}_T1w.nii.gz"
+                entities = scan_output_entities({"subject": "01", "acquisition": acq, "suffix": "T1w"}, "T1w")
+                jobs.append(Job(name=f"acq_{acq}_T1w", inputs=["/data/" + source], sources=[source], suffixes=["T1w"],
+                                model="v2", entities=entities, out_relpath=build_derivative_relpath(entities)))
+            fused = fused_output_entities("01", None)
+            group = GroupPlan("01", None, jobs, reference_job=0, fused_entities=fused,
+                              fused_relpath=build_derivative_relpath(fused))
+            wf = init_single_subject_wf(group=group, output_dir="/out")
 
         ``synthsr_<scan>_wf`` (one per job) → ``ds_<scan>`` (per-scan derivative);
         all outputs → ``merge`` → ``fusion`` (:class:`~synthsr_nipype.interfaces.RigidFusion`)
@@ -277,8 +290,21 @@ def init_synthsr_bids_wf(
             :graph2use: colored
             :simple_form: yes
 
+            from synthsr_nipype.bids import build_derivative_relpath, fused_output_entities, scan_output_entities
+            from synthsr_nipype.bids.plan import GroupPlan, Job, Plan
             from synthsr_nipype.workflows.base import init_synthsr_bids_wf
-            # plan: synthsr_nipype.bids.build_plan(...)
+
+            # a plan as synthsr_nipype.bids.build_plan() makes it: sub-01 and sub-02, one FLAIR each
+            groups = []
+            for subject in ("01", "02"):
+                source = f"sub-{subject}/anat/sub-{subject}_FLAIR.nii.gz"
+                entities = scan_output_entities({"subject": subject, "suffix": "FLAIR"}, "FLAIR")
+                job = Job(name="FLAIR", inputs=["/data/" + source], sources=[source], suffixes=["FLAIR"],
+                          model="v2", entities=entities, out_relpath=build_derivative_relpath(entities))
+                fused = fused_output_entities(subject, None)
+                groups.append(GroupPlan(subject, None, [job], reference_job=0, fused_entities=fused,
+                                        fused_relpath=build_derivative_relpath(fused)))
+            wf = init_synthsr_bids_wf(plan=Plan("/data", "v2", "v2", groups), output_dir="/out")
 
         ``single_subject_<sub>[_<ses>]_wf`` for each group with at least one usable scan.
 
