@@ -8,16 +8,19 @@ from scipy.ndimage import affine_transform, gaussian_filter
 
 
 def simulate_acquisition(image: nib.Nifti1Image, voxel_size: tuple[float, float, float],
-                         tilt_degrees: float = 0.0, noise: float = 0.0, seed: int = 0) -> nib.Nifti1Image:
+                         tilt_degrees: float = 0.0, noise: float = 0.0, seed: int = 0,
+                         thickness: tuple[float, float, float] | None = None) -> nib.Nifti1Image:
     """Resample ``image`` to an anisotropic grid (optionally tilted about the first axis).
 
-    The slice profile is a Gaussian of FWHM = the new voxel size along each axis, then linear sampling at the
-    new voxel centres; int16 output, like most scanners write.
+    The slice profile is a Gaussian of FWHM = ``thickness`` along each axis (default: the new voxel size, i.e.
+    contiguous slices; a thickness under the spacing leaves slice gaps), then linear sampling at the new voxel
+    centres; int16 output, like most scanners write.
     """
     data = np.asarray(image.dataobj, dtype=np.float32)
     src_sizes = np.asarray(image.header.get_zooms()[:3], dtype=np.float64)
     target = np.asarray(voxel_size, dtype=np.float64)
-    fwhm_vox = np.maximum(target / src_sizes, 1.0)
+    profile = target if thickness is None else np.asarray(thickness, dtype=np.float64)
+    fwhm_vox = np.maximum(profile / src_sizes, 1.0)
     blurred = gaussian_filter(data, np.sqrt(np.maximum(fwhm_vox**2 - 1, 0)) / 2.3548)
     angle = np.deg2rad(tilt_degrees)
     rotation = np.array([[1, 0, 0], [0, np.cos(angle), -np.sin(angle)], [0, np.sin(angle), np.cos(angle)]])
