@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -196,7 +197,7 @@ def child(config: dict, out_path: str, output_image: str) -> None:
                           slab_rows=kwargs.get("slab_rows", "auto"), tta=options["flip"])
     del load_volume, pad_multiple
     result = {
-        "threads": threads, "matmul_gflops": max(rate, rate_after), "matmul_gflops_before": rate,
+        "cpu_model": cpu_model(), "threads": threads, "matmul_gflops": max(rate, rate_after), "matmul_gflops_before": rate,
         "matmul_gflops_after": rate_after, "import_s": import_s, "model_load_s": load_s, "wall_s": wall,
         "gpu_warmup_run_s": warmup_s,
         "peak_rss_gb": peak_rss, "rss_after_import_gb": rss_before, "gpu_peak_gb": gpu_peak,
@@ -208,6 +209,25 @@ def child(config: dict, out_path: str, output_image: str) -> None:
         estimate_memory_gb(padded, spec, "cpu", slab_rows=kwargs.get("slab_rows", "auto"), tta=options["flip"]),
     }
     Path(out_path).write_text(json.dumps(result))
+
+
+def cpu_model() -> str:
+    """The processor's model name (``lscpu``'s "Model name"), so that rows of different kinds never mix."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()
+
+
+def cpu_slug(model: str) -> str:
+    """``AMD EPYC 9R14 96-Core Processor`` -> ``amd-epyc``: the kind, for the results file name."""
+    words = [w.lower() for w in re.findall(r"[A-Za-z]+", model) if w.lower() not in {"r", "tm", "cpu"}]
+    return "-".join(words[:2]) or "unknown-cpu"
 
 
 # ----------------------------------------------------------------------------- parent
@@ -264,16 +284,16 @@ def warm_cache(names: list[str], env_extra: dict) -> None:
 
 
 def table(results: list[dict]) -> str:
-    head = ("config", "thr", "wall s", "floor s", "ratio", "peak RSS GB", "est GB", "GFLOP", "GFLOP/s",
+    head = ("config", "cpu", "thr", "wall s", "floor s", "ratio", "peak RSS GB", "est GB", "GFLOP", "GFLOP/s",
             "exec GFLOP/s", "matmul GF/s (before/after)", "vs TF uint8 %", "max", "vs whole %", "max")
     rows = [head]
     for r in results:
         if "error" in r:
-            rows.append((r["name"], "ERROR", r["error"].strip().splitlines()[-1][:80]) + ("",) * (len(head) - 3))
+            rows.append((r["name"], "", "ERROR", r["error"].strip().splitlines()[-1][:80]) + ("",) * (len(head) - 4))
             continue
         whole = next((v for k, v in r.items() if k.startswith("vs_flair")), None)
         tf = r["vs_tf_reference"]
-        rows.append((r["name"], str(r["threads"]), f"{r['wall_s']:.2f}", f"{r['floor_s']:.2f}",
+        rows.append((r["name"], cpu_slug(r["cpu_model"]), str(r["threads"]), f"{r['wall_s']:.2f}", f"{r['floor_s']:.2f}",
                      f"{r['ratio_to_floor']:.2f}", f"{r['peak_rss_gb']:.2f}", f"{r['estimate_gb']:.2f}",
                      f"{r['flops'] / 1e9:.0f}", f"{r['achieved_gflops']:.1f}", f"{r['executed_gflops']:.1f}",
                      f"{r['matmul_gflops_before']:.0f}/{r['matmul_gflops_after']:.0f}",
@@ -292,7 +312,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--configs", nargs="+", default=None, choices=sorted(CONFIGS))
     parser.add_argument("--quick", action="store_true", help="small inputs only")
     parser.add_argument("--gpu", action="store_true", help="the CUDA rows (plus flair_t2 as the CPU baseline)")
-    parser.add_argument("--json", default=str(REPO / "benchmarks" / "results.json"), help="where to write JSON")
+    parser.add_argument("--json", default=None,
+                        help="where to write JSON (default: benchmarks/results-<cpu kind>.json, e.g. results-amd-epyc)")
     parser.add_argument("--keep", default=None, help="folder for the outputs (default: a temporary folder)")
     args = parser.parse_args(argv)
     names = args.configs or (QUICK if args.quick else GPU + ["flair_t2"] if args.gpu else DEFAULT)
@@ -316,10 +337,12 @@ def main(argv: list[str] | None = None) -> int:
         results.append(run_config(name, workdir, env))
     text = table(results)
     print(text)
-    meta = {"machine": {"cpu_count": os.cpu_count(), "load_avg_at_end": os.getloadavg()},
+    model = cpu_model()
+    json_path = args.json or str(REPO / "benchmarks" / f"results-{cpu_slug(model)}.json")
+    meta = {"machine": {"cpu_model": model, "cpu_count": os.cpu_count(), "load_avg_at_end": os.getloadavg()},
             "reference_tf215": REFERENCE_COST, "results": results, "table": text}
-    Path(args.json).write_text(json.dumps(meta, indent=1))
-    print(f"\nJSON: {args.json}", file=sys.stderr)
+    Path(json_path).write_text(json.dumps(meta, indent=1))
+    print(f"\nJSON: {json_path}", file=sys.stderr)
     return 0 if all("error" not in r for r in results) else 1
 
 
