@@ -56,12 +56,13 @@ def build_dataset(root: Path, n_subjects: int) -> list[Path]:
 def _bare_one(args: tuple[str, str, str]) -> float:
     import torch
 
-    from synthsr_nipype.inference import run, save_atomic
+    from synthsr_nipype.atomic import atomic_write_nifti
+    from synthsr_nipype.inference import run
 
     torch.set_num_threads(1)
     source, model, target = args
     start = time.perf_counter()
-    save_atomic(run(source, model=model, threads=1, device="cpu"), target)
+    atomic_write_nifti(target, run(source, model=model, threads=1, device="cpu"))
     return time.perf_counter() - start
 
 

@@ -148,10 +148,11 @@ def child(config: dict, out_path: str, output_image: str) -> None:
     import numpy as np  # noqa: F401 - import cost is part of the process, not of the run
     import torch
 
-    from synthsr_nipype.inference import run, save_atomic
+    from synthsr_nipype.atomic import atomic_write_nifti
+    from synthsr_nipype.inference import run
+    from synthsr_nipype.inference.io import load_volume
     from synthsr_nipype.inference.memory import estimate_memory_gb, network_flops, plan_inference
     from synthsr_nipype.inference.pipeline import pad_multiple
-    from synthsr_nipype.inference.io import load_volume
     from synthsr_nipype.model import load_model
 
     import_s = time.perf_counter() - t_import
@@ -182,7 +183,7 @@ def child(config: dict, out_path: str, output_image: str) -> None:
         torch.cuda.reset_peak_memory_stats()
         start = time.perf_counter()
     image = run(image_path, model, **options, device=device, threads=threads, **kwargs)
-    save_atomic(image, output_image)
+    atomic_write_nifti(output_image, image)
     wall = time.perf_counter() - start
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # KiB -> GiB
     gpu_peak = torch.cuda.max_memory_allocated() / 1024**3 if torch.cuda.is_available() else None

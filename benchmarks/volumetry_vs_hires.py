@@ -133,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
 
         model = str(args.model)
         tiny = "tiny" in Path(model).name
-        print(f"\n== SynthSR model: {model}" + ("  (tiny TEST FIXTURE: the volumes below are meaningless)" if tiny else ""))
+        note = "  (tiny TEST FIXTURE: the volumes below are meaningless)" if tiny else ""
+        print(f"\n== SynthSR model: {model}{note}")
         results["model"] = model
         hires = nib.load(HIRES / "T1.nii.gz")
         sessions: dict[str, list] = {}

@@ -1,26 +1,40 @@
-"""Exceptions that carry the exit code a command should end with.
+"""Every user-facing error of the package and the exit code a command ends with for it.
 
-Exit codes (documented in docs/cli.md):
+Exit codes (documented in docs/cli.md and docs/bids-app.md):
 
 * 0 -- success
-* 1 -- at least one input image could not be processed (bad file, header or content)
-* 2 -- usage error or missing dependency, e.g. a model file that cannot be found
+* 1 -- bad input: an image that cannot be processed (the others still are), a BIDS dataset,
+  label, filter or settings file that cannot be used, nothing to collect at the group level;
+  or a workflow node failed
+* 2 -- usage error or missing dependency: a model that cannot be found or downloaded,
+  FreeSurfer or its licence, an optional package
 * 3 -- the model file exists but is corrupted or is not a SynthSR U-Net
+
+Commands catch :class:`SynthSRError`, print its one-line message and return its ``exit_code``.
 """
 
 from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_MODEL = 3
 
 
 class SynthSRError(Exception):
     """Base class: a user-facing problem with a one-line message."""
 
-    exit_code = 1
+    exit_code = EXIT_FAILED
 
 
-class InputImageError(SynthSRError):
+class InputError(SynthSRError):
+    """An input (dataset, label, filter, settings file) cannot be used as given."""
+
+    exit_code = EXIT_FAILED
+
+
+class InputImageError(InputError):
     """An input image is unreadable or cannot be processed."""
-
-    exit_code = 1
 
     def __init__(self, path: object, problem: str) -> None:
         self.path = str(path) if path is not None else "<in-memory image>"
@@ -28,19 +42,43 @@ class InputImageError(SynthSRError):
         super().__init__(f"{self.path}: {problem}")
 
 
+class BIDSInputError(InputError, ValueError):
+    """The BIDS dataset, a label or a filter cannot be used as given."""
+
+
+class GroupError(InputError, RuntimeError):
+    """The participant outputs cannot be put in one table (nothing found, or mixed)."""
+
+
+class UsageError(SynthSRError):
+    """The command line asks for something that cannot be done."""
+
+    exit_code = EXIT_USAGE
+
+
+class DependencyError(SynthSRError):
+    """A program, licence or package needed for the requested run is missing."""
+
+    exit_code = EXIT_USAGE
+
+
 class ModelNotFoundError(SynthSRError):
     """No weight file could be located for a model name or path."""
 
-    exit_code = 2
-
-
-class ModelError(SynthSRError):
-    """A weight file is corrupted or does not describe a SynthSR U-Net."""
-
-    exit_code = 3
+    exit_code = EXIT_USAGE
 
 
 class FetchError(SynthSRError):
     """Downloading or verifying a model failed."""
 
-    exit_code = 2
+    exit_code = EXIT_USAGE
+
+
+class ModelError(SynthSRError):
+    """A weight file is corrupted or does not describe a SynthSR U-Net."""
+
+    exit_code = EXIT_MODEL
+
+
+class AntsError(SynthSRError, RuntimeError):
+    """An ANTs step failed in its worker process."""

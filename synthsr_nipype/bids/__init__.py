@@ -1,15 +1,13 @@
 """BIDS layer: pure functions from a dataset to a plan, and derivatives naming/sidecars."""
 
+from ..errors import BIDSInputError
 from .derivatives import (
-    atomic_copy,
-    atomic_write_json,
     bids_uri,
     build_derivative_relpath,
     fused_output_entities,
     scan_output_entities,
     write_dataset_description,
 )
-from .errors import BIDSInputError
 from .grouping import Group, choose_reference, group_scans
 from .labels import normalize_label, normalize_labels
 from .plan import GroupPlan, Job, Plan, build_plan, estimate_mem_gb, format_plan
@@ -24,8 +22,6 @@ __all__ = [
     "Job",
     "Plan",
     "ScanInfo",
-    "atomic_copy",
-    "atomic_write_json",
     "bids_uri",
     "build_derivative_relpath",
     "build_layout",

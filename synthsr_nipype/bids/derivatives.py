@@ -1,15 +1,13 @@
-"""Derivative names (pybids path patterns), BIDS URIs, atomic writes, dataset_description."""
+"""Derivative names (pybids path patterns), BIDS URIs, dataset_description, .bidsignore."""
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from ..atomic import atomic_write_bytes, atomic_write_json
 
 #: Extended pattern for anatomical derivatives. pybids' own derivatives pattern for T1w
 #: lacks task/run/echo/part..., which raw anatomical names may carry (ds004332 has task-).
@@ -87,80 +85,6 @@ def fused_output_entities(subject: str, session: str | None) -> dict[str, str]:
 def bids_uri(relpath: str | Path, dataset: str = "") -> str:
     """BIDS URI of a file: ``bids:<dataset>:<relpath>`` (empty dataset = this dataset)."""
     return f"bids:{dataset}:{Path(relpath).as_posix()}"
-
-
-# --------------------------------------------------------------------------- atomic writes
-# The one set of atomic writers of the package (the SynthSR and morphometry derivatives, the
-# group tables and figures all use these; ``morphometry._io`` re-exports them). Participant
-# runs may share an output folder: a reader must never see half a file, and a crash must
-# never leave a truncated file that a later run mistakes for a finished one.
-def _tmp_in(dest: Path, *, keep_suffix: bool = False) -> Path:
-    """A new temporary file next to ``dest`` (same filesystem: ``os.replace`` is a rename).
-
-    Its name starts with a dot; ``keep_suffix`` keeps ``dest``'s full suffix (``.nii.gz``)
-    for writers that choose the format from it (nibabel), else it ends in ``.tmp``.
-    """
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    suffix = "".join(dest.suffixes) if keep_suffix else ".tmp"
-    fd, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=suffix, dir=dest.parent)
-    os.close(fd)
-    os.chmod(name, 0o644)  # mkstemp makes 0600: derivatives are shared read-only data
-    return Path(name)
-
-
-@contextmanager
-def atomic_target(dest: str | Path, *, keep_suffix: bool = True) -> Iterator[Path]:
-    """Yield a temporary path to write; on success it is renamed to ``dest``, else removed."""
-    dest = Path(dest)
-    tmp = _tmp_in(dest, keep_suffix=keep_suffix)
-    try:
-        yield tmp
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def atomic_write_bytes(dest: str | Path, data: bytes) -> Path:
-    with atomic_target(dest, keep_suffix=False) as tmp:
-        tmp.write_bytes(data)
-    return Path(dest)
-
-
-def atomic_write_text(dest: str | Path, text: str) -> Path:
-    return atomic_write_bytes(dest, text.encode("utf-8"))
-
-
-def atomic_write_json(dest: str | Path, data: Any) -> Path:
-    text = json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
-    return atomic_write_bytes(dest, text.encode())
-
-
-def atomic_write_tsv(dest: str | Path, table) -> Path:
-    """A pandas table as BIDS TSV: tab separated, ``n/a`` for missing values, no index."""
-    return atomic_write_text(
-        dest, table.to_csv(sep="\t", index=False, na_rep="n/a", lineterminator="\n")
-    )
-
-
-def atomic_write_nifti(dest: str | Path, img) -> Path:
-    """A nibabel image, written through a temporary file with the same suffix."""
-    with atomic_target(dest) as tmp:
-        img.to_filename(str(tmp))
-    return Path(dest)
-
-
-def atomic_copy(src: str | Path, dest: str | Path) -> Path:
-    """Copy bytes unchanged (so reruns give byte-identical files), atomically."""
-    with atomic_target(dest, keep_suffix=False) as tmp:
-        shutil.copyfile(src, tmp)
-    return Path(dest)
-
-
-def read_tsv(path: str | Path):
-    """A BIDS TSV as a pandas table (``n/a`` is missing; nothing else is)."""
-    import pandas as pd
-
-    return pd.read_csv(path, sep="\t", na_values=["n/a"], keep_default_na=False)
 
 
 # --------------------------------------------------------------------- dataset_description

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from .errors import BIDSInputError
+from ..errors import BIDSInputError
 
 # BIDS labels are alphanumeric only: anything else (``../x``, ``a_b``) could escape the
 # dataset folder or break entity parsing, so it is refused rather than cleaned up.

@@ -13,15 +13,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..inference.memory import estimate_memory_gb, estimate_threads
+from ..model.registry import channel_suffixes, model_label
+from ..model.spec import published_spec
 from .derivatives import (
     build_derivative_relpath,
     fused_output_entities,
     scan_output_entities,
 )
-from ..inference.memory import estimate_memory_gb, estimate_threads
-from ..model.keras_h5 import published_spec
 from .grouping import Group, choose_reference, group_scans, reference_sort_key
-from .modelcard import channel_suffixes, model_label
 from .scan import ScanInfo, describe_scan
 
 #: The network input is padded to a multiple of 32 voxels per axis (as SynthSR does).

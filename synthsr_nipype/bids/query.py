@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import BIDSInputError
+from ..errors import BIDSInputError
 
 #: Suffixes SynthSR accepts by default (any contrast, any resolution).
 DEFAULT_SUFFIXES: tuple[str, ...] = ("T1w", "T2w", "FLAIR", "PDw", "T2starw")

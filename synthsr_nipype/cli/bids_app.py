@@ -19,9 +19,9 @@ from typing import Any
 # Nipype asks a web service for updates on import; a BIDS-App on a cluster node must not.
 os.environ.setdefault("NIPYPE_NO_ET", "1")
 
+from ..errors import EXIT_FAILED, EXIT_OK, DependencyError, InputError, SynthSRError  # noqa: E402
 from .bids_parser import get_parser  # noqa: E402
 
-EXIT_OK, EXIT_FAILED, EXIT_DEPENDENCY = 0, 1, 2
 LOCAL_PLUGINS = ("Linear", "MultiProc", "LegacyMultiProc")
 # Local plugins poll every 0.1 s: with many short nodes (sinks, merges) Nipype's 2 s default
 # dominates small runs. Cluster plugins query the scheduler once per pending job and poll:
@@ -29,12 +29,6 @@ LOCAL_PLUGINS = ("Linear", "MultiProc", "LegacyMultiProc")
 LOCAL_POLL_SECONDS, CLUSTER_POLL_SECONDS = 0.1, 2.0
 
 log = logging.getLogger("synthsr_bids")
-
-
-class _UserError(Exception):
-    def __init__(self, message: str, code: int = EXIT_FAILED) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 def _is_within(path: Path, parent: Path) -> bool:
@@ -51,14 +45,13 @@ def _run_id() -> str:
 
 def _model_info(model: str, *, required: bool) -> dict[str, Any]:
     """SHA-256, name and architecture of a model; errors become exit codes 2/3."""
-    from ..errors import SynthSRError
     from ..model import load_model
 
     try:
         net = load_model(model, device="cpu")
     except SynthSRError as exc:
         if required:
-            raise _UserError(str(exc), getattr(exc, "exit_code", EXIT_DEPENDENCY)) from None
+            raise
         return {"error": str(exc)}
     return {"sha256": net.sha256, "name": net.name, "arch": dict(net.arch)}
 
@@ -83,9 +76,9 @@ def _plugin_settings(args) -> dict[str, Any]:
         try:
             loaded = yaml.safe_load(Path(args.use_plugin).read_text()) or {}
         except (OSError, yaml.YAMLError) as exc:
-            raise _UserError(f"{args.use_plugin}: cannot read plugin settings ({exc})") from None
+            raise InputError(f"{args.use_plugin}: cannot read plugin settings ({exc})") from None
         if not isinstance(loaded, dict) or "plugin" not in loaded:
-            raise _UserError(f"{args.use_plugin}: expected a YAML mapping with a 'plugin' key")
+            raise InputError(f"{args.use_plugin}: expected a YAML mapping with a 'plugin' key")
         settings["plugin"] = str(loaded["plugin"])
         settings["plugin_args"] = dict(loaded.get("plugin_args") or {})
         # Nipype reads the poll interval from its config, not from plugin_args: take it from there.
@@ -96,7 +89,7 @@ def _plugin_settings(args) -> dict[str, Any]:
                 else LOCAL_POLL_SECONDS if settings["plugin"] in LOCAL_PLUGINS else CLUSTER_POLL_SECONDS
             )
         except (TypeError, ValueError):
-            raise _UserError(f"{args.use_plugin}: poll_sleep_duration must be a number of seconds") from None
+            raise InputError(f"{args.use_plugin}: poll_sleep_duration must be a number of seconds") from None
     elif args.nprocs == 1:
         settings["plugin"] = "Linear"
     pargs = settings["plugin_args"]
@@ -136,7 +129,8 @@ def _start_workers_server(settings: dict[str, Any]) -> None:
 
 
 def _configure_nipype(args, *, log_dir: Path, poll_seconds: float = LOCAL_POLL_SECONDS) -> None:
-    from nipype import config, logging as nlogging
+    from nipype import config
+    from nipype import logging as nlogging
 
     level = "DEBUG" if args.verbose_count > 1 else ("INFO" if args.verbose_count else "WARNING")
     # Config is process-wide: set every key on each call so in-process reruns start clean.
@@ -226,35 +220,36 @@ def _crash_summary(log_dir: Path) -> str:
 
 
 def _select(args):
-    """Layout, query and plan; raises _UserError with one line when nothing can run."""
-    from ..bids.errors import BIDSInputError
+    """Layout, query and plan; raises an InputError with one line when nothing can run."""
     from ..bids.labels import normalize_labels
-    from ..bids.modelcard import MULTICHANNEL_MODELS
     from ..bids.plan import DEFAULT_BASE_FEATURES, build_plan
-    from ..bids.query import (build_layout, collect_anat, describe_selection, load_bids_filters,
-                              unindexed_scans)
+    from ..bids.query import (
+        build_layout,
+        collect_anat,
+        describe_selection,
+        load_bids_filters,
+        unindexed_scans,
+    )
+    from ..model.registry import channel_suffixes
 
-    try:
-        participants = normalize_labels(args.participant_label, "sub")
-        sessions = normalize_labels(args.session_label, "ses")
-        filters = load_bids_filters(args.bids_filter_file)
-        layout = build_layout(
-            args.bids_dir,
-            database_dir=args.bids_database_dir,
-            validate=not args.skip_bids_validation,
-        )
-        files = collect_anat(
-            layout,
-            suffixes=args.suffixes,
-            participant_labels=participants,
-            session_labels=sessions,
-            bids_filters=filters,
-        )
-        unindexed = unindexed_scans(
-            layout, suffixes=args.suffixes, participant_labels=participants, session_labels=sessions
-        )
-    except BIDSInputError as exc:
-        raise _UserError(str(exc)) from None
+    participants = normalize_labels(args.participant_label, "sub")
+    sessions = normalize_labels(args.session_label, "ses")
+    filters = load_bids_filters(args.bids_filter_file)
+    layout = build_layout(
+        args.bids_dir,
+        database_dir=args.bids_database_dir,
+        validate=not args.skip_bids_validation,
+    )
+    files = collect_anat(
+        layout,
+        suffixes=args.suffixes,
+        participant_labels=participants,
+        session_labels=sessions,
+        bids_filters=filters,
+    )
+    unindexed = unindexed_scans(
+        layout, suffixes=args.suffixes, participant_labels=participants, session_labels=sessions
+    )
     selection = describe_selection(
         suffixes=args.suffixes,
         participant_labels=participants,
@@ -263,7 +258,8 @@ def _select(args):
     )
     models: dict[str, dict[str, Any]] = {}
     in_channels = None
-    if args.model not in MULTICHANNEL_MODELS and (
+    # a model card that names the channels needs no loading to plan
+    if channel_suffixes(args.model) is None and (
         not args.dry_run or Path(args.model).suffix == ".h5"
     ):
         models[args.model] = _model_info(args.model, required=not args.dry_run)
@@ -283,7 +279,8 @@ def _select(args):
 
 
 def _write_outputs_scaffold(args, plan, log_dir: Path, *, morphometry: bool = False) -> None:
-    from ..bids.derivatives import atomic_write_bytes, write_bidsignore, write_dataset_description
+    from ..atomic import atomic_write_bytes
+    from ..bids.derivatives import write_bidsignore, write_dataset_description
     from ..bids.plan import format_plan
 
     write_dataset_description(args.output_dir, args.bids_dir)
@@ -336,25 +333,22 @@ def _check_morphometry_dependencies(args, backend: str | None) -> None:
 
     problem = check_backend_available(backend, fs_license_file=args.fs_license_file)
     if problem:
-        raise _UserError(f"--seg-backend {backend}: {problem}", EXIT_DEPENDENCY)
+        raise DependencyError(f"--seg-backend {backend}: {problem}")
 
 
 def run_group(args) -> int:
     """``group``: collect the participant volumes of ``output_dir`` into ``output_dir/group``."""
-    from ..bids.errors import BIDSInputError
     from ..bids.labels import normalize_labels
     from .bids_parser import DefaultStr
     from .group import run_group_level
 
-    try:
-        participants = normalize_labels(args.participant_label, "sub")
-        sessions = normalize_labels(args.session_label, "ses")
-    except BIDSInputError as exc:
-        raise _UserError(str(exc)) from None
+    participants = normalize_labels(args.participant_label, "sub")
+    sessions = normalize_labels(args.session_label, "ses")
     model = None
     if not isinstance(args.model, DefaultStr):  # given: select that model's volumes
-        # sidecars name a registry model by its name, a model file by its file name
-        model = Path(args.model).name if Path(args.model).suffix == ".h5" else str(args.model)
+        from ..model.registry import model_label
+
+        model = model_label(args.model)
     code = run_group_level(
         args.output_dir,
         seg_backend=None if args.seg_backend in (None, "none") else args.seg_backend,
@@ -368,7 +362,7 @@ def run_group(args) -> int:
 
 
 def run_app(args) -> int:
-    """Run with parsed arguments; returns the exit code (raises _UserError for user errors)."""
+    """Run with parsed arguments; returns the exit code (raises an InputError for user errors)."""
     args.bids_dir = Path(args.bids_dir).resolve()
     args.output_dir = Path(args.output_dir).absolute()
     if args.analysis_level == "group":
@@ -387,13 +381,13 @@ def run_app(args) -> int:
             setattr(args, attr, str(Path(getattr(args, attr)).expanduser().resolve()))
     work_dir = Path(args.work_dir).absolute()
     if _is_within(work_dir, args.bids_dir):
-        raise _UserError(f"work directory {work_dir} is inside the BIDS dataset; use -w elsewhere")
+        raise InputError(f"work directory {work_dir} is inside the BIDS dataset; use -w elsewhere")
     # Outputs inside the raw dataset would be indexed as raw scans by the next run, except
     # under derivatives/ (which pybids never indexes as raw data).
     if _is_within(args.output_dir, args.bids_dir) and not _is_within(
         args.output_dir, args.bids_dir / "derivatives"
     ):
-        raise _UserError(
+        raise InputError(
             f"output directory {args.output_dir} is inside the BIDS dataset; use "
             f"{args.bids_dir / 'derivatives'}/... or a folder outside it"
         )
@@ -401,9 +395,7 @@ def run_app(args) -> int:
         try:
             import psutil  # noqa: F401  (nipype's monitor needs it; not a nipype dependency)
         except ImportError:
-            raise _UserError(
-                "--resource-monitor needs psutil: pip install psutil", EXIT_DEPENDENCY
-            ) from None
+            raise DependencyError("--resource-monitor needs psutil: pip install psutil") from None
     if args.omp_nthreads is None:
         args.omp_nthreads = max(1, min(args.nprocs - 1, 8))
     elif args.omp_nthreads > args.nprocs:
@@ -426,13 +418,13 @@ def run_app(args) -> int:
     for relpath, reason in skipped:
         print(f"ERROR: {relpath}: {reason}; not processed", file=sys.stderr)
     if problem:
-        raise _UserError(problem)
+        raise InputError(problem)
 
     # Models of the plan other than --model (the general model next to a multi-channel one).
     for name in sorted({job.model for job in plan.jobs} - set(models)):
         models[name] = _model_info(name, required=True)
 
-    from ..bids.derivatives import atomic_write_bytes
+    from ..atomic import atomic_write_bytes
     from ..workflows.base import citation_markdown, init_synthsr_bids_wf
 
     run_id = _run_id()
@@ -553,9 +545,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return run_app(args)
-    except _UserError as exc:
+    except SynthSRError as exc:
         print(f"ERROR: {exc}", file=sys.stderr)
-        return exc.code
+        return exc.exit_code
     except KeyboardInterrupt:
         print("ERROR: interrupted; rerun the same command to resume", file=sys.stderr)
         return EXIT_FAILED

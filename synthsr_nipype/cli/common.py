@@ -12,20 +12,15 @@ from pathlib import Path
 
 import nibabel as nib
 
-from ..errors import SynthSRError
-from ..inference import save_atomic
+from ..atomic import atomic_write_nifti
+from ..errors import EXIT_FAILED, EXIT_OK, SynthSRError, UsageError
 
 IMAGE_EXTENSIONS = (".nii.gz", ".nii", ".mgz")
-EXIT_OK, EXIT_IMAGE_FAILED, EXIT_USAGE, EXIT_MODEL = 0, 1, 2, 3
 
 EXIT_CODES_HELP = (
     "exit codes: 0 success; 1 at least one image failed (the others are still processed); "
     "2 usage error or model not found; 3 corrupted or wrong-architecture model file"
 )
-
-
-class UsageError(SynthSRError):
-    exit_code = EXIT_USAGE
 
 
 def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
@@ -129,7 +124,7 @@ def run_batch(jobs: Sequence[Job], *, skip_existing: bool = False) -> int:
             continue
         start = time.perf_counter()
         try:
-            save_atomic(synthesise(), target)
+            atomic_write_nifti(target, synthesise())
         except (SynthSRError, RuntimeError, MemoryError, OSError) as exc:
             report_failure(source, exc)
             failures += 1
@@ -137,5 +132,5 @@ def run_batch(jobs: Sequence[Job], *, skip_existing: bool = False) -> int:
         print(f"{prefix} -> {target} ({time.perf_counter() - start:.1f} s)", file=sys.stderr)
     if failures:
         print(f"ERROR: {failures} of {len(jobs)} job(s) failed", file=sys.stderr)
-        return EXIT_IMAGE_FAILED
+        return EXIT_FAILED
     return EXIT_OK

@@ -7,11 +7,11 @@ import sys
 import time
 from pathlib import Path
 
-
+from ..atomic import atomic_write_nifti
 from ..errors import SynthSRError
-from ..inference import run, save_atomic
-from ..model import load_model
+from ..inference import run
 from ..inference.simulate import simulate_acquisition
+from ..model import load_model
 from ..reports.slices import save_comparison
 
 
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     template = load_mni152_template(resolution=1)
     clinical = simulate_acquisition(template, (1.0, 1.0, 5.0), tilt_degrees=12.0, noise=0.01)
-    save_atomic(clinical, out / "clinical_5mm_axial.nii.gz")
+    atomic_write_nifti(out / "clinical_5mm_axial.nii.gz", clinical)
     print(f"simulated a 5 mm axial scan from the MNI152 template: {out / 'clinical_5mm_axial.nii.gz'}")
     start = time.perf_counter()
     try:
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     except SynthSRError as exc:
         print(f"ERROR: {exc}", file=sys.stderr)
         return exc.exit_code
-    save_atomic(result, out / "clinical_5mm_axial_synthsr.nii.gz")
+    atomic_write_nifti(out / "clinical_5mm_axial_synthsr.nii.gz", result)
     figure = save_comparison(clinical, result, out / "comparison.png")
     print(f"SynthSR output ({time.perf_counter() - start:.1f} s): {out / 'clinical_5mm_axial_synthsr.nii.gz'}")
     print(f"side-by-side figure: {figure}")

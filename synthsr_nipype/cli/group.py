@@ -16,10 +16,11 @@ import os
 import sys
 from pathlib import Path
 
-from ..morphometry._io import atomic_write_tsv
+from ..atomic import atomic_write_tsv
+from ..errors import EXIT_OK, GroupError
 from ..morphometry.derivatives import update_bidsignore
 from ..morphometry.figures import plot_distributions
-from ..morphometry.group import GroupError, collect_volumes, wide_table, zscores
+from ..morphometry.group import collect_volumes, wide_table, zscores
 from ..morphometry.labels import TIV_NAME
 from ..morphometry.report import write_group_report
 
@@ -45,7 +46,7 @@ def run_group_level(
                                session_label=session_label)
     except GroupError as err:
         print(f"synthsr-bids group: {err}", file=sys.stderr)
-        return 1
+        return err.exit_code
     wide = wide_table(long)
     z = zscores(wide)
     group = out / "group"
@@ -70,5 +71,6 @@ def run_group_level(
                        title="synthsr-nipype group volumetry")
     update_bidsignore(out)
     n_out = int(z["outlier"].sum())
-    LOGGER.info("group level: %d rows, %d structures, %d outlier volumes → %s", len(wide), len(structures), n_out, group)
-    return 0
+    LOGGER.info("group level: %d rows, %d structures, %d outlier volumes → %s",
+                len(wide), len(structures), n_out, group)
+    return EXIT_OK

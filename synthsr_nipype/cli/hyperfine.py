@@ -9,11 +9,18 @@ from collections.abc import Callable
 import nibabel as nib
 
 from .. import __version__
-from ..errors import ModelError, SynthSRError
+from ..errors import ModelError, SynthSRError, UsageError
 from ..inference import pick_device, run
 from ..model import load_model
-from .common import (EXIT_CODES_HELP, UsageError, add_runtime_arguments, device_from_args, one_line_warnings,
-                     pair_outputs, run_batch, threads_from_args)
+from .common import (
+    EXIT_CODES_HELP,
+    add_runtime_arguments,
+    device_from_args,
+    one_line_warnings,
+    pair_outputs,
+    run_batch,
+    threads_from_args,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

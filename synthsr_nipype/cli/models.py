@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..errors import SynthSRError
+from ..errors import EXIT_OK, SynthSRError
 from ..model.cache import sha256_file
 from ..model.fetch import downloadable, fetch_model, model_url
 from ..model.registry import MODELS, resolve_model_path, search_dirs
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
                 except SynthSRError:
                     where = "not found"
                 print(f"{name:10s} {info.filename:36s} {info.sha256 or '(no published hash)'}  {where}")
-            return 0
+            return EXIT_OK
         info = MODELS[args.name]
         print(f"fetching {info.filename} from {model_url(info, args.url)}", file=sys.stderr)
         path = fetch_model(args.name, dest_dir=args.dest, base_url=args.url, progress=not args.quiet)
@@ -46,10 +46,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"note: {info.name} has no published SHA-256; checked only that it is an HDF5 file "
                   f"(SHA-256 {sha256_file(path)})", file=sys.stderr)
         print(path)
-        return 0
+        return EXIT_OK
     except SynthSRError as exc:
         print(f"ERROR: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
 
 
 def entry() -> None:

@@ -14,11 +14,18 @@ os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 import nibabel as nib  # noqa: E402
 
 from .. import __version__  # noqa: E402
-from ..errors import ModelError, SynthSRError  # noqa: E402
+from ..errors import ModelError, SynthSRError, UsageError  # noqa: E402
 from ..inference import pick_device, run  # noqa: E402
 from ..model import load_model  # noqa: E402
-from .common import (EXIT_CODES_HELP, UsageError, add_runtime_arguments, device_from_args,  # noqa: E402
-                     one_line_warnings, pair_outputs, run_batch, threads_from_args)
+from .common import (  # noqa: E402
+    EXIT_CODES_HELP,
+    add_runtime_arguments,
+    device_from_args,
+    one_line_warnings,
+    pair_outputs,
+    run_batch,
+    threads_from_args,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,9 +1,8 @@
-"""Reading images with the checks the reference lacks, and writing outputs atomically."""
+"""Reading images with the checks the reference lacks (outputs are written by :mod:`synthsr_nipype.atomic`)."""
 
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 import zlib
 from dataclasses import dataclass
@@ -75,19 +74,3 @@ def check_affine(affine: np.ndarray, name: str) -> None:
 def _short(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return (text[0] if text else type(exc).__name__)[:200]
-
-
-def save_atomic(image: nib.spatialimages.SpatialImage, path: str | os.PathLike[str]) -> Path:
-    """Write ``image`` to a temporary file beside ``path`` and rename it into place."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    suffix = next((s for s in IMAGE_SUFFIXES if target.name.endswith(s)), target.suffix)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".part{suffix}", dir=target.parent)
-    os.close(fd)
-    try:
-        nib.save(image, tmp)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return target

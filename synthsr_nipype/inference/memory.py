@@ -16,7 +16,7 @@ import os
 import sys
 from dataclasses import dataclass
 
-from ..model.keras_h5 import UNetSpec
+from ..model.spec import UNetSpec
 
 GIB = 1024.0**3
 FLOAT_BYTES = 4

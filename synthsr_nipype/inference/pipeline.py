@@ -20,7 +20,14 @@ import torch
 from ..errors import InputImageError, ModelError
 from ..model import DEFAULT_MODEL, SynthSRModel, UNet, load_model
 from . import memory
-from .geometry import align_to_ref, gaussian_blur, pad_shape, pad_to, resample_like, resample_to_1mm
+from .geometry import (
+    align_to_ref,
+    gaussian_blur,
+    pad_shape,
+    pad_to,
+    resample_like,
+    resample_to_1mm,
+)
 from .io import InputVolume, load_volume
 from .tiling import tiled_forward
 

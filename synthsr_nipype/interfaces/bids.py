@@ -41,7 +41,7 @@ class BIDSPlan(SimpleInterface):
     output_spec = _BIDSPlanOutputSpec
 
     def _run_interface(self, runtime):
-        from ..bids.derivatives import atomic_write_bytes, atomic_write_json
+        from ..atomic import atomic_write_bytes, atomic_write_json
         from ..bids.labels import normalize_labels
         from ..bids.plan import build_plan, format_plan
         from ..bids.query import build_layout, collect_anat, load_bids_filters

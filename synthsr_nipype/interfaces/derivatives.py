@@ -45,7 +45,8 @@ class DerivativesSink(SimpleInterface):
     def _run_interface(self, runtime):
         import nibabel as nib
 
-        from ..bids.derivatives import atomic_copy, atomic_write_json, build_derivative_relpath
+        from ..atomic import atomic_copy, atomic_write_json
+        from ..bids.derivatives import build_derivative_relpath
         from ..bids.sidecars import derivative_sidecar
 
         root = Path(self.inputs.base_directory)

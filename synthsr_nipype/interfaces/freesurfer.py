@@ -87,7 +87,8 @@ class _FSVolInputSpec(BaseInterfaceInputSpec):
     seg_file = File(exists=True, mandatory=True, desc="FreeSurfer label map (any grid)")
     reference = File(exists=True, mandatory=True, desc="the SynthSR T1w: grid of the output dseg")
     volumes = InputMultiObject(File(exists=True), mandatory=True,
-                               desc="synthseg CSV, or FreeSurfer stats file(s) (samseg.stats + sbtiv.stats, aseg segstats)")
+                               desc="synthseg CSV, or FreeSurfer stats file(s) "
+                                    "(samseg.stats + sbtiv.stats, aseg segstats)")
     backend = traits.Enum("synthseg", "samseg", "recon-all", mandatory=True)
 
 

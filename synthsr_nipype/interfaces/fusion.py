@@ -36,9 +36,8 @@ class RigidFusion(SimpleInterface):
     output_spec = _RigidFusionOutputSpec
 
     def _run_interface(self, runtime):
-        from ..bids.derivatives import atomic_copy, atomic_write_json
+        from ..atomic import atomic_copy, atomic_write_json, atomic_write_nifti
         from ..inference.fusion import fuse_images, write_itk_affine
-        from ..inference.io import save_atomic
 
         files = list(self.inputs.in_files)
         cwd = Path(runtime.cwd)
@@ -53,7 +52,7 @@ class RigidFusion(SimpleInterface):
         if len(files) == 1:
             atomic_copy(files[0], out_file)  # pass-through keeps the bytes
         else:
-            save_atomic(result.image, out_file)
+            atomic_write_nifti(out_file, result.image)
         transforms = []
         for i, matrix in enumerate(result.transforms):
             transforms.append(str(write_itk_affine(matrix, cwd / f"transform{i:02d}.txt")))

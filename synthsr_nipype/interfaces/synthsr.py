@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from nipype.interfaces.base import (
@@ -52,10 +51,11 @@ class SynthSR(SimpleInterface):
     output_spec = _SynthSROutputSpec
 
     def _run_interface(self, runtime):
-        from ..bids.derivatives import atomic_write_json
+        from ..atomic import atomic_write_json, atomic_write_nifti
         from ..bids.sidecars import synthsr_metadata
-        from ..inference import run, save_atomic
+        from ..inference import run
         from ..model import load_model
+        from ..model.registry import model_label
 
         device = self.inputs.device
         if self.inputs.use_gpu and device in ("auto", "cpu"):
@@ -71,10 +71,9 @@ class SynthSR(SimpleInterface):
             threads=self.inputs.num_threads,
         )
         out_file = Path(runtime.cwd) / self.inputs.out_name
-        save_atomic(image, out_file)
+        atomic_write_nifti(out_file, image)
         meta = synthsr_metadata(
-            # Registry models by name; files by file name (absolute paths are not portable).
-            model_name=Path(net.name).name if os.path.sep in net.name else net.name,
+            model_name=model_label(net.name),
             model_sha256=net.sha256,
             channels=[Path(f).name for f in self.inputs.in_files],
             ct=self.inputs.ct,

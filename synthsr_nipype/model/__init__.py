@@ -12,11 +12,13 @@ import torch
 from ..errors import ModelError
 from . import cache
 from .card import ModelCard, is_card_model, read_card_model
-from .keras_h5 import UNetSpec, infer_spec, published_spec, read_layers
+from .keras_h5 import infer_spec, read_layers
 from .registry import DEFAULT_MODEL, MODELS, ModelInfo, resolve_model_path
+from .spec import UNetSpec, published_spec
 from .unet import UNet, keras_to_state_dict
 
-__all__ = ["SynthSRModel", "load_model", "UNet", "UNetSpec", "published_spec", "ModelCard", "MODELS", "DEFAULT_MODEL", "ModelInfo"]
+__all__ = ["SynthSRModel", "load_model", "UNet", "UNetSpec", "published_spec", "ModelCard", "MODELS",
+           "DEFAULT_MODEL", "ModelInfo"]
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +44,8 @@ class SynthSRModel:
         return self.spec.in_channels
 
 
-def load_model(model: "str | os.PathLike[str] | SynthSRModel" = DEFAULT_MODEL, device: str | torch.device = "cpu") -> SynthSRModel:
+def load_model(model: "str | os.PathLike[str] | SynthSRModel" = DEFAULT_MODEL,
+               device: str | torch.device = "cpu") -> SynthSRModel:
     """Load a registry name, a Keras .h5 path or a trained model (.safetensors with a card) onto ``device``.
 
     Converted Keras weights are cached by the file's SHA-256, so a second load skips HDF5 parsing.

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 
 import platformdirs
@@ -12,8 +11,9 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from ..atomic import atomic_target
 from .card import spec_from_json, spec_to_json
-from .keras_h5 import UNetSpec
+from .spec import UNetSpec
 
 CACHE_FORMAT = 1
 
@@ -57,13 +57,7 @@ def store(sha256: str, spec: UNetSpec, state: dict[str, torch.Tensor]) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
         spec_json = spec_to_json(spec)
-        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-        os.close(fd)
-        try:
-            save_file({k: v.contiguous() for k, v in state.items()}, tmp, metadata={"spec": spec_json})
-            os.replace(tmp, _entry(sha256))
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        with atomic_target(_entry(sha256), keep_suffix=False) as tmp:
+            save_file({k: v.contiguous() for k, v in state.items()}, str(tmp), metadata={"spec": spec_json})
     except OSError:
         pass

@@ -28,7 +28,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from ..errors import ModelError
-from .keras_h5 import UNetSpec
+from .spec import UNetSpec
 
 CARD_KEY = "synthsr_card"
 SPEC_KEY = "spec"

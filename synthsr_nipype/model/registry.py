@@ -9,11 +9,18 @@ from pathlib import Path
 import platformdirs
 
 from ..errors import ModelNotFoundError
+from .card import ModelCard
 from .upstream import Upstream
 
 
 @dataclass(frozen=True)
 class ModelInfo:
+    """A model card: where the weights are, what they hash to, and what they take as input.
+
+    ``channels`` names the BIDS suffix of each input channel, in order, for models that need
+    specific contrasts; it stays empty for one-channel models that take any contrast.
+    """
+
     name: str
     filename: str
     sha256: str | None
@@ -23,6 +30,12 @@ class ModelInfo:
     #: where the publisher serves the file (see model/upstream.py); None: nothing to download
     upstream: Upstream | None = None
     bundled: bool = False  # shipped inside the package (``BUNDLED_DIR``), never fetched
+    channels: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.channels and len(self.channels) != self.in_channels:
+            raise ValueError(f"model {self.name}: {self.in_channels} input channels but "
+                             f"{len(self.channels)} channel suffixes {self.channels}")
 
 
 MODELS: dict[str, ModelInfo] = {
@@ -37,7 +50,8 @@ MODELS: dict[str, ModelInfo] = {
                     upstream=Upstream("bbillot-github", "models/SynthSR_v10_210712.h5")),
     "hyperfine": ModelInfo("hyperfine", "synthsr_v10_210712_hyperfine.h5", None, None, 2,
                            "Hyperfine T1 + T2 model (mri_synthsr_hyperfine), July 2021",
-                           upstream=Upstream("bbillot-github", "models/SynthSR_v10_210712_hyperfine.h5")),
+                           upstream=Upstream("bbillot-github", "models/SynthSR_v10_210712_hyperfine.h5"),
+                           channels=("T1w", "T2w")),
     "lite": ModelInfo("lite", "lite.safetensors", None, None, 1,
                       "small general model trained by this package (synthsr-train, "
                       "synthsr_nipype/train/configs/lite.yaml); ships with the package", bundled=True),
@@ -45,6 +59,8 @@ MODELS: dict[str, ModelInfo] = {
 DEFAULT_MODEL = "v2"
 #: Folder of the models that ship inside the package.
 BUNDLED_DIR = Path(__file__).resolve().parent / "weights"
+#: Channel order assumed for a multi-channel model given as a bare file (the Hyperfine layout).
+DEFAULT_CHANNEL_SUFFIXES: tuple[str, ...] = ("T1w", "T2w")
 
 
 def user_models_dir() -> Path:
@@ -87,3 +103,33 @@ def resolve_model_path(model: str | os.PathLike[str]) -> tuple[Path, ModelInfo |
         raise ModelNotFoundError(f"{path}: model path is not a file")
     names = ", ".join(MODELS)
     raise ModelNotFoundError(f"{path}: model file does not exist (known model names: {names})")
+
+
+def model_label(model: str | os.PathLike[str]) -> str:
+    """How logs, sidecars and the group tables name a model: a registry name as it is, a weight
+    file by its file name (absolute paths are not portable)."""
+    text = os.fspath(model)
+    return text if text in MODELS else Path(text).name
+
+
+def channel_suffixes(model: str | os.PathLike[str] | ModelInfo | ModelCard,
+                     in_channels: int | None = None) -> tuple[str, ...] | None:
+    """BIDS suffix of each input channel of ``model``; ``None`` for one-channel (any contrast) models.
+
+    A model card says it: a registry entry (:class:`ModelInfo`, or its name) or the card of a
+    model trained by this package (:class:`~synthsr_nipype.model.card.ModelCard`). For a bare
+    weight file, ``in_channels`` (from the loaded architecture) decides, in the Hyperfine order.
+    """
+    if isinstance(model, ModelCard):
+        named = model.suffixes
+    else:
+        info = model if isinstance(model, ModelInfo) else MODELS.get(os.fspath(model))
+        named = info.channels if info is not None else ()
+    if named:
+        return named if len(named) > 1 else None
+    if in_channels is not None and in_channels > 1:
+        if in_channels > len(DEFAULT_CHANNEL_SUFFIXES):
+            name = model.name if isinstance(model, ModelInfo) else model_label(os.fspath(model))
+            raise ValueError(f"model {name} has {in_channels} input channels; no model card names them")
+        return DEFAULT_CHANNEL_SUFFIXES[:in_channels]
+    return None

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .keras_h5 import UNetSpec
+from .spec import UNetSpec
 
 BN_EPSILON = 1e-3
 

@@ -17,7 +17,7 @@ import nibabel as nb
 import numpy as np
 from scipy import ndimage
 
-from ._io import atomic_copy, atomic_write_nifti
+from ..atomic import atomic_copy, atomic_write_nifti
 from .brainmask import SKULL_STRIPPED_RATIO, ball, is_skull_stripped, rough_brain_mask
 from .labels import ANTS_LABELS
 from .templates import get_template

@@ -16,7 +16,8 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from ._io import atomic_write_tsv
+from ..atomic import atomic_write_tsv
+from ..errors import AntsError
 from .labels import ANTS_LABELS, dseg_table
 from .volumetry import morph_table, with_tiv
 
@@ -24,10 +25,6 @@ DEFAULT_SEED = 20260101
 #: SyN iterations at shrink factors 4, 2, 1 (antspyx default): iterating at full resolution
 #: tripled the time for no visible gain in the tissue volumes
 DEFAULT_REG_ITERATIONS = (40, 20, 0)
-
-
-class AntsError(RuntimeError):
-    """An ANTs step failed in its worker process."""
 
 
 def ants_version() -> str:
@@ -135,7 +132,8 @@ def segment_tissues(
         skull_stripped=skull_stripped, mrf=mrf, iterations=iterations, prior_weight=prior_weight,
     )
     rows = [(lab.index, lab.abbreviation, res["volumes"][lab.abbreviation]) for lab in ANTS_LABELS]
-    res["morph_tsv"] = str(atomic_write_tsv(out / "desc-volume_morph.tsv", morph_table(with_tiv(rows, res["mask_volume"]))))
+    morph = morph_table(with_tiv(rows, res["mask_volume"]))
+    res["morph_tsv"] = str(atomic_write_tsv(out / "desc-volume_morph.tsv", morph))
     res["dseg_tsv"] = str(atomic_write_tsv(out / "dseg.tsv", dseg_table(ANTS_LABELS)))
     res["tiv"] = res["mask_volume"]
     return res

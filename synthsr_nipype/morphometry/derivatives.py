@@ -21,8 +21,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from ..atomic import atomic_copy, atomic_write_json
 from . import TEMPLATE_SPACE
-from ._io import atomic_copy, atomic_write_json
 
 MORPH_COLUMNS_META = {
     "index": {"Description": "Label value in the _dseg image; n/a for derived totals (TIV)"},

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from ._io import atomic_target
+from ..atomic import atomic_target
 from .labels import TIV_NAME
 
 # matplotlib 3.10 replaced boxplot(vert=False) by orientation="horizontal"

@@ -24,7 +24,8 @@ REQUIRED_EXECUTABLES = {
 }
 
 
-def find_license(fs_license_file: str | os.PathLike | None = None, environ: Mapping[str, str] | None = None) -> Path | None:
+def find_license(fs_license_file: str | os.PathLike | None = None,
+                 environ: Mapping[str, str] | None = None) -> Path | None:
     """The FreeSurfer licence: ``--fs-license-file``, else ``$FS_LICENSE``, else ``$FREESURFER_HOME/license.txt``."""
     env = os.environ if environ is None else environ
     candidates: list[Path] = []
@@ -173,7 +174,7 @@ def freesurfer_volumetry(
     import numpy as np
     from scipy.ndimage import affine_transform
 
-    from ._io import atomic_write_nifti, atomic_write_tsv
+    from ..atomic import atomic_write_nifti, atomic_write_tsv
     from .labels import FREESURFER_LABELS, Label, dseg_table
     from .volumetry import morph_table
 

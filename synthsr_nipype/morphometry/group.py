@@ -15,17 +15,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .labels import TIV_NAME
-from ._io import read_tsv
+from ..atomic import read_tsv
+from ..errors import GroupError
 from .derivatives import backend_from_label
+from .labels import TIV_NAME
 
 #: |z| above which a volume is flagged as an outlier
 OUTLIER_Z = 3.0
 ID_COLUMNS = ["participant_id", "session_id", "seg_backend", "synthsr_model"]
-
-
-class GroupError(RuntimeError):
-    """The participant outputs cannot be put in one table (nothing found, or mixed)."""
 
 
 def _model_name(morph_json: Path, folder: Path) -> str:

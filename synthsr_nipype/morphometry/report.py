@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ._io import atomic_write_text
+from ..atomic import atomic_write_text
 
 
 def _table(df: pd.DataFrame, float_format: str = "{:.1f}") -> str:

@@ -14,8 +14,8 @@ from pathlib import Path
 import nibabel as nb
 import numpy as np
 
+from ..atomic import atomic_write_nifti
 from . import TEMPLATE_SPACE
-from ._io import atomic_write_nifti
 
 #: the project's cache variable (also used for converted weights): templates go in a subfolder
 CACHE_ENV = "SYNTHSR_CACHE_DIR"

@@ -13,6 +13,8 @@ import nibabel as nib  # noqa: E402
 import numpy as np  # noqa: E402
 from nilearn import plotting  # noqa: E402
 
+from ..atomic import atomic_target  # noqa: E402
+
 
 def save_comparison(source: nib.spatialimages.SpatialImage, synthetic: nib.spatialimages.SpatialImage,
                     path: str | os.PathLike[str]) -> Path:
@@ -27,8 +29,9 @@ def save_comparison(source: nib.spatialimages.SpatialImage, synthetic: nib.spati
         as_float = nib.Nifti1Image(np.asarray(image.dataobj, dtype=np.float32), image.affine)
         plotting.plot_anat(as_float, cut_coords=cuts, axes=ax, title=title, draw_cross=False, dim=-0.5,
                            black_bg=True)
-    tmp = target.with_name(f".{target.name}.part{target.suffix}")
-    figure.savefig(tmp, dpi=90, facecolor="black")
-    plt.close(figure)
-    os.replace(tmp, target)
+    try:
+        with atomic_target(target) as tmp:
+            figure.savefig(tmp, dpi=90, facecolor="black")
+    finally:
+        plt.close(figure)
     return target

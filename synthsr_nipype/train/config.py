@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from ..errors import SynthSRError
-from ..model.keras_h5 import UNetSpec, published_spec
+from ..model.spec import UNetSpec, published_spec
 
 LOSSES = ("l1", "l2")
 

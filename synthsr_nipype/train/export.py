@@ -11,7 +11,7 @@ import torch
 
 from .. import __version__
 from ..model.card import save_card_model, spec_from_dict
-from ..model.keras_h5 import UNetSpec
+from ..model.spec import UNetSpec
 from ..synth import GeneratorConfig
 from .trainer import load_checkpoint
 from .unet import TrainableUNet, export_state_dict

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..model.keras_h5 import UNetSpec
+from ..model.spec import UNetSpec
 from ..model.unet import BN_EPSILON, CL, UNet, conv3d
 
 #: Keras' BatchNormalization momentum 0.99 (weight of the old statistic) as torch's momentum (of the new one).

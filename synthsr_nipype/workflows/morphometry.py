@@ -7,7 +7,12 @@ import os
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
-from ..interfaces.segmentation import AntsSegmentation, MorphometryDerivatives, TBM, TemplateRegistration
+from ..interfaces.segmentation import (
+    TBM,
+    AntsSegmentation,
+    MorphometryDerivatives,
+    TemplateRegistration,
+)
 from ..morphometry import BACKENDS, TEMPLATE_SPACE
 from ..morphometry.ants_backend import DEFAULT_SEED
 

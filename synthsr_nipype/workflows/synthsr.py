@@ -60,7 +60,7 @@ def init_synthsr_wf(
     out_json
         Its provenance (model, SHA-256, flags, version).
     """
-    from ..bids.modelcard import model_label
+    from ..model.registry import model_label
 
     workflow = pe.Workflow(name=name)
     workflow.__desc__ = (

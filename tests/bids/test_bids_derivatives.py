@@ -13,8 +13,8 @@ from bids import BIDSLayout
 from bids.layout.writing import build_path
 
 from synthsr_nipype import CODE_URL, __version__
+from synthsr_nipype.atomic import atomic_write_json
 from synthsr_nipype.bids import (
-    atomic_write_json,
     bids_uri,
     build_derivative_relpath,
     fused_output_entities,

@@ -19,7 +19,6 @@ from bids import BIDSLayout
 
 from synthsr_nipype.bids import DEFAULT_SUFFIXES, build_layout, build_plan, collect_anat
 from synthsr_nipype.bids.grouping import SUFFIX_PRIORITY
-
 from tests.paths import EXAMPLES
 
 LAYOUTS = ["ds001", "ds114", "ds004332", "genetics_ukbb", "eyetracking_fmri", "qmri_mp2rage"]

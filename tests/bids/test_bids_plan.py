@@ -7,11 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from synthsr_nipype.inference.memory import estimate_memory_gb
-from synthsr_nipype.model.keras_h5 import published_spec
-from synthsr_nipype.bids import ScanInfo, choose_reference, estimate_mem_gb, format_plan, group_scans
-from synthsr_nipype.bids.modelcard import channel_suffixes, model_label
+from synthsr_nipype.bids import (
+    ScanInfo,
+    choose_reference,
+    estimate_mem_gb,
+    format_plan,
+    group_scans,
+)
 from synthsr_nipype.bids.plan import Plan, padded_1mm_shape, plan_group
+from synthsr_nipype.inference.memory import estimate_memory_gb
+from synthsr_nipype.model.registry import channel_suffixes, model_label
+from synthsr_nipype.model.spec import published_spec
 
 
 def scan(name: str, zooms=(1.0, 1.0, 1.0), usable=True, shape=(100, 120, 90), **ents) -> ScanInfo:
@@ -169,5 +175,5 @@ def test_format_plan_lists_runs_fusion_and_skips():
     assert "voxel-wise median of 2 -> sub-01/anat/sub-01_desc-synthsr_T1w.nii.gz" in text
     assert "skip sub-02_T1w.nii.gz: empty file (0 bytes)" in text
     assert "nothing to run: no usable scan in this group" in text
-    assert model_label("/x/y/tiny.h5") == "tiny" and model_label("v2") == "v2"
+    assert model_label("/x/y/tiny.h5") == "tiny.h5" and model_label("v2") == "v2"
     assert Path(plan.to_dict()["groups"][0]["jobs"][0]["inputs"][0]).name == "sub-01_T1w.nii.gz"

@@ -10,7 +10,6 @@ import pytest
 from synthsr_nipype.bids import BIDSInputError, build_layout, collect_anat, normalize_label
 from synthsr_nipype.bids.labels import normalize_labels
 from synthsr_nipype.bids.query import load_bids_filters, parse_bids_filters, suffix_queries
-
 from tests.paths import EXAMPLES
 
 needs_examples = pytest.mark.skipif(not EXAMPLES.is_dir(), reason="../shared not available")

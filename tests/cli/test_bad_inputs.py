@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 
 from synthsr_nipype.cli import synthsr as synthsr_cli
-
-from tests.paths import DEVSET, TINY
 from tests.model.keras_writer import copy_layers, write_weights_only
+from tests.paths import DEVSET, TINY
 
 GOOD = DEVSET / "inputs" / "flair_crop.nii.gz"
 

@@ -295,7 +295,11 @@ def test_e2e_pybids_reindex_and_roundtrip(e2e):
     from bids import BIDSLayout
     from bids.layout.writing import build_path
 
-    from synthsr_nipype.bids.derivatives import EXTENDED_ANAT_PATTERN, XFM_PATTERN, pybids_derivative_patterns
+    from synthsr_nipype.bids.derivatives import (
+        EXTENDED_ANAT_PATTERN,
+        XFM_PATTERN,
+        pybids_derivative_patterns,
+    )
 
     out = e2e["out"]
     layout = BIDSLayout(str(out), config=["bids", "derivatives"], validate=False)
@@ -483,7 +487,7 @@ def test_morph_outputs_reindex_with_pybids(morph):
 def test_group_level_tables_figures_and_html(morph):
     import xml.etree.ElementTree as ET
 
-    from synthsr_nipype.morphometry._io import read_tsv
+    from synthsr_nipype.atomic import read_tsv
 
     assert morph["group_code"] == 0
     out = morph["out"]
@@ -522,8 +526,8 @@ def test_group_level_tables_figures_and_html(morph):
 
 def test_group_level_refuses_to_mix_and_selects(morph, tmp_path, capsys):
     """A second backend's volumes in the same folder: refused (1) until one is selected."""
+    from synthsr_nipype.atomic import read_tsv
     from synthsr_nipype.cli.bids_app import main
-    from synthsr_nipype.morphometry._io import read_tsv
     from synthsr_nipype.morphometry.derivatives import derivative_names
 
     out = tmp_path / "out"

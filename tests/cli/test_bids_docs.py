@@ -5,10 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 from tests.paths import DOCS
-
 
 
 def test_cli_reference_is_current():

@@ -14,7 +14,6 @@ import pytest
 from synthsr_nipype.cli import hyperfine as hyperfine_cli
 from synthsr_nipype.cli import synthsr as synthsr_cli
 from synthsr_nipype.inference import run
-
 from tests.paths import DEVSET, MODELS, TINY
 
 CROP = DEVSET / "inputs" / "flair_crop.nii.gz"
@@ -118,3 +117,18 @@ def test_installed_entry_point_contract(tmp_path):
     assert "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
     assert subprocess.run([sys.executable, "-m", "synthsr_nipype.cli.synthsr", "--version"],
                           capture_output=True, text=True).returncode == 0
+
+
+@pytest.fixture
+def umask_022():
+    previous = os.umask(0o022)
+    yield
+    os.umask(previous)
+
+
+def test_outputs_are_group_readable_under_umask_022(tmp_path, umask_022):
+    """On a shared cluster the group reads the outputs: the mode is the umask's, not mkstemp's 0600."""
+    out = tmp_path / "o.nii.gz"
+    assert synthsr_cli.main(["--i", str(CROP), "--o", str(out), "--model", str(TINY)]) == 0
+    assert out.stat().st_mode & 0o777 == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == ["o.nii.gz"]  # no temporary file left

@@ -9,7 +9,6 @@ import nibabel as nib
 import numpy as np
 
 from synthsr_nipype.cli import demo
-
 from tests.paths import TINY
 
 

@@ -14,11 +14,17 @@ import pytest
 
 from synthsr_nipype.cli import hyperfine as hyperfine_cli
 from synthsr_nipype.cli import synthsr as synthsr_cli
-from synthsr_nipype.inference import (combine_passes, finish_general, finish_hyperfine, load_volume, predict,
-                                      prepare_general, prepare_hyperfine)
+from synthsr_nipype.inference import (
+    combine_passes,
+    finish_general,
+    finish_hyperfine,
+    load_volume,
+    predict,
+    prepare_general,
+    prepare_hyperfine,
+)
 from synthsr_nipype.inference.pipeline import pad_multiple
 from synthsr_nipype.model import load_model
-
 from tests.paths import DEVSET, manifest
 
 CASES = manifest()

@@ -8,8 +8,13 @@ import torch
 from scipy.interpolate import RegularGridInterpolator
 from scipy.ndimage import gaussian_filter
 
-from synthsr_nipype.inference.geometry import (align_to_ref, gaussian_blur, grid_coordinates, resample_like,
-                                               resample_to_1mm)
+from synthsr_nipype.inference.geometry import (
+    align_to_ref,
+    gaussian_blur,
+    grid_coordinates,
+    resample_like,
+    resample_to_1mm,
+)
 
 RNG = np.random.default_rng(42)
 
@@ -32,7 +37,8 @@ def _reference_resample(volume, aff, factor):
     return interp(tuple(grid))
 
 
-@pytest.mark.parametrize("sizes", [(5.0, 0.9, 1.0), (0.6, 0.6, 1.2), (1.0000001, 1.0, 2.5), (0.80000001, 0.8, 2.50000006)])
+@pytest.mark.parametrize("sizes", [(5.0, 0.9, 1.0), (0.6, 0.6, 1.2), (1.0000001, 1.0, 2.5),
+                                   (0.80000001, 0.8, 2.50000006)])
 def test_resampling_matches_regular_grid_interpolator(sizes):
     volume = RNG.uniform(0, 100, (14, 31, 9))
     aff = np.diag([*sizes, 1.0])

@@ -16,9 +16,8 @@ import torch
 
 from synthsr_nipype.inference import memory, pipeline
 from synthsr_nipype.model import load_model
-
-from tests.paths import TINY
 from tests.inference.test_unet_slabs import REL, rel
+from tests.paths import TINY
 
 SHAPE = (96, 64, 64)
 

@@ -6,7 +6,6 @@ import pytest
 
 from synthsr_nipype.inference import memory
 from synthsr_nipype.model import load_model
-
 from tests.paths import MODELS, TINY
 
 FLAIR_PADDED = (192, 256, 160)
@@ -123,7 +122,6 @@ def test_unreachable_bound_warns_and_still_runs(caplog):
     import numpy as np
 
     from synthsr_nipype.inference import run
-
     from tests.paths import DEVSET
 
     crop = DEVSET / "inputs" / "flair_crop.nii.gz"

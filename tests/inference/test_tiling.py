@@ -8,12 +8,18 @@ import pytest
 import torch
 
 from synthsr_nipype.cli import synthsr as synthsr_cli
-from synthsr_nipype.inference import (combine_passes, finish_general, load_volume, predict, prepare_general, run,
-                                      to_uint8)
-from synthsr_nipype.inference import memory
+from synthsr_nipype.inference import (
+    combine_passes,
+    finish_general,
+    load_volume,
+    memory,
+    predict,
+    prepare_general,
+    run,
+    to_uint8,
+)
 from synthsr_nipype.inference.tiling import axis_tiles, axis_weights, n_tiles, tiled_forward
 from synthsr_nipype.model import load_model
-
 from tests.paths import DEVSET, MODELS, TINY
 
 FULL = MODELS / "full_weights.h5"

@@ -12,7 +12,6 @@ import torch.nn.functional as F
 
 from synthsr_nipype.model import UNet, UNetSpec, load_model
 from synthsr_nipype.model.unet import add_parity_, conv3d, parity_kernel
-
 from tests.paths import MODELS, TINY
 
 REL = 1e-5

@@ -8,10 +8,14 @@ import torch
 
 from synthsr_nipype.errors import ModelNotFoundError
 from synthsr_nipype.model import cache, keras_h5, load_model
-from synthsr_nipype.model.registry import resolve_model_path
-
-from tests.paths import MODELS, TINY
+from synthsr_nipype.model.registry import (
+    ModelInfo,
+    channel_suffixes,
+    model_label,
+    resolve_model_path,
+)
 from tests.model.keras_writer import random_unet_layers, write_weights_only
+from tests.paths import MODELS, TINY
 
 
 def test_both_layouts_give_identical_weights():
@@ -105,3 +109,17 @@ def test_bn_is_the_keras_inference_formula(tmp_path):
     scale = model.net.bn_down_0_scale.numpy()
     shift = model.net.bn_down_0_shift.numpy()
     np.testing.assert_allclose(x[:, None] * scale + shift, keras, rtol=1e-5, atol=1e-6)
+
+
+def test_model_card_names_the_channels():
+    """A card's channel suffixes decide (a registry entry or a card of a trained model); a bare
+    file falls back to the Hyperfine order by its channel count; a card cannot contradict itself."""
+    card = ModelInfo("mine", "mine.safetensors", None, None, 2, "", channels=("T2w", "FLAIR"))
+    assert channel_suffixes(card) == ("T2w", "FLAIR")
+    assert channel_suffixes("hyperfine") == ("T1w", "T2w") and channel_suffixes("v2") is None
+    assert channel_suffixes("/m/custom.h5", 2) == ("T1w", "T2w")
+    with pytest.raises(ValueError, match="custom.h5 has 3 input channels"):
+        channel_suffixes("/m/custom.h5", 3)
+    with pytest.raises(ValueError, match="2 input channels but 1 channel suffixes"):
+        ModelInfo("bad", "bad.h5", None, None, 2, "", channels=("T1w",))
+    assert model_label("/a/b/mine.safetensors") == "mine.safetensors" and model_label("hyperfine") == "hyperfine"

@@ -11,10 +11,9 @@ import nibabel as nb
 import numpy as np
 import pytest
 
+from synthsr_nipype.atomic import read_tsv
 from synthsr_nipype.interfaces.freesurfer import FreeSurferVolumetry, MRISynthSeg, SAMSeg
 from synthsr_nipype.morphometry import freesurfer as fs
-from synthsr_nipype.morphometry._io import read_tsv
-
 from tests.paths import SHARED
 
 HAS_FS = bool(os.environ.get("FREESURFER_HOME"))

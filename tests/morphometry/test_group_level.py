@@ -11,18 +11,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from synthsr_nipype.atomic import read_tsv
 from synthsr_nipype.cli.group import run_group_level
-from synthsr_nipype.morphometry._io import read_tsv
 from synthsr_nipype.morphometry.derivatives import derivative_names
 from synthsr_nipype.morphometry.volumetry import morph_table, with_tiv
-
 from tests.paths import REAL
 
 
 def _dataset(root: Path) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     (root / "dataset_description.json").write_text(json.dumps(
-        {"Name": "t", "BIDSVersion": "1.9.0", "DatasetType": "derivative", "GeneratedBy": [{"Name": "synthsr-nipype"}]}))
+        {"Name": "t", "BIDSVersion": "1.9.0", "DatasetType": "derivative",
+         "GeneratedBy": [{"Name": "synthsr-nipype"}]}))
     return root
 
 
@@ -71,7 +71,8 @@ def test_group_tables_zscores_figures(tmp_path):
     assert run_group_level(root) == 0
     group = root / "group"
     wide = read_tsv(group / "volumes.tsv")
-    assert list(wide.columns) == ["participant_id", "session_id", "seg_backend", "synthsr_model", "CSF", "GM", "WM", "TIV"]
+    assert list(wide.columns) == ["participant_id", "session_id", "seg_backend", "synthsr_model",
+                                  "CSF", "GM", "WM", "TIV"]
     assert len(wide) == 12 and set(wide["seg_backend"]) == {"ants"} and set(wide["synthsr_model"]) == {"synthsr_v2"}
     assert wide.loc[wide["participant_id"] == "sub-02", "session_id"].item() == "ses-pre"
     assert pd.isna(wide.loc[wide["participant_id"] == "sub-01", "session_id"].item())

@@ -14,10 +14,9 @@ import numpy as np
 import pytest
 from nibabel.processing import resample_from_to, resample_to_output
 
+from synthsr_nipype.atomic import read_tsv
 from synthsr_nipype.morphometry import ants_backend
-from synthsr_nipype.morphometry._io import read_tsv
 from synthsr_nipype.morphometry.volumetry import tissue_fractions
-
 from tests.paths import SHARED
 
 HIRES = SHARED / "data" / "real" / "hires-t1"

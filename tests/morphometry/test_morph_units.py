@@ -9,9 +9,22 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from synthsr_nipype.morphometry import TEMPLATE_SPACE, ants_backend, brainmask, derivatives, labels, templates
-from synthsr_nipype.morphometry._io import read_tsv
-from synthsr_nipype.morphometry.volumetry import label_volumes, morph_table, probability_volumes, tissue_fractions, with_tiv
+from synthsr_nipype.atomic import read_tsv
+from synthsr_nipype.morphometry import (
+    TEMPLATE_SPACE,
+    ants_backend,
+    brainmask,
+    derivatives,
+    labels,
+    templates,
+)
+from synthsr_nipype.morphometry.volumetry import (
+    label_volumes,
+    morph_table,
+    probability_volumes,
+    tissue_fractions,
+    with_tiv,
+)
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ import pytest
 
 from synthsr_nipype.cli.group import run_group_level
 from synthsr_nipype.reports.browser import find_chromium, render_dom, screenshot
-
 from tests.morphometry.test_group_level import _cohort, _dataset
 
 pytestmark = pytest.mark.skipif(

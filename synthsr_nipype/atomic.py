@@ -1,0 +1,106 @@
+"""Atomic writes: the package's one way to put a file in place.
+
+Every output (images of ``synthsr``, the BIDS and morphometry derivatives, group tables and
+figures, the converted-weight cache) is written to a temporary file beside its destination
+and renamed over it. Participant runs may share an output folder: a reader never sees half a
+file, and a crash never leaves a truncated file that a later run mistakes for a finished one.
+
+Files get the mode a plain ``open()`` would give them (``0o666`` less the umask), not
+``mkstemp``'s private ``0o600``: on a shared cluster the group reads the outputs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where the kernel reports it."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # elsewhere the only way to read it is to set it
+    os.umask(mask)
+    return mask
+
+
+def _tmp_beside(dest: Path, *, keep_suffix: bool) -> Path:
+    """A new temporary file next to ``dest`` (same filesystem: ``os.replace`` is a rename).
+
+    Its name starts with a dot; ``keep_suffix`` keeps ``dest``'s full suffix (``.nii.gz``)
+    for writers that choose the format from it (nibabel, matplotlib), else it ends in ``.tmp``.
+    """
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    suffix = "".join(dest.suffixes) if keep_suffix else ".tmp"
+    fd, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=suffix, dir=dest.parent)
+    os.close(fd)
+    os.chmod(name, 0o666 & ~current_umask())
+    return Path(name)
+
+
+@contextmanager
+def atomic_target(dest: str | os.PathLike[str], *, keep_suffix: bool = True) -> Iterator[Path]:
+    """Yield a temporary path to write; on success it is renamed to ``dest``, else removed."""
+    dest = Path(dest)
+    tmp = _tmp_beside(dest, keep_suffix=keep_suffix)
+    try:
+        yield tmp
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write_bytes(dest: str | os.PathLike[str], data: bytes) -> Path:
+    with atomic_target(dest, keep_suffix=False) as tmp:
+        tmp.write_bytes(data)
+    return Path(dest)
+
+
+def atomic_write_text(dest: str | os.PathLike[str], text: str) -> Path:
+    return atomic_write_bytes(dest, text.encode("utf-8"))
+
+
+def atomic_write_json(dest: str | os.PathLike[str], data: Any) -> Path:
+    """JSON as the sidecars have it: indent 2, sorted keys, a final newline."""
+    text = json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
+    return atomic_write_bytes(dest, text.encode())
+
+
+def atomic_write_tsv(dest: str | os.PathLike[str], table) -> Path:
+    """A pandas table as BIDS TSV: tab separated, ``n/a`` for missing values, no index."""
+    return atomic_write_text(dest, table.to_csv(sep="\t", index=False, na_rep="n/a", lineterminator="\n"))
+
+
+def read_tsv(path: str | os.PathLike[str]):
+    """A BIDS TSV (as :func:`atomic_write_tsv` writes it) as a pandas table: ``n/a`` is
+    missing, nothing else is."""
+    import pandas as pd
+
+    return pd.read_csv(path, sep="\t", na_values=["n/a"], keep_default_na=False)
+
+
+def atomic_write_nifti(dest: str | os.PathLike[str], img) -> Path:
+    """A nibabel image, in the format ``dest``'s suffix names (``.nii.gz``, ``.nii``, ``.mgz``)."""
+    import nibabel as nib
+
+    with atomic_target(dest) as tmp:
+        nib.save(img, str(tmp))
+    return Path(dest)
+
+
+def atomic_copy(src: str | os.PathLike[str], dest: str | os.PathLike[str]) -> Path:
+    """Copy bytes unchanged (so reruns give byte-identical files), atomically."""
+    with atomic_target(dest, keep_suffix=False) as tmp:
+        shutil.copyfile(src, tmp)
+    return Path(dest)
