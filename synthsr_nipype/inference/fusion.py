@@ -3,7 +3,7 @@
 Each output is rigidly registered (antspyx, Mattes mutual information) to the reference
 output and resampled onto its grid; the stack is combined voxel-wise (median by default,
 robust to one scan with motion or a failed prediction). Deterministic: the registrations run
-in a fresh Python process (:func:`synthsr_nipype.morphometry.ants_backend.run_isolated`) whose
+in a fresh Python process (:func:`synthsr_nipype.isolation.run_isolated`) whose
 ``ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS`` is set before ITK is loaded (ITK reads it once per
 process: setting it in a process that already ran ANTs has no effect), with one thread and a
 fixed random seed for the metric sampling.
@@ -129,7 +129,7 @@ def fuse_images(
     if len(nimgs) == 1:
         return FusionResult(image=ref_img, transforms=[None], metadata=meta)
 
-    from ..morphometry.ants_backend import ants_version, run_isolated
+    from ..isolation import ants_version, run_isolated
 
     with tempfile.TemporaryDirectory(prefix="synthsr_fusion_") as tmp:
         paths = []
@@ -138,8 +138,8 @@ def fuse_images(
             nib.Nifti1Image(np.asarray(img.dataobj, dtype=np.float32), img.affine).to_filename(path)
             paths.append(str(path))
         # A fresh process: the thread count is really `threads` (1: bit-identical reruns).
-        reg = run_isolated("rigid_to_reference", paths, reference, tmp, num_threads=max(1, int(threads)),
-                           **asdict(settings))
+        reg = run_isolated("synthsr_nipype.inference.fusion_ants", "rigid_to_reference", paths,
+                           reference, tmp, num_threads=max(1, int(threads)), **asdict(settings))
         stack = [np.load(p) for p in reg["arrays"]]
         transforms: list[np.ndarray | None] = [
             None if m is None else np.asarray(m, dtype=float) for m in reg["transforms"]

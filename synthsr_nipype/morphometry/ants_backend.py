@@ -1,70 +1,27 @@
 """The embedded ``ants`` backend: template registration, Atropos tissue classes, TBM.
 
-Each step runs ANTs in a fresh Python process (:func:`run_isolated`) so that the ITK thread
+Each step runs ANTs in a fresh Python process (:func:`synthsr_nipype.isolation.run_isolated`) so that the ITK thread
 count is really the one asked for: ITK fixes it when first loaded in a process, and the only
 bit-reproducible setting is one thread plus a fixed random seed (checked by the tests).
 """
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
-import tempfile
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_write_tsv
-from ..errors import AntsError
+from ..isolation import ants_version, run_isolated
 from .labels import ANTS_LABELS, dseg_table
 from .volumetry import morph_table, with_tiv
 
 DEFAULT_SEED = 20260101
+#: the module the worker process imports for this backend's steps
+STEPS = "synthsr_nipype.morphometry.ants_steps"
 #: SyN iterations at shrink factors 4, 2, 1 (antspyx default): iterating at full resolution
 #: tripled the time for no visible gain in the tissue volumes
 DEFAULT_REG_ITERATIONS = (40, 20, 0)
-
-
-def ants_version() -> str:
-    try:
-        return f"antspyx {version('antspyx')}"
-    except PackageNotFoundError:  # pragma: no cover - antspyx is a hard dependency
-        return "antspyx (unknown version)"
-
-
-#: modules whose functions the worker process may run (``python -m ..._worker``)
-ISOLATED_MODULES = ("synthsr_nipype.morphometry._ants_impl",)
-
-
-def run_isolated(
-    function: str, *args: Any, num_threads: int = 1, module: str = ISOLATED_MODULES[0], **kwargs: Any
-) -> dict[str, Any]:
-    """Run ``<module>.<function>(*args, **kwargs)`` in a new interpreter with ``num_threads`` ITK threads.
-
-    The fusion of the BIDS-App (:func:`synthsr_nipype.inference.fusion.fuse_images`) runs its
-    registrations through here too: arguments and result go through JSON.
-    """
-    if module not in ISOLATED_MODULES:
-        raise ValueError(f"run_isolated: module {module!r} is not one of {ISOLATED_MODULES}")
-    env = dict(os.environ)
-    env["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(int(num_threads))
-    # ANTs' own threads are the ones that matter; keep numpy/BLAS from oversubscribing the node
-    env["OMP_NUM_THREADS"] = str(int(num_threads))
-    with tempfile.TemporaryDirectory(prefix="synthsr-ants-") as tmp:
-        # antspyx leaves temporaries (Atropos priors/posteriors) in TMPDIR: keep them in here
-        env["TMPDIR"] = tmp
-        req, res = Path(tmp) / "request.json", Path(tmp) / "result.json"
-        req.write_text(json.dumps({"module": module, "function": function, "args": list(args),
-                                   "kwargs": kwargs}))
-        proc = subprocess.run(
-            [sys.executable, "-m", "synthsr_nipype.morphometry._worker", str(req), str(res)],
-            env=env, capture_output=True, text=True, check=False,
-        )
-        if proc.returncode != 0 or not res.exists():
-            raise AntsError(f"ANTs step {function!r} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
-        return json.loads(res.read_text())
 
 
 def provenance(*, seed: int, num_threads: int, template_resolution: int) -> dict[str, Any]:
@@ -98,7 +55,7 @@ def register_to_template(
     """
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     return run_isolated(
-        "register", str(Path(t1w).resolve()), str(Path(out_dir).resolve()), num_threads=num_threads,
+        STEPS, "register", str(Path(t1w).resolve()), str(Path(out_dir).resolve()), num_threads=num_threads,
         template_resolution=template_resolution, seed=seed, reg_iterations=list(reg_iterations),
         skull_stripped=skull_stripped,
     )
@@ -127,7 +84,7 @@ def segment_tissues(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     res = run_isolated(
-        "segment", str(Path(t1w).resolve()), str(Path(from_template).resolve()), str(out.resolve()),
+        STEPS, "segment", str(Path(t1w).resolve()), str(Path(from_template).resolve()), str(out.resolve()),
         num_threads=num_threads, template_resolution=template_resolution, seed=seed,
         skull_stripped=skull_stripped, mrf=mrf, iterations=iterations, prior_weight=prior_weight,
     )
@@ -150,6 +107,6 @@ def compute_logjacobian(
     """Affine-free log-Jacobian determinant of the subject→template warp, on the template grid."""
     Path(out_file).parent.mkdir(parents=True, exist_ok=True)
     return run_isolated(
-        "logjacobian", str(Path(to_template).resolve()), str(Path(t1w).resolve()), str(Path(out_file).resolve()),
+        STEPS, "logjacobian", str(Path(to_template).resolve()), str(Path(t1w).resolve()), str(Path(out_file).resolve()),
         num_threads=num_threads, template_resolution=template_resolution,
     )

@@ -10,6 +10,8 @@ import pandas as pd
 import pytest
 
 from synthsr_nipype.atomic import read_tsv
+from synthsr_nipype.errors import AntsError
+from synthsr_nipype.isolation import run_isolated
 from synthsr_nipype.morphometry import (
     TEMPLATE_SPACE,
     ants_backend,
@@ -150,9 +152,9 @@ def test_provenance_records_seed_and_version():
 
 
 def test_isolated_worker_reports_failure(tmp_path):
-    with pytest.raises(ants_backend.AntsError, match="failed"):
-        ants_backend.run_isolated("logjacobian", str(tmp_path / "missing.h5"), str(tmp_path / "x.nii.gz"),
-                                  str(tmp_path / "o.nii.gz"), template_resolution=2)
+    with pytest.raises(AntsError, match="failed"):
+        run_isolated(ants_backend.STEPS, "logjacobian", str(tmp_path / "missing.h5"),
+                     str(tmp_path / "x.nii.gz"), str(tmp_path / "o.nii.gz"), template_resolution=2)
 
 
 @pytest.mark.parametrize("backend", ["ants", "synthseg", "samseg", "recon-all"])
