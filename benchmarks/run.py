@@ -198,7 +198,8 @@ def child(config: dict, out_path: str, output_image: str) -> None:
                           slab_rows=kwargs.get("slab_rows", "auto"), tta=options["flip"])
     del load_volume, pad_multiple
     result = {
-        "cpu_model": cpu_model(), "threads": threads, "matmul_gflops": max(rate, rate_after), "matmul_gflops_before": rate,
+        "cpu_model": cpu_model(), "threads": threads, "matmul_gflops": max(rate, rate_after),
+        "matmul_gflops_before": rate,
         "matmul_gflops_after": rate_after, "import_s": import_s, "model_load_s": load_s, "wall_s": wall,
         "gpu_warmup_run_s": warmup_s,
         "peak_rss_gb": peak_rss, "rss_after_import_gb": rss_before, "gpu_peak_gb": gpu_peak,
@@ -294,7 +295,8 @@ def table(results: list[dict]) -> str:
             continue
         whole = next((v for k, v in r.items() if k.startswith("vs_flair")), None)
         tf = r["vs_tf_reference"]
-        rows.append((r["name"], cpu_slug(r["cpu_model"]), str(r["threads"]), f"{r['wall_s']:.2f}", f"{r['floor_s']:.2f}",
+        rows.append((r["name"], cpu_slug(r["cpu_model"]), str(r["threads"]), f"{r['wall_s']:.2f}",
+                     f"{r['floor_s']:.2f}",
                      f"{r['ratio_to_floor']:.2f}", f"{r['peak_rss_gb']:.2f}", f"{r['estimate_gb']:.2f}",
                      f"{r['flops'] / 1e9:.0f}", f"{r['achieved_gflops']:.1f}", f"{r['executed_gflops']:.1f}",
                      f"{r['matmul_gflops_before']:.0f}/{r['matmul_gflops_after']:.0f}",

@@ -25,8 +25,8 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from synthsr_nipype.train.config import TrainConfig
-from synthsr_nipype.train.trainer import Trainer
+from synthsr_nipype.train.config import TrainConfig  # noqa: E402
+from synthsr_nipype.train.trainer import Trainer  # noqa: E402
 
 LABELS = REPO.parent / "shared" / "data" / "labels" / "synthsr"
 

@@ -16,7 +16,7 @@ sys.path.insert(0, str(REPO / "docs" / "_ext"))
 # nipype's config and the weight cache must not write into the user's home while building
 os.environ.setdefault("SYNTHSR_CACHE_DIR", str(REPO / "docs" / "_build" / "cache"))
 
-from synthsr_nipype import __version__
+from synthsr_nipype import __version__  # noqa: E402
 
 project = "synthsr-nipype"
 author = "synthsr-nipype developers"

@@ -6,7 +6,6 @@ import os
 import warnings
 import zlib
 from dataclasses import dataclass
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np

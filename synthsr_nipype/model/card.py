@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
+from ..atomic import atomic_target
 from ..errors import ModelError
 from .spec import UNetSpec
 
@@ -94,16 +94,9 @@ def save_card_model(path: str | os.PathLike[str], spec: UNetSpec, state: dict[st
     """Write weights + architecture + card to ``path`` atomically (temp file in the same folder, then rename)."""
     path = Path(path)
     validate_card(card, spec, path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        metadata = {SPEC_KEY: spec_to_json(spec), CARD_KEY: json.dumps({"format": CARD_FORMAT, **card})}
-        save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    metadata = {SPEC_KEY: spec_to_json(spec), CARD_KEY: json.dumps({"format": CARD_FORMAT, **card})}
+    with atomic_target(path, keep_suffix=False) as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(tmp), metadata=metadata)
     return path
 
 

@@ -13,7 +13,6 @@ import csv
 import logging
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..atomic import atomic_target
 from ..model.card import spec_from_dict
 from ..synth import GeneratorConfig, SynthGenerator
 from .config import ConfigError, TrainConfig, split_label_maps
@@ -263,15 +263,8 @@ def _hashes(generator: SynthGenerator) -> list[dict[str, str]]:
 
 
 def _save_atomic(payload: dict[str, Any], path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_target(path, keep_suffix=False) as tmp:
         torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from tests.paths import TINY
+
 from .build import BIDS, DATA, GOOD, HEADER, ODD, build_corpus, snapshot
 
 pytestmark = pytest.mark.skipif(not TINY.is_file(), reason="tiny fixture model (../shared) not available")

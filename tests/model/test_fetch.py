@@ -111,10 +111,12 @@ def publishers(http_root, monkeypatch):
         # git-annex's bare-repository layout: objects/<md5(key)[:3]>/<md5(key)[3:6]>/<key>/<key>
         key = f"SHA256E-s{len(payload)}--{info.sha256}.h5"
         md5 = hashlib.md5(key.encode()).hexdigest()
-        FileServer.files[f"/pub/dist/freesurfer/repo/annex.git/annex/objects/{md5[:3]}/{md5[3:6]}/{key}/{key}"] = payload
+        annex = "/pub/dist/freesurfer/repo/annex.git/annex/objects"
+        FileServer.files[f"{annex}/{md5[:3]}/{md5[3:6]}/{key}/{key}"] = payload
     for name, published in (("v1", "SynthSR_v10_210712.h5"), ("hyperfine", "SynthSR_v10_210712_hyperfine.h5")):
         # github.com/<owner>/<repo>/raw/<branch>/<path> redirects to the storage host
-        FileServer.redirects[f"/BBillot/SynthSR/raw/main/models/{published}"] = f"/raw/BBillot/SynthSR/main/models/{published}"
+        FileServer.redirects[f"/BBillot/SynthSR/raw/main/models/{published}"] = (
+            f"/raw/BBillot/SynthSR/main/models/{published}")
         FileServer.files[f"/raw/BBillot/SynthSR/main/models/{published}"] = PAYLOAD + name.encode()
     return http_root
 
@@ -193,7 +195,8 @@ def test_fetch_resumes_a_partial_download(mirror, tmp_path):
 def test_hash_mismatch_deletes_and_fails(mirror, tmp_path, monkeypatch):
     info = registry.MODELS["v2"]
     monkeypatch.setitem(registry.MODELS, "v2",
-                        registry.ModelInfo(info.name, info.filename, "0" * 64, info.size, 1, "", upstream=info.upstream))
+                        registry.ModelInfo(info.name, info.filename, "0" * 64, info.size, 1, "",
+                                           upstream=info.upstream))
     with pytest.raises(FetchError, match="does not match"):
         fetch_model("v2", dest_dir=tmp_path, base_url=mirror, progress=False)
     assert list(Path(tmp_path).iterdir()) == []
