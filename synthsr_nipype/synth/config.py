@@ -39,6 +39,7 @@ class ChannelConfig:
 
     suffix: str = "T1w"  # BIDS suffix of the scans this channel stands for
     contrast: str = "uniform"  # prior tables prior_{means,stds}_<contrast>.npy, or "uniform"
+    classes: str = "generation_classes"  # <classes>.npy in the tables folder: intensity class of each label
     spacing: Triple | None = None
     thickness: Triple | None = None
     max_spacing: float = 9.0
@@ -60,6 +61,7 @@ class TargetConfig:
     """The regression target: a synthetic 1 mm T1 (``contrast`` prior) or real images aligned to the maps."""
 
     contrast: str = "t1_hr"
+    classes: str = "generation_classes"
     images: tuple[str, ...] = ()  # one real image per label map (same order); empty: synthetic
     texture: bool = True  # per-class std of the prior (False: class means only)
     residual_channel: int | None = None  # learn target - that input channel (same contrast)

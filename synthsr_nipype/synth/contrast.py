@@ -39,8 +39,9 @@ class GaussianMixture:
             self.prior_stds = np.load(stds).astype(np.float64)
             for name, prior in (("means", self.prior_means), ("stds", self.prior_stds)):
                 if prior.shape != (2, table.n_classes):
-                    raise ValueError(f"{folder}: prior_{name}_{contrast}.npy has shape {prior.shape}, "
-                                     f"expected (2, {table.n_classes}) for {table.n_classes} classes")
+                    raise ValueError(f"{folder}: prior_{name}_{contrast}.npy has shape {prior.shape}, but the "
+                                     f"class table has {table.n_classes} classes (choose the matching "
+                                     "'classes' table, e.g. generation_classes_contrast_specific)")
 
     def sample(self, rng: torch.Generator) -> dict[str, Any]:
         k = self.table.n_classes

@@ -52,14 +52,18 @@ class SynthGenerator:
         self.maps: list[LabelMap] = [load_label_map(p) for p in label_maps]
         self.boxes = [brain_box(m) for m in self.maps]
         tables = Path(config.tables)
-        self.table = ClassTable.from_folder(tables)
         max_label = int(max(m.labels.max() for m in self.maps))
-        self.class_lut = self.table.lookup(max_label).to(self.device)
         self.swap = swap_table(max_label).to(self.device)
         self.spatial = RandomSpatialTransform(config.spatial, config.crop)
-        self.mixtures = [GaussianMixture(self.table, c.contrast, tables, c.uniform_means, c.uniform_stds)
-                         for c in config.channels]
-        self.target_mixture = GaussianMixture(self.table, config.target.contrast, tables)
+        self.mixtures = []
+        self.class_luts = []
+        for part in (*config.channels, config.target):
+            table = ClassTable.from_folder(tables, part.classes)
+            self.mixtures.append(GaussianMixture(table, part.contrast, tables,
+                                                 *((part.uniform_means, part.uniform_stds)
+                                                   if hasattr(part, "uniform_means") else ())))
+            self.class_luts.append(table.lookup(max_label).to(self.device))
+        self.target_mixture, self.target_lut = self.mixtures.pop(), self.class_luts.pop()
         self.target_images = [_load_target(p) for p in config.target.images]
         if self.target_images and len(self.target_images) != len(self.maps):
             raise ValueError(f"generator.target.images lists {len(self.target_images)} images for "
@@ -83,7 +87,7 @@ class SynthGenerator:
         labels = self._labels_at(label_map, world, spatial["flip"])
         params: dict[str, Any] = {"label_map": label_map.path.name, "spatial": spatial, "channels": []}
         channels = []
-        for c, (channel, mixture) in enumerate(zip(cfg.channels, self.mixtures)):
+        for c, (channel, mixture, lut) in enumerate(zip(cfg.channels, self.mixtures, self.class_luts)):
             channel_labels = labels
             if c > 0 and (channel.registration_error_deg > 0 or channel.registration_error_mm > 0):
                 angles = uniform(rng, -channel.registration_error_deg, channel.registration_error_deg, 3)
@@ -94,7 +98,7 @@ class SynthGenerator:
             else:
                 params_reg = {}
             gmm = mixture.sample(rng)
-            image = mixture.apply(self.class_lut[channel_labels], gmm, rng)
+            image = mixture.apply(lut[channel_labels], gmm, rng)
             bias, gamma, acquisition = BiasField(channel), GammaNormalisation(channel), Acquisition(channel)
             bias_params = bias.sample(tuple(image.shape), rng)
             gamma_params = gamma.sample(rng)
@@ -110,6 +114,11 @@ class SynthGenerator:
         params["target"] = target_params
         return inputs.float(), target[None].float(), labels[None], params
 
+    def sample_labels(self, index: int, spatial: dict[str, Any]) -> torch.Tensor:
+        """Label map ``index`` under the spatial parameters ``spatial`` (from ``self.spatial.sample``)."""
+        world = self.spatial.world_coordinates(spatial, self.device)
+        return self._labels_at(self.maps[index], world, spatial["flip"])
+
     def _labels_at(self, label_map: LabelMap, world: torch.Tensor, flip: bool) -> torch.Tensor:
         labels = sample_world(label_map.labels.to(self.device), label_map.affine, world, mode="nearest")
         labels = labels.round().long()
@@ -121,14 +130,14 @@ class SynthGenerator:
                 rng: torch.Generator) -> tuple[torch.Tensor, dict[str, Any]]:
         if not self.target_images:
             gmm = self.target_mixture.sample(rng)
-            image = self.target_mixture.apply(self.class_lut[labels], gmm, rng, texture=self.config.target.texture)
+            image = self.target_mixture.apply(self.target_lut[labels], gmm, rng, texture=self.config.target.texture)
             return image * TARGET_SCALE, {"gmm": gmm}
         data, affine, scale = self.target_images[index]
         image = sample_world(data.to(self.device), affine, world, mode="bilinear")
         if flip:
             image = torch.flip(image, dims=(0,))
         prior = self.target_mixture.prior_means
-        white = float(prior[0][int(self.class_lut[WHITE_MATTER])]) if prior is not None else 255.0
+        white = float(prior[0][int(self.target_lut[WHITE_MATTER])]) if prior is not None else 255.0
         return image * (white / scale) * TARGET_SCALE, {"image": str(self.config.target.images[index])}
 
 

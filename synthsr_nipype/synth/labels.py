@@ -73,12 +73,15 @@ class ClassTable:
     classes: tuple[int, ...]
 
     @classmethod
-    def from_folder(cls, folder: str | os.PathLike[str]) -> "ClassTable":
+    def from_folder(cls, folder: str | os.PathLike[str], classes_name: str = "generation_classes") -> "ClassTable":
         folder = Path(folder)
+        for name in ("generation_labels", classes_name):
+            if not (folder / f"{name}.npy").is_file():
+                raise FileNotFoundError(f"{folder / name}.npy: label table not found")
         labels = np.load(folder / "generation_labels.npy").astype(int).ravel()
-        classes = np.load(folder / "generation_classes.npy").astype(int).ravel()
+        classes = np.load(folder / f"{classes_name}.npy").astype(int).ravel()
         if labels.shape != classes.shape:
-            raise ValueError(f"{folder}: generation_labels and generation_classes differ in length")
+            raise ValueError(f"{folder}: generation_labels and {classes_name} differ in length")
         return cls(tuple(int(v) for v in labels), tuple(int(v) for v in classes))
 
     @property
