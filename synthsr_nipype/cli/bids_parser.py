@@ -110,7 +110,8 @@ def get_parser() -> argparse.ArgumentParser:
     g_model = parser.add_argument_group("SynthSR")
     g_model.add_argument(
         "--model", default=DefaultStr("v2"),
-        help="registry name (v2, lowfield, v1, hyperfine) or path to a Keras .h5",
+        help="registry name (v2, lowfield, v1, hyperfine, lite), a Keras .h5, or a model trained with "
+        "synthsr-train (.safetensors; its card's channels decide which scans form a multi-channel run)",
     )
     g_model.add_argument(
         "--general-model", default="v2",

@@ -8,28 +8,47 @@ import time
 from pathlib import Path
 
 from ..atomic import atomic_write_nifti
-from ..errors import SynthSRError
+from ..errors import ModelNotFoundError, SynthSRError
 from ..inference import run
 from ..inference.simulate import simulate_acquisition
-from ..model import load_model
+from ..model import DEFAULT_MODEL, load_model
 from ..reports.slices import save_comparison
+
+#: Shipped inside the package, so that the demo shows a brain on a machine that has only the repository.
+FALLBACK_MODEL = "lite"
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="synthsr-demo", description=__doc__)
-    parser.add_argument("--model", default="v2", help="model name or Keras .h5 path (default v2)")
-    parser.add_argument("--out", default="synthsr-demo", help="output folder (default ./synthsr-demo)")
+    parser.add_argument("--model", default=None,
+                        help=f"model name or weight file (default {DEFAULT_MODEL}, or the bundled '{FALLBACK_MODEL}' "
+                             f"model when {DEFAULT_MODEL} is not found)")
+    parser.add_argument("--out", default="synthsr-demo",
+                        help="output folder (default ./synthsr-demo, which the repository's .gitignore hides)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's choice)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from nilearn.datasets import load_mni152_template  # bundled with nilearn, no download
+    from nilearn.datasets import (
+        load_mni152_template,  # bundled with nilearn, no download
+    )
 
     out = Path(args.out)
     try:  # the model first: a missing or broken one ends the demo before anything is written
-        model = load_model(args.model)
+        model = load_model(args.model or DEFAULT_MODEL)
+    except ModelNotFoundError as exc:
+        if args.model is not None:
+            print(f"ERROR: {exc}", file=sys.stderr)
+            return exc.exit_code
+        print(f"model {DEFAULT_MODEL} not found (synthsr-models fetch {DEFAULT_MODEL} gets it): using the bundled "
+              f"'{FALLBACK_MODEL}' model, trained by this package", file=sys.stderr)
+        try:
+            model = load_model(FALLBACK_MODEL)
+        except SynthSRError as err:
+            print(f"ERROR: {err}", file=sys.stderr)
+            return err.exit_code
     except SynthSRError as exc:
         print(f"ERROR: {exc}", file=sys.stderr)
         return exc.exit_code

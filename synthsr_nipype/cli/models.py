@@ -7,15 +7,19 @@ import sys
 
 from ..errors import EXIT_OK, SynthSRError
 from ..model.cache import sha256_file
+from ..model.card import ModelCard, is_card_model, read_card
 from ..model.fetch import downloadable, fetch_model, model_url
 from ..model.registry import MODELS, resolve_model_path, search_dirs
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="synthsr-models", description="Find and download SynthSR weights.",
-                                     epilog="exit codes: 0 success; 2 not found or download/verification failed")
+                                     epilog="exit codes: 0 success; 2 not found or download/verification failed; 3 not a model with a card")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("list", help="known models, their SHA-256 and where each was found")
+    sub.add_parser("list", help="known models, their SHA-256 and where each was found (with the card of a "
+                                "model trained by this package)")
+    card = sub.add_parser("card", help="print the model card (JSON) of a trained model: a name or a .safetensors")
+    card.add_argument("model", help="registry name (e.g. lite) or path")
     fetch = sub.add_parser("fetch", help="download a model (resumes a partial download, verifies SHA-256)")
     fetch.add_argument("name", choices=sorted(downloadable()))
     fetch.add_argument("--url", default=None,
@@ -25,6 +29,19 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--dest", default=None, help="folder to write to (default: the user cache that is searched)")
     fetch.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
+
+
+def card_summary(card: ModelCard) -> str:
+    """One line: channels, network, how it was trained."""
+    data = card.data
+    arch = data.get("architecture", {})
+    training = data.get("training", {})
+    maps = training.get("label_maps", {})
+    return (f"channels {'+'.join(card.suffixes)}; U-Net {arch.get('n_levels')} levels x "
+            f"{arch.get('base_features')} features; {training.get('steps')} steps (seed {training.get('seed')}, "
+            f"crop {training.get('crop')}) on {len(maps.get('training', []))} label maps "
+            f"(best validation loss {training.get('best_validation_loss')} at step {training.get('best_step')}); "
+            f"synthsr-nipype {data.get('package_version')}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,6 +55,12 @@ def main(argv: list[str] | None = None) -> int:
                 except SynthSRError:
                     where = "not found"
                 print(f"{name:10s} {info.filename:36s} {info.sha256 or '(no published hash)'}  {where}")
+                if where != "not found" and is_card_model(where):
+                    print(f"{'':10s} card: {card_summary(read_card(where, runnable=False)[1])}")
+            return EXIT_OK
+        if args.command == "card":
+            path, _ = resolve_model_path(args.model)
+            print(read_card(path, runnable=False)[1].to_json())
             return EXIT_OK
         info = MODELS[args.name]
         print(f"fetching {info.filename} from {model_url(info, args.url)}", file=sys.stderr)

@@ -46,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--v1", action="store_true", help="(optional) version 1 model from July 2021")
     models.add_argument("--lowfield", action="store_true", help="(optional) model for low-field scans")
     models.add_argument("--model", default=None,
-                        help="(optional) a Keras .h5 weight file or a model name (v2, lowfield, v1)")
+                        help="(optional) a model name (v2, lowfield, v1, lite), a Keras .h5 weight file or a "
+                             "model trained with synthsr-train (.safetensors)")
     parser.add_argument("--skip-existing", action="store_true",
                         help="(optional) leave outputs that already exist untouched")
     add_runtime_arguments(parser)

@@ -23,6 +23,31 @@ _LIST_FIELDS = {"label_maps", "validation_label_maps"}
 _SKIP_FIELDS = {"generator", "network", "stages"}  # mappings: --set KEY=YAML
 
 
+FIELD_HELP = {
+    "label_maps": "label maps (files, or folders of .nii/.nii.gz) to synthesise training images from",
+    "validation_label_maps": "held-out label maps for validation (never trained on)",
+    "output": "run folder: checkpoints/, log.csv, model.safetensors",
+    "loss": "l1 or l2",
+    "learning_rate": "Adam learning rate",
+    "steps": "total optimiser steps",
+    "batch_size": "samples per step",
+    "device": "auto (CUDA if present), cpu, cuda, cuda:N",
+    "seed": "network initialisation and the batch of every step (seed, step)",
+    "bf16": "bfloat16 autocast on CUDA (ignored on the CPU)",
+    "threads": "CPU threads (default torch's choice)",
+    "checkpoint_every": "write a checkpoint every N steps",
+    "validate_every": "validation loss every N steps",
+    "validation_batches": "batches per validation (fixed seeds)",
+    "validation_seed": "seed of the first validation batch",
+    "name": "model name written to the card",
+    "n_levels": "U-Net levels",
+    "base_features": "features of the first level (doubling per level)",
+    "convs_per_level": "convolutions per level",
+    "kernel_size": "convolution kernel size",
+    "batch_norm": "BatchNorm after each level",
+}
+
+
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
@@ -33,9 +58,10 @@ def _add_field_flags(parser: argparse.ArgumentParser, fields, prefix: str = "") 
             continue
         dest = f"cfg__{prefix}{f.name}"
         default = f.default if f.default is not dataclasses.MISSING else None
-        help_text = f"(config: {prefix}{f.name})"
+        help_text = f"{FIELD_HELP.get(f.name, '')} (config: {prefix}{f.name}; default {default})"
         if f.name in _LIST_FIELDS:
-            parser.add_argument(_flag(f.name), dest=dest, nargs="+", default=None, metavar="PATH", help=help_text)
+            parser.add_argument(_flag(f.name), dest=dest, nargs="+", default=None, metavar="PATH",
+                                help=f"{FIELD_HELP.get(f.name, '')} (config: {f.name})")
         elif isinstance(default, bool):
             parser.add_argument(_flag(f.name), dest=dest, action=argparse.BooleanOptionalAction, default=None,
                                 help=help_text)
@@ -43,7 +69,8 @@ def _add_field_flags(parser: argparse.ArgumentParser, fields, prefix: str = "") 
             kind = float if isinstance(default, float) else int if isinstance(default, int) else str
             if f.name == "threads":
                 kind = int
-            parser.add_argument(_flag(f.name), dest=dest, type=kind, default=None, help=help_text)
+            parser.add_argument(_flag(f.name), dest=dest, type=kind, default=None, metavar=f.name.upper(),
+                                help=help_text)
 
 
 def build_parser() -> argparse.ArgumentParser:

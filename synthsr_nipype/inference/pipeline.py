@@ -39,6 +39,7 @@ CT_RANGE = (0.0, 80.0)
 OUTPUT_CLIP = 128.0
 SHARPEN_SIGMA = 1.5
 IDENTITY = np.eye(4)
+CPU = torch.device("cpu")
 
 
 @dataclass
@@ -89,7 +90,7 @@ def _as_tensor(data: np.ndarray, device: torch.device) -> torch.Tensor:
 
 
 def prepare_general(volume: InputVolume, *, ct: bool = False, multiple: int = 32,
-                    device: torch.device = torch.device("cpu")) -> Prepared:
+                    device: torch.device = CPU) -> Prepared:
     """Blur + resample to 1 mm, align to RAS, zero-pad, (CT clip), min-max normalise."""
     data, aff2 = resample_to_1mm(_as_tensor(volume.data, device), volume.affine)
     data, _ = align_to_ref(data, aff2, IDENTITY)
@@ -107,7 +108,7 @@ def prepare_general(volume: InputVolume, *, ct: bool = False, multiple: int = 32
 
 
 def prepare_channels(volumes: Sequence[InputVolume], *, multiple: int = 32,
-                     device: torch.device = torch.device("cpu")) -> Prepared:
+                     device: torch.device = CPU) -> Prepared:
     """Multi-channel models trained by this package (card normalisation ``minmax``).
 
     The first channel is resampled to 1 mm and aligned as in :func:`prepare_general`; every other channel is
@@ -136,7 +137,7 @@ def prepare_channels(volumes: Sequence[InputVolume], *, multiple: int = 32,
 
 
 def prepare_hyperfine(t1: InputVolume, t2: InputVolume, *, multiple: int = 32,
-                      device: torch.device = torch.device("cpu")) -> Prepared:
+                      device: torch.device = CPU) -> Prepared:
     """T1 resampled and aligned; T2 resliced onto it; the reference's (odd) channel scalings."""
     im_t1, aff_t1 = resample_to_1mm(_as_tensor(t1.data, device), t1.affine)
     im_t1, aff_t1_aligned = align_to_ref(im_t1, aff_t1, IDENTITY)
@@ -160,7 +161,7 @@ def prepare_hyperfine(t1: InputVolume, t2: InputVolume, *, multiple: int = 32,
 
 @torch.inference_mode()
 def predict(model: SynthSRModel, net_input: torch.Tensor, *, flip: bool, slab_rows: int | None = None,
-            plan: "memory.Plan | None" = None, precision: str = "fp32") -> tuple[torch.Tensor, torch.Tensor | None]:
+            plan: memory.Plan | None = None, precision: str = "fp32") -> tuple[torch.Tensor, torch.Tensor | None]:
     """Raw network outputs: pass 1, and (with ``flip``) pass 2 on the L-R flipped input, *not* flipped back.
 
     On a GPU both passes run as one batch.  ``plan`` (from :func:`memory.plan_inference`) may ask for tiles;
@@ -223,7 +224,7 @@ def _precision_context(device: torch.device, precision: str) -> contextlib.Abstr
 
 
 def _predict_on(net: UNet, device: torch.device, net_input: torch.Tensor, *, flip: bool, slab_rows: int | None,
-                plan: "memory.Plan | None", precision: str,
+                plan: memory.Plan | None, precision: str,
                 batch_passes: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
     x = net_input.to(device)
     if precision == "bf16":
@@ -289,7 +290,7 @@ def output_image(data: np.ndarray, prepared: Prepared) -> nib.Nifti1Image:
     return image
 
 
-def run(images: "ImageLike | Sequence[ImageLike]", model: "str | os.PathLike[str] | SynthSRModel" = DEFAULT_MODEL, *,
+def run(images: ImageLike | Sequence[ImageLike], model: str | os.PathLike[str] | SynthSRModel = DEFAULT_MODEL, *,
         ct: bool = False, flip: bool = True, sharpen: bool = True, device: str | torch.device = "auto",
         threads: int | None = None, slab_rows: int | None = -1, max_memory_gb: float | None = None,
         precision: str = "fp32") -> nib.Nifti1Image:

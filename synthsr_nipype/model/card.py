@@ -34,7 +34,8 @@ CARD_KEY = "synthsr_card"
 SPEC_KEY = "spec"
 CARD_FORMAT = 1
 NORMALISATIONS = ("minmax",)
-OUTPUTS = ("synthsr-general",)
+OUTPUTS = ("synthsr-general", "synthsr-residual")
+RUNNABLE_OUTPUTS = ("synthsr-general",)  # residual models need the input channel added back: not implemented
 
 
 def spec_to_json(spec: UNetSpec) -> str:
@@ -110,8 +111,11 @@ def is_card_model(path: str | os.PathLike[str]) -> bool:
     return len(head) == 9 and head[8:9] == b"{"  # 8-byte little-endian header length, then the JSON header
 
 
-def read_card(path: str | os.PathLike[str]) -> tuple[UNetSpec, ModelCard]:
-    """The architecture and the card of a trained model, without reading the weights."""
+def read_card(path: str | os.PathLike[str], runnable: bool = True) -> tuple[UNetSpec, ModelCard]:
+    """The architecture and the card of a trained model, without reading the weights.
+
+    ``runnable`` refuses cards whose output the inference cannot produce yet (residual learning).
+    """
     try:
         with safe_open(str(path), framework="pt") as handle:
             meta = handle.metadata() or {}
@@ -127,7 +131,19 @@ def read_card(path: str | os.PathLike[str]) -> tuple[UNetSpec, ModelCard]:
         raise ModelError(f"{path}: unreadable model card ({exc})") from None
     if not isinstance(data, dict):
         raise ModelError(f"{path}: model card is not a JSON object")
-    return spec, validate_card(data, spec, path)
+    card = validate_card(data, spec, path)
+    if runnable and data.get("output", "synthsr-general") not in RUNNABLE_OUTPUTS:
+        raise ModelError(f"{path}: a model with output {data['output']!r} (residual learning) cannot be run yet")
+    return spec, card
+
+
+def card_suffixes(model: str | os.PathLike[str]) -> tuple[str, ...] | None:
+    """The channel suffixes of a model file that carries a card (``None`` for anything else: Keras files,
+    registry names, paths that do not exist)."""
+    path = Path(model)
+    if not path.is_file() or not is_card_model(path):
+        return None
+    return read_card(path, runnable=False)[1].suffixes
 
 
 def read_card_model(path: str | os.PathLike[str]) -> tuple[UNetSpec, dict[str, torch.Tensor], ModelCard]:

@@ -46,7 +46,7 @@ def read_layers(path: str | Path) -> dict[str, dict[str, np.ndarray]]:
     layers: dict[str, dict[str, np.ndarray]] = {}
     try:
         with handle:
-            root = handle["model_weights"] if "model_weights" in handle else handle
+            root = handle.get("model_weights", handle)
             layer_names = _names(root.attrs.get("layer_names"))
             if not layer_names:
                 raise ModelError(f"{path}: no Keras 'layer_names' attribute; not a Keras HDF5 weight file")

@@ -9,7 +9,7 @@ from pathlib import Path
 import platformdirs
 
 from ..errors import ModelNotFoundError
-from .card import ModelCard
+from .card import ModelCard, card_suffixes
 from .upstream import Upstream
 
 
@@ -117,14 +117,18 @@ def channel_suffixes(model: str | os.PathLike[str] | ModelInfo | ModelCard,
     """BIDS suffix of each input channel of ``model``; ``None`` for one-channel (any contrast) models.
 
     A model card says it: a registry entry (:class:`ModelInfo`, or its name) or the card of a
-    model trained by this package (:class:`~synthsr_nipype.model.card.ModelCard`). For a bare
+    model trained by this package (:class:`~synthsr_nipype.model.card.ModelCard`, or the path of its
+    .safetensors file). For a bare
     weight file, ``in_channels`` (from the loaded architecture) decides, in the Hyperfine order.
     """
     if isinstance(model, ModelCard):
         named = model.suffixes
-    else:
-        info = model if isinstance(model, ModelInfo) else MODELS.get(os.fspath(model))
-        named = info.channels if info is not None else ()
+    elif isinstance(model, ModelInfo):
+        named = model.channels
+    elif os.fspath(model) in MODELS:
+        named = MODELS[os.fspath(model)].channels
+    else:  # a file: a trained model's card names its channels (no need to load the weights)
+        named = card_suffixes(model) or ()
     if named:
         return named if len(named) > 1 else None
     if in_channels is not None and in_channels > 1:

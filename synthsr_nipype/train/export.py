@@ -31,7 +31,8 @@ def build_card(payload: dict[str, Any]) -> dict[str, Any]:
         "name": config.get("name", "synthsr-trained"),
         "channels": channels,
         "normalisation": "minmax",
-        "output": "synthsr-general",
+        # residual models predict target - channel; no inference path adds the channel back yet
+        "output": "synthsr-general" if generator.target.residual_channel is None else "synthsr-residual",
         "architecture": {**_spec(payload).as_dict(), "down_widths": payload["spec"]["down_widths"],
                          "up_widths": payload["spec"]["up_widths"]},
         "training": {

@@ -16,8 +16,10 @@ from synthsr_nipype.bids import (
 )
 from synthsr_nipype.bids.plan import Plan, padded_1mm_shape, plan_group
 from synthsr_nipype.inference.memory import estimate_memory_gb
+from synthsr_nipype.model.card import save_card_model
 from synthsr_nipype.model.registry import channel_suffixes, model_label
 from synthsr_nipype.model.spec import published_spec
+from synthsr_nipype.train.unet import TrainableUNet, export_state_dict
 
 
 def scan(name: str, zooms=(1.0, 1.0, 1.0), usable=True, shape=(100, 120, 90), **ents) -> ScanInfo:
@@ -131,6 +133,23 @@ def test_plan_multichannel_model_card():
     gplan = plan_group(lacking, model="hyperfine", general_model="v2")
     assert [j.model for j in gplan.jobs] == ["v2", "v2"]
     assert "lacks T2w" in gplan.notes[0]
+
+
+def test_plan_follows_the_card_of_a_trained_model(tmp_path):
+    spec = published_spec(4, in_channels=2, n_levels=3)
+    card = {"channels": [{"suffix": "T2w"}, {"suffix": "FLAIR"}], "normalisation": "minmax",
+            "output": "synthsr-general"}
+    model = str(save_card_model(tmp_path / "t2_flair.safetensors", spec, export_state_dict(TrainableUNet(spec)),
+                                card))
+    assert channel_suffixes(model) == ("T2w", "FLAIR")
+    group = group_scans([scan("sub-01_T1w", (1, 1, 5)), scan("sub-01_T2w", (1, 1, 5)),
+                         scan("sub-01_FLAIR", (1, 5, 1)), scan("sub-01_acq-b_T2w", (1, 1, 6))])[0]
+    gplan = plan_group(group, model=model, general_model="v2")
+    assert [(j.model, j.suffixes) for j in gplan.jobs] == [
+        (model, ["T2w", "FLAIR"]), ("v2", ["T1w"]), ("v2", ["T2w"])]
+    lacking = group_scans([scan("sub-02_T1w"), scan("sub-02_T2w")])[0]
+    gplan = plan_group(lacking, model=model, general_model="v2")
+    assert [j.model for j in gplan.jobs] == ["v2", "v2"] and "lacks FLAIR" in gplan.notes[0]
 
 
 def test_duplicate_entities_are_skipped():
