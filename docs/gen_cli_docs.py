@@ -82,7 +82,7 @@ def render() -> str:
                   "| option | description | default |", "|---|---|---|"]
         for action in actions:
             text = (action.help or "").replace("|", "\\|").replace("%(default)s", "")
-            if action.choices and action.option_strings == [] or action.choices:
+            if action.choices:
                 text += f" (choices: {', '.join(map(str, action.choices))})"
             lines.append(f"| {_flags(action)} | {text} | {_default(action)} |")
         lines.append("")

@@ -14,7 +14,8 @@ from ..model.registry import MODELS, resolve_model_path, search_dirs
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="synthsr-models", description="Find and download SynthSR weights.",
-                                     epilog="exit codes: 0 success; 2 not found or download/verification failed; 3 not a model with a card")
+                                     epilog="exit codes: 0 success; 2 not found or download/verification failed; "
+                                            "3 not a model with a card")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="known models, their SHA-256 and where each was found (with the card of a "
                                 "model trained by this package)")

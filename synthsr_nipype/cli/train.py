@@ -45,6 +45,7 @@ FIELD_HELP = {
     "convs_per_level": "convolutions per level",
     "kernel_size": "convolution kernel size",
     "batch_norm": "BatchNorm after each level",
+    "bn_recalibration": "at export, re-estimate BatchNorm statistics over N training samples (0: off)",
 }
 
 
@@ -114,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_config(args.config, overrides_from_args(args))
         from ..train.export import export_checkpoint
-        from ..train.trainer import Trainer
+        from ..train.trainer import Trainer, load_checkpoint
 
         trainer = Trainer(config)
         checkpoint = None
@@ -144,10 +145,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"ERROR: no checkpoint to export in {trainer.run_dir / 'checkpoints'}", file=sys.stderr)
             return 2
         out = Path(args.export) if args.export else trainer.run_dir / "model.safetensors"
-        print(f"model: {export_checkpoint(source, out, name=config.name)} (from {source.name})")
+        def export(checkpoint: Path, target: Path) -> Path:
+            step = int(load_checkpoint(checkpoint)["step"])
+            return export_checkpoint(checkpoint, target, name=config.name,
+                                     recalibration=trainer.generator_at(max(step - 1, 0)),
+                                     recalibration_batches=config.bn_recalibration)
+
+        print(f"model: {export(source, out)} (from {source.name})")
         best = trainer.run_dir / "checkpoints" / "best.pt"
         if best.is_file() and not args.export:
-            print(f"best validation: {export_checkpoint(best, trainer.run_dir / 'best.safetensors', config.name)}")
+            print(f"best validation: {export(best, trainer.run_dir / 'best.safetensors')}")
         return 0
     except SynthSRError as exc:
         print(f"ERROR: {exc}", file=sys.stderr)

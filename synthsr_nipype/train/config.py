@@ -64,6 +64,8 @@ class TrainConfig:
     validation_batches: int = 4
     validation_seed: int = 1_000_000
     name: str = "synthsr-trained"
+    #: at export, re-estimate the BatchNorm statistics over this many training samples (0: keep the running ones)
+    bn_recalibration: int = 0
     #: from a step on, overrides of the generator section, e.g. ``[{from_step: 1000, generator: {crop: 96}}]``
     #: (smaller crops early); validation always uses the base ``generator`` section
     stages: tuple[dict[str, Any], ...] = ()

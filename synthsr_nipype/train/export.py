@@ -7,14 +7,15 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from .. import __version__
 from ..model.card import save_card_model, spec_from_dict
 from ..model.spec import UNetSpec
-from ..synth import GeneratorConfig
+from ..synth import GeneratorConfig, SynthGenerator
 from .trainer import load_checkpoint
-from .unet import TrainableUNet, export_state_dict
+from .unet import TrainableUNet, export_state_dict, recalibrate_batch_norm
 
 #: Resolution of the grid the network is trained and run on (the general pipeline resamples to it).
 TRAINING_RESOLUTION_MM = 1.0
@@ -55,8 +56,14 @@ def build_card(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 def export_checkpoint(checkpoint: str | os.PathLike[str], out: str | os.PathLike[str],
-                      name: str | None = None) -> Path:
-    """Write the inference model of ``checkpoint`` to ``out`` (BatchNorm folded, card embedded)."""
+                      name: str | None = None, recalibration: SynthGenerator | None = None,
+                      recalibration_batches: int = 0) -> Path:
+    """Write the inference model of ``checkpoint`` to ``out`` (BatchNorm folded, card embedded).
+
+    With ``recalibration_batches`` > 0, the BatchNorm statistics are first re-estimated with the weights
+    frozen over that many samples of ``recalibration`` (a training generator; seeds of their own, see
+    :func:`recalibration_seed`), and the card says so.
+    """
     payload = load_checkpoint(checkpoint)
     spec = _spec(payload)
     net = TrainableUNet(spec)
@@ -64,7 +71,22 @@ def export_checkpoint(checkpoint: str | os.PathLike[str], out: str | os.PathLike
     card = build_card(payload)
     if name:
         card["name"] = name
+    if recalibration_batches > 0:
+        if recalibration is None:
+            raise ValueError("BatchNorm recalibration needs a generator")
+        seed = int(payload["config"]["seed"])
+        batches = (recalibration.sample(1, seed=recalibration_seed(seed, i)).inputs
+                   for i in range(recalibration_batches))
+        used = recalibrate_batch_norm(net, batches)
+        card["training"]["batch_norm_recalibration"] = {
+            "samples": used, "seeds": f"SeedSequence([{seed}, 1, i]) for i < {used}",
+            "crop": _jsonable(recalibration.config.crop)}
     return save_card_model(out, spec, export_state_dict(net.eval()), card)
+
+
+def recalibration_seed(seed: int, index: int) -> int:
+    """Seeds of the BatchNorm recalibration samples: a stream apart from every training step's."""
+    return int(np.random.SeedSequence([int(seed), 1, int(index)]).generate_state(1, dtype=np.uint32)[0])
 
 
 def _spec(payload: dict[str, Any]) -> UNetSpec:

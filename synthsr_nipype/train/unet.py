@@ -15,6 +15,8 @@ which torch differentiates too.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -86,6 +88,33 @@ def _conv(conv: nn.Conv3d, x: torch.Tensor) -> torch.Tensor:
     if x.dtype != torch.float32 or x.device.type != "cpu":  # autocast (bf16) and GPUs: torch's own dispatch
         return conv(x)
     return conv3d(x, conv.weight, conv.bias)
+
+
+@torch.no_grad()
+def recalibrate_batch_norm(net: TrainableUNet, batches: Iterable[torch.Tensor]) -> int:
+    """Replace every BatchNorm's running statistics by their plain average over ``batches`` (inputs).
+
+    Training with batch size 1 and a learning rate that keeps moving the weights leaves the exponential
+    running averages (momentum 0.01, ~100 steps) behind the final weights; averaging with the weights frozen
+    ("precise BN") gives the eval-mode network the statistics of the network it is.  Returns the count used.
+    """
+    bns = [m for m in net.modules() if isinstance(m, nn.BatchNorm3d)]
+    momenta = [m.momentum for m in bns]
+    was_training = net.training
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+    net.train()
+    count = 0
+    try:
+        for x in batches:
+            net(x)
+            count += 1
+    finally:
+        for m, momentum in zip(bns, momenta):
+            m.momentum = momentum
+        net.train(was_training)
+    return count
 
 
 def export_state_dict(net: TrainableUNet) -> dict[str, torch.Tensor]:

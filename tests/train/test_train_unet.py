@@ -6,7 +6,12 @@ import pytest
 import torch
 
 from synthsr_nipype.model import UNet, published_spec
-from synthsr_nipype.train.unet import TrainableUNet, export_state_dict, to_inference
+from synthsr_nipype.train.unet import (
+    TrainableUNet,
+    export_state_dict,
+    recalibrate_batch_norm,
+    to_inference,
+)
 from tests.inference.test_unet_slabs import plain_forward, rel
 
 
@@ -65,3 +70,15 @@ def test_training_mode_gradients_reach_every_parameter():
     net = TrainableUNet(published_spec(4, n_levels=3)).train()
     net(torch.rand(2, 1, 16, 16, 16)).abs().mean().backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in net.parameters())
+
+
+def test_recalibration_averages_the_statistics_over_the_batches():
+    torch.manual_seed(2)
+    net = trained_a_little(published_spec(4, n_levels=3))
+    seen = []
+    hook = net.bn_down[0].register_forward_hook(lambda m, args, out: seen.append(args[0].mean(dim=(0, 2, 3, 4))))
+    batches = [torch.rand(1, 1, 16, 16, 16) * (i + 1) for i in range(3)]
+    assert recalibrate_batch_norm(net, iter(batches)) == 3
+    hook.remove()
+    assert torch.allclose(net.bn_down[0].running_mean, torch.stack(seen).mean(0), atol=1e-6)
+    assert not net.training and all(m.momentum == 0.5 for m in net.modules() if isinstance(m, torch.nn.BatchNorm3d))

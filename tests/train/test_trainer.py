@@ -162,6 +162,18 @@ def test_export_only_and_resume_latest(tmp_path, capsys):
     assert read_card(target)[1].data["training"]["steps"] == 3
 
 
+def test_export_can_recalibrate_batch_norm(tmp_path):
+    path = write_config(tmp_path, steps=1, checkpoint_every=1)
+    assert train_cli.main([str(path), "--quiet", "--export", str(tmp_path / "plain.safetensors")]) == 0
+    assert train_cli.main([str(path), "--quiet", "--export-only", "--bn-recalibration", "2",
+                           "--export", str(tmp_path / "recal.safetensors")]) == 0
+    card = read_card(tmp_path / "recal.safetensors")[1].data
+    assert card["training"]["batch_norm_recalibration"]["samples"] == 2
+    plain, recal = load_model(tmp_path / "plain.safetensors"), load_model(tmp_path / "recal.safetensors")
+    assert torch.equal(plain.net.down[0][0].weight, recal.net.down[0][0].weight)
+    assert not torch.equal(plain.net.bn_down_0_shift, recal.net.bn_down_0_shift)
+
+
 def test_resume_without_checkpoint_is_exit_2(tmp_path, capsys):
     path = write_config(tmp_path, steps=2)
     assert train_cli.main([str(path), "--quiet", "--resume"]) == 2
