@@ -5,9 +5,10 @@ Exit codes (documented in docs/cli.md and docs/bids-app.md):
 * 0 -- success
 * 1 -- bad input: an image that cannot be processed (the others still are), a BIDS dataset,
   label, filter or settings file that cannot be used, nothing to collect at the group level;
-  or a workflow node failed
+  or a workflow node failed; synthsr-bids: some selected scans were not processed, or it was
+  interrupted (SIGINT/SIGTERM)
 * 2 -- usage error or missing dependency: a model that cannot be found or downloaded,
-  FreeSurfer or its licence, an optional package
+  FreeSurfer or its licence, an optional package, a GPU that is not there
 * 3 -- the model file exists but is corrupted or is not a SynthSR U-Net
 
 Commands catch :class:`SynthSRError`, print its one-line message and return its ``exit_code``.
@@ -60,6 +61,10 @@ class DependencyError(SynthSRError):
     """A program, licence or package needed for the requested run is missing."""
 
     exit_code = EXIT_USAGE
+
+
+class DeviceError(DependencyError):
+    """The requested compute device (CUDA, MPS) is not on this machine."""
 
 
 class ModelNotFoundError(SynthSRError):

@@ -165,7 +165,14 @@ def collect_anat(
         selection["session"] = list(session_labels)
 
     files: dict[str, Any] = {}
+    known = set(layout.get_entities()) | {"suffix", "extension", "datatype", "subject", "session"}
     for query in suffix_queries(suffixes, bids_filters).values():
+        unknown = sorted(set(query) - known)
+        if unknown:
+            raise BIDSInputError(
+                f"BIDS filter: unknown entit{'y' if len(unknown) == 1 else 'ies'} {', '.join(unknown)} "
+                f"(known entities: {', '.join(sorted(set(layout.get_entities())))})"
+            )
         for bids_file in layout.get(**query, **selection):
             files[bids_file.path] = bids_file
     return [files[path] for path in sorted(files)]

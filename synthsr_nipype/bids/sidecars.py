@@ -52,7 +52,8 @@ def synthsr_metadata(
         "Description": "Synthetic 1 mm MP-RAGE-like T1-weighted image predicted by SynthSR",
         "SoftwareName": "synthsr-nipype",
         "SoftwareVersion": __version__,
-        "SoftwareVersions": software_versions(),
+        # BIDS defines SoftwareVersions as a string (the schema validator rejects an object)
+        "SoftwareVersions": ", ".join(f"{dist} {ver}" for dist, ver in software_versions().items()),
         "Model": {"Name": model_name, "SHA256": model_sha256},
         "InputChannels": list(channels),
         "Flags": {"ct": bool(ct), "flip": bool(flip), "sharpen": bool(sharpen)},

@@ -10,7 +10,10 @@ import gc
 import logging
 import multiprocessing
 import os
+import signal
 import sys
+import tempfile
+import threading
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -37,6 +40,46 @@ def _is_within(path: Path, parent: Path) -> bool:
         return True
     except ValueError:
         return False
+
+
+def _place_problem(path: Path, what: str) -> str:
+    """Why ``path`` cannot be (or become) a writable folder, or ``""``; nothing is created."""
+    if path.is_symlink() and not path.exists():
+        return f"{what} {path} is a dangling symbolic link (to {os.readlink(path)})"
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        return (f"{what} {path} is a file, not a folder" if existing == path
+                else f"{what} {path}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{what} {path}: {existing} is not writable (permissions or a read-only file system)"
+    return ""
+
+
+def _check_device(device: str) -> None:
+    """A device that is not on this machine ends the run before any work: exit 2, one line."""
+    if device in ("auto", "cpu"):
+        return
+    from ..inference import pick_device
+
+    pick_device(device)  # raises DependencyError
+
+
+def _check_plugin(settings: dict[str, Any], source: Path | None) -> None:
+    from nipype.pipeline import plugins
+
+    name = settings["plugin"]
+    if not hasattr(plugins, f"{name}Plugin"):
+        known = sorted(n[: -len("Plugin")] for n in dir(plugins) if n.endswith("Plugin") and n != "Plugin")
+        raise InputError(f"{source}: unknown Nipype plugin {name!r}; use one of {', '.join(known)}")
+
+
+def _is_graph_plugin(name: str) -> bool:
+    from nipype.pipeline import plugins
+    from nipype.pipeline.plugins.base import GraphPluginBase
+
+    return issubclass(getattr(plugins, f"{name}Plugin"), GraphPluginBase)
 
 
 def _run_id() -> str:
@@ -103,7 +146,10 @@ def _plugin_settings(args) -> dict[str, Any]:
         if pargs["mp_context"] == "forkserver":
             # The server imports torch and the interfaces once (no threads started yet, so forking it is
             # safe); each worker then forks from it instead of paying those imports itself.
-            multiprocessing.set_forkserver_preload(["torch", "synthsr_nipype.interfaces"])
+            os.environ["SYNTHSR_BIDS_NIPYPE_LEVEL"] = _nipype_level(args)
+            multiprocessing.set_forkserver_preload(
+                ["torch", "synthsr_nipype.interfaces", "synthsr_nipype.cli.worker_logging"]
+            )
     return settings
 
 
@@ -128,11 +174,15 @@ def _start_workers_server(settings: dict[str, Any]) -> None:
         forkserver.ensure_running()
 
 
+def _nipype_level(args) -> str:
+    return "DEBUG" if args.verbose_count > 1 else ("INFO" if args.verbose_count else "WARNING")
+
+
 def _configure_nipype(args, *, log_dir: Path, poll_seconds: float = LOCAL_POLL_SECONDS) -> None:
     from nipype import config
     from nipype import logging as nlogging
 
-    level = "DEBUG" if args.verbose_count > 1 else ("INFO" if args.verbose_count else "WARNING")
+    level = _nipype_level(args)
     # Config is process-wide: set every key on each call so in-process reruns start clean.
     config.update_config(
         {
@@ -264,6 +314,15 @@ def _select(args):
     ):
         models[args.model] = _model_info(args.model, required=not args.dry_run)
         in_channels = models[args.model].get("arch", {}).get("in_channels")
+    if args.dry_run:  # the error a real run would stop with, before it reads any header
+        from ..model.registry import resolve_model_path
+
+        for name in dict.fromkeys((args.model, args.general_model)):
+            try:
+                resolve_model_path(name)
+            except SynthSRError as exc:
+                models.setdefault(name, {})["error"] = str(exc)
+                models[name]["exit_code"] = exc.exit_code
     base = models.get(args.model, {}).get("arch", {}).get("base_features", DEFAULT_BASE_FEATURES)
     plan = build_plan(
         files,
@@ -284,12 +343,22 @@ def _write_outputs_scaffold(args, plan, log_dir: Path, *, morphometry: bool = Fa
     from ..bids.plan import format_plan
 
     write_dataset_description(args.output_dir, args.bids_dir)
-    ignore = ["logs/"]
+    # logs, and each scan's ITK transform (_xfm.txt: not yet in the BIDS schema)
+    ignore = ["logs/", "*_xfm.txt", "*_xfm.json"]
     if morphometry:  # community suffixes (_morph.tsv, _map.nii.gz), transforms, group/
         from ..morphometry.derivatives import bidsignore_patterns
 
         ignore += bidsignore_patterns()
     write_bidsignore(args.output_dir, ignore)
+    readme = args.output_dir / "README.md"
+    if not readme.exists():
+        from .. import __version__
+
+        atomic_write_bytes(readme, (
+            f"# SynthSR derivatives\n\nSynthetic 1 mm MP-RAGE-like T1-weighted images of the raw dataset "
+            f"named in `dataset_description.json` (SourceDatasets), one per anatomical scan and one fused "
+            f"per subject and session, written by synthsr-nipype {__version__}. Methods and references: "
+            f"`logs/CITATION.md`; what ran: `logs/<run>/plan.txt`.\n").encode())
     atomic_write_bytes(log_dir / "plan.txt", (format_plan(plan) + "\n").encode())
 
 
@@ -391,6 +460,17 @@ def run_app(args) -> int:
             f"output directory {args.output_dir} is inside the BIDS dataset; use "
             f"{args.bids_dir / 'derivatives'}/... or a folder outside it"
         )
+    if args.bids_database_dir is not None and _is_within(args.bids_database_dir, args.bids_dir):
+        raise InputError(
+            f"--bids-database-dir {args.bids_database_dir} is inside the BIDS dataset, which is "
+            "never written to; use a folder outside it"
+        )
+    for place, what in ((args.output_dir, "output directory"), (work_dir, "work directory"),
+                        (args.bids_database_dir, "--bids-database-dir")):
+        problem = place and _place_problem(place, what)
+        if problem:
+            raise InputError(problem)
+    _check_device(args.device)
     if args.resource_monitor:
         try:
             import psutil  # noqa: F401  (nipype's monitor needs it; not a nipype dependency)
@@ -403,6 +483,7 @@ def run_app(args) -> int:
 
     settings = None if args.dry_run else _plugin_settings(args)
     if settings is not None:
+        _check_plugin(settings, args.use_plugin)
         _start_workers_server(settings)
     plan, selection, models = _select(args)
     from ..bids.plan import format_plan, skipped_scans
@@ -410,9 +491,11 @@ def run_app(args) -> int:
     problem = _nothing_to_run(args, plan, selection)
     if args.dry_run:
         print(format_plan(plan))
+        # the model first: a real run stops there before it reads any header
+        for error in [info["error"] for info in models.values() if "error" in info][:1]:
+            print(f"a real run would stop: {error}")
         if problem:
-            prefix = "nothing would run" if not plan.jobs else "a real run would stop"
-            print(f"{prefix}: {problem}")
+            print(f"{'nothing would run' if not plan.jobs else 'a real run would stop'}: {problem}")
         return EXIT_OK
     skipped = skipped_scans(plan)
     for relpath, reason in skipped:
@@ -424,9 +507,11 @@ def run_app(args) -> int:
     for name in sorted({job.model for job in plan.jobs} - set(models)):
         models[name] = _model_info(name, required=True)
 
-    from ..atomic import atomic_write_bytes
+    from ..atomic import atomic_write_bytes, sweep_temporaries
     from ..workflows.base import citation_markdown, init_synthsr_bids_wf
 
+    for stale in sweep_temporaries(args.output_dir) if args.output_dir.is_dir() else []:
+        log.info("removed %s, left by a run that was killed", stale)
     run_id = _run_id()
     log_dir = args.output_dir / "logs" / run_id
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -477,6 +562,13 @@ def run_app(args) -> int:
     bad_scans = 0
     old_config_dir = os.environ.get("NIPYPE_CONFIG_DIR")
     os.environ["NIPYPE_CONFIG_DIR"] = str(log_dir)  # see _configure_nipype
+    # Scratch folders of the nodes (synthsr-ants-*, pymp-*...) go to the work directory: a killed
+    # run leaves them there, not in a shared $TMPDIR.
+    old_tmpdir = os.environ.get("TMPDIR")
+    scratch = work_dir / "tmp"
+    scratch.mkdir(exist_ok=True)
+    os.environ["TMPDIR"] = str(scratch)
+    tempfile.tempdir = None  # tempfile caches the folder it found first
     try:
         # Nipype's resource monitor drops .proc-* files in the current directory and
         # MultiProc workers inherit it: run from the work directory, not the user's.
@@ -485,7 +577,10 @@ def run_app(args) -> int:
         # itself; with torch and the BIDS index loaded each took ~0.15 s (~4 s for 4 one-scan
         # subjects). Frozen start-up objects are skipped, so a collection scans only the run's.
         gc.freeze()
-        workflow.run(plugin=settings["plugin"], plugin_args=settings["plugin_args"])
+        plugin_args = dict(settings["plugin_args"])
+        if not _is_graph_plugin(settings["plugin"]):  # those submit the whole graph at once
+            plugin_args["status_callback"] = _stop_if_interrupted(plugin_args.get("status_callback"))
+        workflow.run(plugin=settings["plugin"], plugin_args=plugin_args)
     except Exception as exc:  # any node failure: the crash files hold the details
         crashed, bad_scans = _crash_lines(log_dir, args.bids_dir)
         for line in crashed:
@@ -496,10 +591,12 @@ def run_app(args) -> int:
     finally:
         gc.unfreeze()
         os.chdir(cwd)
-        if old_config_dir is None:
-            os.environ.pop("NIPYPE_CONFIG_DIR", None)
-        else:
-            os.environ["NIPYPE_CONFIG_DIR"] = old_config_dir
+        for name, value in (("NIPYPE_CONFIG_DIR", old_config_dir), ("TMPDIR", old_tmpdir)):
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        tempfile.tempdir = None
         if handler is not None:
             logging.getLogger("callback").removeHandler(handler)
             handler.close()
@@ -543,14 +640,41 @@ def main(argv: list[str] | None = None) -> int:
         else logging.WARNING,
         format="%(levelname)s: %(message)s",
     )
+    # Batch schedulers end a job with SIGTERM at its wall-time limit: stop as on Ctrl-C.
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    _interrupted.clear()
     try:
         return run_app(args)
     except SynthSRError as exc:
-        print(f"ERROR: {exc}", file=sys.stderr)
+        print("ERROR: " + " ".join(str(exc).split()), file=sys.stderr)  # one line, whatever it quotes
         return exc.exit_code
     except KeyboardInterrupt:
         print("ERROR: interrupted; rerun the same command to resume", file=sys.stderr)
         return EXIT_FAILED
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+#: Set by SIGINT/SIGTERM. Nipype records an exception raised inside a node as that node's crash
+#: and goes on with the others; the status callback raises again at the next node boundary.
+_interrupted = threading.Event()
+
+
+def _interrupt(signum: int, frame) -> None:  # noqa: ARG001 - signal handler signature
+    _interrupted.set()
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def _stop_if_interrupted(callback=None):
+    """A Nipype status callback that ends the run once a signal came (then calls ``callback``)."""
+    def status(node, event) -> None:
+        if callback is not None:
+            callback(node, event)
+        if _interrupted.is_set():
+            raise KeyboardInterrupt("interrupted")
+
+    return status
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from pathlib import Path
 
 from ..bids.query import DEFAULT_SUFFIXES
 from ..morphometry import BACKENDS
 
 EXIT_CODES = (
-    "exit codes: 0 success (and --dry-run); 1 bad input (dataset, label, filter, no usable "
-    "scan; at the group level: no participant volumes, or backends/models that would be "
-    "mixed) or a node failed (crash files in OUTPUT_DIR/logs); 2 missing dependency (e.g. a "
-    "model that is not installed, with how to get it; FreeSurfer or its licence for a "
-    "FreeSurfer --seg-backend); 3 a model file that is corrupted"
+    "exit codes: 0 success (and --dry-run); 1 bad input (some selected scans not processed, "
+    "one line each; dataset, label, filter, plugin, output or work place; no usable scan; at "
+    "the group level: no participant volumes, or backends/models that would be mixed), a node "
+    "failed (crash files in OUTPUT_DIR/logs) or interrupted (SIGINT/SIGTERM); 2 usage error or "
+    "missing dependency (e.g. a model that is not installed, with how to get it; a GPU that "
+    "is not there; FreeSurfer or its licence for a FreeSurfer --seg-backend); 3 a model file "
+    "that is corrupted"
 )
 
 
@@ -55,11 +58,25 @@ def _existing_dir(text: str) -> Path:
     return path.absolute()
 
 
+def _device(text: str) -> str:
+    if text in ("auto", "cpu", "cuda", "mps") or re.fullmatch(r"cuda:\d+", text):
+        return text
+    raise argparse.ArgumentTypeError(f"{text!r} is not a device: use auto, cpu, cuda, cuda:N or mps")
+
+
+class OneLineErrorParser(argparse.ArgumentParser):
+    """Usage errors are one line naming the problem and where the usage is (exit 2), not the
+    whole usage block."""
+
+    def error(self, message: str):  # argparse's signature
+        self.exit(2, f"ERROR: {message} (see {self.prog} --help)\n")
+
+
 def get_parser() -> argparse.ArgumentParser:
     """Build the parser (also used by ``docs/gen_cli_docs.py``)."""
     from .. import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog="synthsr-bids",
         description=(
             "SynthSR BIDS-App: for every subject and session of a BIDS dataset, a synthetic 1 mm "
@@ -127,7 +144,7 @@ def get_parser() -> argparse.ArgumentParser:
         help="voxel-wise combination of a group's registered outputs",
     )
     g_model.add_argument(
-        "--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (not part of the cache key)"
+        "--device", type=_device, default="auto", help="auto, cpu, cuda, cuda:N or mps (not part of the cache key)"
     )
 
     g_morph = parser.add_argument_group(

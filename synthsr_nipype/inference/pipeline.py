@@ -17,7 +17,7 @@ import nibabel as nib
 import numpy as np
 import torch
 
-from ..errors import InputImageError, ModelError
+from ..errors import DeviceError, InputImageError, ModelError
 from ..model import DEFAULT_MODEL, SynthSRModel, UNet, load_model
 from . import memory
 from .geometry import (
@@ -70,8 +70,11 @@ def pick_device(device: str | torch.device = "auto") -> torch.device:
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ModelError("--device cuda was requested but no CUDA device is available")
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise DeviceError(f"--device {device}: no CUDA GPU is available on this machine; use --device cpu or auto")
+    if device == "mps" and not (getattr(torch.backends, "mps", None) is not None
+                                and torch.backends.mps.is_available()):
+        raise DeviceError("--device mps: Apple MPS is not available on this machine; use --device cpu or auto")
     return torch.device(device)
 
 

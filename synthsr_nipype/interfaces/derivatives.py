@@ -11,6 +11,7 @@ from nipype.interfaces.base import (
     InputMultiObject,
     SimpleInterface,
     TraitedSpec,
+    isdefined,
     traits,
 )
 
@@ -24,6 +25,7 @@ class _DerivativesSinkInputSpec(BaseInterfaceInputSpec):
     entities = traits.Dict(mandatory=True, desc="BIDS entities of the output")
     extension = traits.Enum(".nii.gz", ".txt", ".h5", usedefault=True, desc="extension of the stored file")
     sources = traits.List(traits.Str, mandatory=True, desc="BIDS URIs of the inputs")
+    metadata = traits.Dict(desc="metadata merged last, over in_json")
 
 
 class _DerivativesSinkOutputSpec(TraitedSpec):
@@ -57,6 +59,8 @@ class DerivativesSink(SimpleInterface):
         metadata: dict = {}
         for path in self.inputs.in_json or []:
             metadata.update(json.loads(Path(path).read_text()))
+        if isdefined(self.inputs.metadata):
+            metadata.update(self.inputs.metadata)
         img = nib.load(self.inputs.in_file) if extension == ".nii.gz" else None
         sidecar = derivative_sidecar(metadata, sources=list(self.inputs.sources), img=img)
         atomic_write_json(out_json, sidecar)

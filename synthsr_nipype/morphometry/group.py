@@ -79,7 +79,8 @@ def collect_volumes(
         selected = "".join(f" for {flag} {' '.join(labels)}" for flag, labels in
                            (("--participant-label", participant_label), ("--session-label", session_label))
                            if labels)
-        raise GroupError(f"no participant volumes (*_desc-volume_morph.tsv) found under {root}{selected}")
+        raise GroupError(f"no participant volumes (*_desc-volume_morph.tsv) found under {root}{selected}; "
+                         "the participant level writes them only with --seg-backend or --tbm")
     long = pd.concat(frames, ignore_index=True)
     if seg_backend is not None:
         long = long[long["seg_backend"] == seg_backend]

@@ -196,6 +196,8 @@ def init_single_subject_wf(
             base_directory=str(output_dir),
             entities=dict(group.fused_entities),
             sources=derived_uris,
+            # the reference's SynthSR sidecar is merged in: the channels are those of every scan
+            metadata={"InputChannels": [Path(p).name for job in group.jobs for p in job.inputs]},
         ),
         name="ds_fused",
         run_without_submitting=True,

@@ -24,6 +24,8 @@ import numpy as np
 import pytest
 
 from tests.paths import REAL, TINY
+from tests.validator import AVAILABLE as VALIDATOR_AVAILABLE
+from tests.validator import bids_validator_errors
 
 pytestmark = pytest.mark.skipif(
     not (REAL.is_dir() and TINY.is_file()), reason="shared data (../shared) not available"
@@ -289,6 +291,11 @@ def test_e2e_dataset_description_and_logs(e2e):
     if shutil.which("dot"):  # graphviz (installed by .ci/run) renders the picture
         assert (out / "logs" / "graph.svg").is_file()
     assert "logs/" in (out / ".bidsignore").read_text()
+
+
+@pytest.mark.skipif(not VALIDATOR_AVAILABLE, reason="bids-validator-deno not installed (pip install it)")
+def test_e2e_passes_the_bids_schema_validator(e2e):
+    assert bids_validator_errors(e2e["out"]) == []
 
 
 def test_e2e_pybids_reindex_and_roundtrip(e2e):

@@ -19,6 +19,8 @@ import numpy as np
 import pytest
 
 from tests.paths import TINY
+from tests.validator import AVAILABLE as VALIDATOR_AVAILABLE
+from tests.validator import bids_validator_errors
 
 from .build import BIDS, DATA, GOOD, HEADER, ODD, build_corpus, snapshot
 
@@ -31,7 +33,8 @@ EXIT_IMAGE_FAILED = 1
 
 
 def _run(*argv: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", *argv], cwd=cwd, capture_output=True, text=True, timeout=900)
+    return subprocess.run([sys.executable, "-m", *argv], cwd=cwd, capture_output=True, text=True,
+                          timeout=900, check=False)
 
 
 def _print_counts(command: str, cases, outcome: dict[str, str]) -> None:
@@ -93,6 +96,10 @@ def test_synthsr_bids_on_the_corpus(tmp_path):
     assert written == set(processed), sorted(written ^ set(processed))
     _assert_nothing_partial(out)
     assert snapshot(bids) == before
+    if VALIDATOR_AVAILABLE:
+        assert bids_validator_errors(out) == []
+    else:
+        print("bids-validator-deno not installed: the output was not validated")
     assert {HEADER, DATA, BIDS, ODD, GOOD} <= {c.klass for c in applicable}
     _print_counts("synthsr-bids", applicable, outcome)
 
@@ -130,3 +137,4 @@ def test_synthsr_on_the_corpus(tmp_path):
     _assert_nothing_partial(out)
     assert snapshot(bids) == before
     _print_counts("synthsr", applicable, outcome)
+
