@@ -66,9 +66,18 @@ class TrainConfig:
     name: str = "synthsr-trained"
     #: at export, re-estimate the BatchNorm statistics over this many training samples (0: keep the running ones)
     bn_recalibration: int = 0
-    #: from a step on, overrides of the generator section, e.g. ``[{from_step: 1000, generator: {crop: 96}}]``
-    #: (smaller crops early); validation always uses the base ``generator`` section
+    #: from a step on, overrides of the generator section and/or the learning rate, e.g.
+    #: ``[{from_step: 1000, generator: {crop: 96}, learning_rate: 1e-4}]`` (smaller crops early, a lower rate
+    #: late); validation always uses the base ``generator`` section
     stages: tuple[dict[str, Any], ...] = ()
+
+    def learning_rate_at(self, step: int) -> float:
+        """The learning rate in force at ``step`` (0-based)."""
+        rate = float(self.learning_rate)
+        for stage in sorted(self.stages, key=lambda st: int(st["from_step"])):
+            if step >= int(stage["from_step"]) and "learning_rate" in stage:
+                rate = float(stage["learning_rate"])
+        return rate
 
     def generator_at(self, step: int) -> dict[str, Any]:
         """The generator section in force at ``step`` (0-based): the base with every stage begun so far."""
@@ -105,9 +114,12 @@ class TrainConfig:
             raise ConfigError(f"{source}: 'generator' must be a mapping")
         stages = data.get("stages") or ()
         if not isinstance(stages, (list, tuple)) or not all(
-                isinstance(st, dict) and set(st) <= {"from_step", "generator"} and isinstance(st.get("from_step"), int)
-                and isinstance(st.get("generator", {}), dict) for st in stages):
-            raise ConfigError(f"{source}: 'stages' must be a list of {{from_step: N, generator: {{...}}}}")
+                isinstance(st, dict) and set(st) <= {"from_step", "generator", "learning_rate"}
+                and isinstance(st.get("from_step"), int) and isinstance(st.get("generator", {}), dict)
+                and isinstance(st.get("learning_rate", 1.0), (int, float)) and st.get("learning_rate", 1.0) > 0
+                for st in stages):
+            raise ConfigError(f"{source}: 'stages' must be a list of {{from_step: N, generator: {{...}}, "
+                              "learning_rate: R}} (generator and learning_rate optional)")
         data["stages"] = tuple(dict(st) for st in stages)
         try:
             config = cls(**data)

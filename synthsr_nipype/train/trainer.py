@@ -13,6 +13,8 @@ import csv
 import logging
 import math
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -115,6 +117,8 @@ class Trainer:
     def train_step(self) -> float:
         """One optimiser step on the batch of the next step number; returns its loss."""
         step = self.state.step
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.config.learning_rate_at(step)
         batch = self.generator_at(step).sample(self.config.batch_size, seed=step_seed(self.config.seed, step))
         inputs = batch.inputs.to(self.device, non_blocking=True)
         target = batch.target.to(self.device, non_blocking=True)
@@ -209,9 +213,11 @@ class Trainer:
         bar = _progress(total, self.state.step, progress)
         start = time.perf_counter()
         done_here = 0
+        stop = _InterruptAfterStep()
         try:
             while self.state.step < total:
-                loss = self.train_step()
+                with stop:
+                    loss = self.train_step()
                 done_here += 1
                 if not math.isfinite(loss):
                     raise FloatingPointError(f"loss is {loss} at step {self.state.step}; lower learning_rate")
@@ -241,11 +247,34 @@ class Trainer:
                     bar.set_postfix(postfix)
                 if on_step is not None:
                     on_step(result)
+                if stop.requested:
+                    raise KeyboardInterrupt
         finally:
             logger.close()
             if bar is not None:
                 bar.close()
         return self.state
+
+
+class _InterruptAfterStep:
+    """Inside the block, Ctrl-C (SIGINT) only asks to stop: the step finishes, so the weights, Adam's moments and
+    the step counter a checkpoint then records belong together.  Outside the main thread: no change."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def __enter__(self) -> "_InterruptAfterStep":
+        self._previous = None
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._ask)
+        return self
+
+    def _ask(self, signum, frame) -> None:  # noqa: ARG002 - signal handler API
+        self.requested = True
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:

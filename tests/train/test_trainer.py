@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
+import signal
 
 import nibabel as nib
 import numpy as np
@@ -59,6 +61,29 @@ def test_stages_change_the_generator_from_their_step_on(tmp_path):
     assert trainer.generator_at(2).config.crop == (16, 24, 16)
     trainer.fit(steps=3, progress=False)
     assert trainer.checkpoint_payload()["generator_now"]["crop"] == [16, 24, 16]
+
+
+def test_stages_lower_the_learning_rate_from_their_step_on(tmp_path):
+    trainer = Trainer(tiny_config(tmp_path, learning_rate=1e-3, stages=[{"from_step": 2, "learning_rate": 1e-5}]))
+    assert [trainer.config.learning_rate_at(s) for s in (0, 1, 2, 9)] == [1e-3, 1e-3, 1e-5, 1e-5]
+    trainer.fit(steps=2, progress=False)
+    assert trainer.optimizer.param_groups[0]["lr"] == 1e-3
+    trainer.fit(steps=3, progress=False)
+    assert trainer.optimizer.param_groups[0]["lr"] == 1e-5
+
+
+def test_ctrl_c_lets_the_step_finish(tmp_path):
+    trainer = Trainer(tiny_config(tmp_path))
+    step = trainer.train_step
+
+    def interrupted_step() -> float:
+        os.kill(os.getpid(), signal.SIGINT)  # arrives in the middle of the step
+        return step()
+
+    trainer.train_step = interrupted_step
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit(progress=False)
+    assert trainer.state.step == 1  # the step was finished, not torn
 
 
 def test_crop_must_fit_the_network_depth(tmp_path):
