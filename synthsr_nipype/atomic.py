@@ -86,6 +86,15 @@ def sweep_temporaries(root: str | os.PathLike[str]) -> list[Path]:
     return removed
 
 
+def destination_of(path: str | os.PathLike[str]) -> Path:
+    """The file a temporary of :func:`atomic_target` stands for (``path`` itself otherwise)."""
+    path = Path(path)
+    match = _TEMPORARY.match(path.name)
+    if not match:
+        return path
+    return path.with_name(path.name[1:match.start("host") - 1])
+
+
 def _tmp_beside(dest: Path, *, keep_suffix: bool) -> Path:
     """A new temporary file next to ``dest`` (same filesystem: ``os.replace`` is a rename).
 

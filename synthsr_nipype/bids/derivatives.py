@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_write_bytes, atomic_write_json
+from ..citations import how_to_acknowledge
 
 #: Extended pattern for anatomical derivatives. pybids' own derivatives pattern for T1w
 #: lacks task/run/echo/part..., which raw anatomical names may carry (ds004332 has task-).
@@ -125,10 +126,7 @@ def dataset_description(bids_dir: str | Path) -> dict[str, Any]:
                          **({"Container": container} if (container := container_info()) else {})}],
         "SourceDatasets": [source],
         "DatasetLinks": {RAW_DATASET_NAME: bids_dir.as_uri()},
-        "HowToAcknowledge": (
-            "Cite SynthSR (Iglesias et al., Science Advances 2023; NeuroImage 2021) and "
-            "synthsr-nipype; see logs/CITATION.md for the methods text."
-        ),
+        "HowToAcknowledge": how_to_acknowledge(),
     }
     if raw.get("License"):
         desc["License"] = raw["License"]

@@ -6,10 +6,12 @@ and a documented exit code (see :data:`~synthsr_nipype.cli.bids_parser.EXIT_CODE
 
 from __future__ import annotations
 
+import errno
 import gc
 import logging
 import multiprocessing
 import os
+import re
 import signal
 import sys
 import tempfile
@@ -237,6 +239,41 @@ def _quiet_nipype_console(*, verbose: bool) -> None:
                 handler.addFilter(_drop_record)
 
 
+_ENOSPC = re.compile(r"No space left on device(?:: '([^']+)')?(?: -> '([^']+)')?")
+
+
+def _mount_point(path: Path) -> Path:
+    """The mount point of the file system holding ``path`` (or its nearest existing parent)."""
+    path = Path(os.path.abspath(path))
+    while not path.exists():
+        path = path.parent
+    while path.parent != path and path.parent.stat().st_dev == path.stat().st_dev:
+        path = path.parent
+    return path
+
+
+def no_space_line(written: str | os.PathLike[str]) -> str:
+    """``no space left on <mount point> writing <file>``, the file named as it will be (not as its
+    temporary)."""
+    from ..atomic import destination_of
+
+    target = destination_of(Path(written))
+    return f"no space left on {_mount_point(target)} writing {target}; free space and rerun the same command"
+
+
+def _no_space(text: list[str]) -> str | None:
+    """The no-space line for a crash file's text, if it is one (else ``None``)."""
+    for line in text:
+        match = _ENOSPC.search(line)
+        if match:
+            written = match.group(2) or match.group(1)
+            if written is None:  # the node's own folder in the work directory
+                written = next((ln.split(":", 1)[1].strip() for ln in text
+                                if ln.startswith("Working directory:")), ".")
+            return no_space_line(written)
+    return None
+
+
 def _crash_lines(log_dir: Path, bids_dir: Path) -> tuple[list[str], int]:
     """One line per crash file: the file and the problem for a scan that could not be read
     (:class:`~synthsr_nipype.errors.InputImageError`), else the node and its last error line.
@@ -244,6 +281,9 @@ def _crash_lines(log_dir: Path, bids_dir: Path) -> tuple[list[str], int]:
     lines, bad_scans = [], 0
     for crash in sorted(log_dir.glob("crash-*.txt")):
         text = [ln.strip() for ln in crash.read_text(errors="replace").splitlines() if ln.strip()]
+        full = _no_space(text)
+        if full is not None:  # one line says it all: every later node fails the same way
+            return [full], 0
         image_error = next((ln.split("InputImageError: ", 1)[1] for ln in reversed(text)
                             if "InputImageError: " in ln), None)
         if image_error is not None:
@@ -583,6 +623,11 @@ def run_app(args) -> int:
         workflow.run(plugin=settings["plugin"], plugin_args=plugin_args)
     except Exception as exc:  # any node failure: the crash files hold the details
         crashed, bad_scans = _crash_lines(log_dir, args.bids_dir)
+        if not crashed and isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            crashed = [no_space_line(exc.filename or work_dir)]
+        if crashed and crashed[0].startswith("no space left"):
+            print(f"ERROR: {crashed[0]}", file=sys.stderr)
+            return EXIT_FAILED
         for line in crashed:
             print(f"ERROR: {line}", file=sys.stderr)
         if not crashed:
@@ -640,6 +685,8 @@ def main(argv: list[str] | None = None) -> int:
         else logging.WARNING,
         format="%(levelname)s: %(message)s",
     )
+    # A full disk under logs/ must not print logging's own tracebacks: the run reports it once.
+    logging.raiseExceptions = False
     # Batch schedulers end a job with SIGTERM at its wall-time limit: stop as on Ctrl-C.
     previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     _interrupted.clear()
@@ -650,6 +697,11 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         print("ERROR: interrupted; rerun the same command to resume", file=sys.stderr)
+        return EXIT_FAILED
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        print(f"ERROR: {no_space_line(exc.filename or args.output_dir)}", file=sys.stderr)
         return EXIT_FAILED
     finally:
         for sig, handler in previous.items():

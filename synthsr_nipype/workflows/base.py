@@ -10,24 +10,10 @@ from nipype.pipeline import engine as pe
 
 from ..bids.derivatives import RAW_DATASET_NAME, bids_uri, scan_xfm_entities
 from ..bids.plan import GroupPlan, Plan
+from ..citations import CITATIONS
 from ..interfaces.derivatives import DerivativesSink
 from ..interfaces.fusion import RigidFusion
 from .synthsr import init_synthsr_wf
-
-CITATIONS = {
-    "synthsr1": "Iglesias JE, Billot B, Balbastre Y, et al. SynthSR: A public AI tool to turn "
-    "heterogeneous clinical brain scans into high-resolution T1-weighted images for 3D "
-    "morphometry. Science Advances 9(5), eadd3607 (2023).",
-    "synthsr2": "Iglesias JE, Billot B, Balbastre Y, et al. Joint super-resolution and synthesis "
-    "of 1 mm isotropic MP-RAGE volumes from clinical MRI exams with scans of different "
-    "orientation, resolution and contrast. NeuroImage 237, 118206 (2021).",
-    "ants": "Avants BB, Tustison NJ, Song G, et al. A reproducible evaluation of ANTs similarity "
-    "metric performance in brain image registration. NeuroImage 54(3), 2033-2044 (2011).",
-    "nipype": "Gorgolewski K, Burns CD, Madison C, et al. Nipype: a flexible, lightweight and "
-    "extensible neuroimaging data processing framework in Python. Front Neuroinform 5, 13 (2011).",
-    "pybids": "Yarkoni T, Markiewicz CJ, de la Vega A, et al. PyBIDS: Python tools for BIDS "
-    "datasets. Journal of Open Source Software 4(40), 1294 (2019).",
-}
 
 
 def _safe(label: str) -> str:

@@ -65,7 +65,10 @@ def init_synthsr_wf(
     workflow = pe.Workflow(name=name)
     workflow.__desc__ = (
         "Each anatomical scan was converted into a synthetic 1 mm isotropic MP-RAGE-like "
-        f"T1-weighted image with SynthSR [@synthsr1; @synthsr2] (model `{model_label(model)}`"
+        "T1-weighted image with SynthSR [@synthsr1; @synthsr2"
+        # the low-field and Hyperfine models come from the Radiology paper
+        f"{'; @hyperfine' if model_label(model) in ('lowfield', 'hyperfine') else ''}] "
+        f"(model `{model_label(model)}`"
         f"{', CT mode' if ct else ''}{', left-right flip averaging' if flip else ''}"
         f"{', sharpening' if sharpen else ''}), as implemented in PyTorch by synthsr-nipype."
     )

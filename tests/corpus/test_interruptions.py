@@ -1,8 +1,11 @@
-"""Kill -9 and SIGTERM while synthsr-bids runs SynthSR, fuses, or writes derivatives; then rerun:
-the outputs are byte-identical to an uninterrupted run and no temporary file is left in output_dir."""
+"""Runs that end early: kill -9 and SIGTERM while synthsr-bids runs SynthSR, fuses, or writes
+derivatives, and a full disk (output or work directory); then rerun: the outputs are byte-identical
+to an uninterrupted run and no temporary file is left in output_dir. Also: reruns leave identical
+outputs untouched, MultiProc is quiet without -v."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -19,6 +22,7 @@ from synthsr_nipype.atomic import host_label
 from tests.paths import TINY
 
 from .build import _image, _sidecar
+from .test_corpus import _assert_nothing_partial
 
 pytestmark = pytest.mark.skipif(not TINY.is_file(), reason="tiny fixture model (../shared) not available")
 
@@ -165,3 +169,40 @@ def test_multiproc_is_quiet_and_scratch_stays_in_the_work_dir(reference, tmp_pat
     assert _digest(out) == expected
     assert (work / "tmp").is_dir()
     assert not [p.name for p in system_tmp.iterdir() if p.name.startswith(("synthsr", "tmp"))]
+
+
+@contextlib.contextmanager
+def _small_tmpfs(path: Path, size: str):
+    """A tmpfs of ``size`` at ``path`` (the test must run as root; skips where it cannot mount)."""
+    path.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("disk full: mounting a small tmpfs needs root")
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                          capture_output=True, text=True, check=False)
+    if proc.returncode:
+        pytest.skip(f"disk full: cannot mount a tmpfs here ({proc.stderr.strip()})")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+@pytest.mark.parametrize("full,size", [("out", "64k"), ("work", "600k")])
+def test_disk_full_one_line_nothing_partial_rerun_completes(reference, tmp_path, full, size):
+    bids, expected, env, _ = reference
+    out, work = tmp_path / "out", tmp_path / "work"
+    with _small_tmpfs(tmp_path / full, size) as mount:
+        proc = subprocess.run(_command(bids, out, work), env=env, capture_output=True, text=True, timeout=600,
+                              check=False)
+        lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+        assert proc.returncode == 1, proc.stderr[-2000:]
+        assert len(lines) == 1 and lines[0].startswith(f"ERROR: no space left on {mount} writing "), lines
+        if out.exists():
+            assert _hidden(out) == []
+            _assert_nothing_partial(out)
+        subprocess.run(["mount", "-o", "remount,size=64m", str(mount)], check=True)  # space freed
+        rerun = subprocess.run(_command(bids, out, work), env=env, capture_output=True, text=True, timeout=600,
+                               check=False)
+        assert rerun.returncode == 0, rerun.stderr[-2000:]
+        assert _digest(out) == expected
+        assert _hidden(out) == []
