@@ -64,13 +64,15 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def sweep_temporaries(root: str | os.PathLike[str]) -> list[Path]:
+def sweep_temporaries(root: str | os.PathLike[str], *, recursive: bool = True) -> list[Path]:
     """Remove the temporaries that killed writers left under ``root`` (a run killed with -9 cannot
     clean up): those of processes of this host that no longer exist, and any older than a day.
     A concurrent run's temporaries (live process) are left alone. Returns the removed paths."""
     removed = []
     host, now = host_label(), time.time()
-    for dirpath, _dirs, files in os.walk(root):
+    for dirpath, dirs, files in os.walk(root):
+        if not recursive:
+            dirs.clear()
         for name in files:
             match = _TEMPORARY.match(name)
             if not match:

@@ -116,6 +116,12 @@ Job = tuple[str, str, str, Callable[[], nib.Nifti1Image]]
 
 def run_batch(jobs: Sequence[Job], *, skip_existing: bool = False) -> int:
     """Run every job, writing outputs atomically; a failure is reported and the others still run."""
+    from ..atomic import sweep_temporaries
+
+    # what a run killed with -9 left beside its outputs (never a live concurrent run's)
+    for folder in sorted({os.path.dirname(target) for _, _, target, _ in jobs}):
+        if os.path.isdir(folder):
+            sweep_temporaries(folder, recursive=False)
     failures = 0
     for index, (source, label, target, synthesise) in enumerate(jobs, start=1):
         prefix = f"[{index}/{len(jobs)}] {label}"

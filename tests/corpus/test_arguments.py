@@ -68,6 +68,14 @@ def read_only_folder(path: Path):
         subprocess.run(["umount", str(path)], check=True)
 
 
+def _derivatives(out: Path) -> Path:
+    """An output folder as a participant run without --seg-backend leaves it (no volumes)."""
+    from synthsr_nipype.bids.derivatives import write_dataset_description
+
+    write_dataset_description(out, out.parent / "bids")
+    return out
+
+
 def _corrupt_model(tmp: Path) -> Path:
     path = tmp / "broken.h5"
     path.write_bytes(TINY.read_bytes()[:4096])
@@ -132,6 +140,8 @@ def _cases() -> list[ArgCase]:
                 lambda t, b: [str(b), str(t / "out"), "subject"]),
         ArgCase("group level before any participant run", "usage", BAD_INPUT, "run the participant level first",
                 lambda t, b: [str(b), str(t / "out"), "group"]),
+        ArgCase("group level after a run without --seg-backend", "usage", BAD_INPUT, "--seg-backend or --tbm",
+                lambda t, b: [str(b), str(_derivatives(t / "out")), "group"]),
     ]
     import torch
 

@@ -18,6 +18,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from synthsr_nipype.atomic import host_label
 from tests.paths import TINY
 from tests.validator import AVAILABLE as VALIDATOR_AVAILABLE
 from tests.validator import bids_validator_errors
@@ -58,6 +59,12 @@ def _assert_nothing_partial(out: Path) -> None:
 
 def _lines_naming(lines: list[str], name: str) -> list[str]:
     return [line for line in lines if f"{name}: " in line]
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
 
 
 def test_synthsr_bids_on_the_corpus(tmp_path):
@@ -112,6 +119,10 @@ def test_synthsr_on_the_corpus(tmp_path):
     inputs, outputs = tmp_path / "inputs.txt", tmp_path / "outputs.txt"
     inputs.write_text("".join(f"{bids / c.relpath}\n" for c in applicable))
     outputs.write_text("".join(f"{out / f'case{i:02d}_synthsr.nii.gz'}\n" for i in range(len(applicable))))
+    # what a synthsr killed with -9 mid-write leaves beside its output: the next run removes it
+    out.mkdir()
+    killed = out / f".case00_synthsr.nii.gz.{host_label()}-{_dead_pid()}.abcd1234.nii.gz"
+    killed.write_bytes(b"\x1f\x8b partial")
     proc = _run("synthsr_nipype.cli.synthsr", "--i", str(inputs), "--o", str(outputs), "--model", str(TINY),
                 cwd=tmp_path)
     console = proc.stdout + proc.stderr
