@@ -115,11 +115,16 @@ def _tmp_beside(dest: Path, *, keep_suffix: bool) -> Path:
 
 @contextmanager
 def atomic_target(dest: str | os.PathLike[str], *, keep_suffix: bool = True) -> Iterator[Path]:
-    """Yield a temporary path to write; on success it is renamed to ``dest``, else removed."""
+    """Yield a temporary path to write; on success it is renamed to ``dest``, else removed.
+
+    The mode is set again after the writer is done: some writers (safetensors) replace the file
+    with one of their own, created ``0600``.
+    """
     dest = Path(dest)
     tmp = _tmp_beside(dest, keep_suffix=keep_suffix)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)

@@ -28,3 +28,17 @@ def test_failure_leaves_nothing_and_keeps_the_old_file(tmp_path):
         tmp.write_bytes(b"half")
         raise RuntimeError("interrupted")
     assert dest.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["x.nii.gz"]
+
+
+def test_mode_follows_the_umask_when_the_writer_replaces_the_file(tmp_path):
+    """safetensors' save_file swaps in a file of its own (created 0600): the mode is set after it."""
+    import torch
+    from safetensors.torch import save_file
+
+    previous = os.umask(0o022)
+    try:
+        with atomic_target(tmp_path / "model.safetensors") as tmp:
+            save_file({"w": torch.zeros(2)}, str(tmp))
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "model.safetensors").stat().st_mode & 0o777 == 0o644
