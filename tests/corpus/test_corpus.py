@@ -9,7 +9,9 @@ sit in the output folder and the inputs must come out unchanged.
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -67,12 +69,32 @@ def _dead_pid() -> int:
     return proc.pid
 
 
+@contextlib.contextmanager
+def _read_only(folder: Path):
+    """``folder`` bind-mounted read-only over itself, as a read-only input mount (root only; where
+    that is impossible the run goes on writable and the snapshot alone shows the inputs unchanged)."""
+    mounted = os.geteuid() == 0 and subprocess.run(
+        ["mount", "--bind", str(folder), str(folder)], capture_output=True, check=False).returncode == 0
+    if mounted and subprocess.run(["mount", "-o", "remount,bind,ro", str(folder)], capture_output=True,
+                                  check=False).returncode:
+        subprocess.run(["umount", str(folder)], check=False)
+        mounted = False
+    try:
+        yield mounted
+    finally:
+        if mounted:
+            subprocess.run(["umount", str(folder)], check=True)
+
+
 def test_synthsr_bids_on_the_corpus(tmp_path):
-    bids, cases = build_corpus(tmp_path)
+    # a non-ASCII path with a space, mounted read-only where possible
+    bids, cases = build_corpus(tmp_path / "données ü")
     before = snapshot(bids)
     out, work = tmp_path / "out", tmp_path / "work"
-    proc = _run("synthsr_nipype.cli.bids_app", str(bids), str(out), "participant", "--model", str(TINY),
-                "-w", str(work), "--nprocs", "1", cwd=tmp_path)
+    with _read_only(bids) as read_only:
+        print(f"\ninput dataset mounted read-only: {read_only}")
+        proc = _run("synthsr_nipype.cli.bids_app", str(bids), str(out), "participant", "--model", str(TINY),
+                    "-w", str(work), "--nprocs", "1", cwd=tmp_path)
     console = proc.stdout + proc.stderr
     assert "Traceback" not in console, console[-3000:]
     assert proc.returncode == EXIT_SCANS_NOT_PROCESSED, console[-3000:]
