@@ -13,6 +13,7 @@ from ..bids.plan import GroupPlan, Plan
 from ..citations import CITATIONS
 from ..interfaces.derivatives import DerivativesSink
 from ..interfaces.fusion import RigidFusion
+from ..settings import MorphometryOptions, SynthSROptions
 from .synthsr import init_synthsr_wf
 
 
@@ -33,24 +34,12 @@ def init_single_subject_wf(
     group: GroupPlan,
     output_dir: str,
     model_sha256: Mapping[str, str] | None = None,
-    ct: bool = False,
-    flip: bool = True,
-    sharpen: bool = True,
-    device: str = "auto",
-    use_gpu: bool = False,
-    omp_nthreads: int = 1,
-    fusion_method: str = "median",
-    seg_backend: str | None = None,
-    tbm: bool = False,
-    template_resolution: int = 1,
-    fs_license_file: str | Path | None = None,
-    fs_subjects_dir: str | Path | None = None,
-    synthseg_robust: bool = True,
-    synthseg_parc: bool = False,
+    synthsr: SynthSROptions = SynthSROptions(),
+    morphometry: MorphometryOptions = MorphometryOptions(),
     name: str | None = None,
 ):
     """SynthSR on every scan of one group, fusion of the outputs, the derivatives sinks and,
-    with ``seg_backend`` (or ``tbm``), the morphometry of the fused image.
+    with a morphometry backend, the morphometry of the fused image.
 
     Workflow Graph
         .. workflow::
@@ -90,15 +79,12 @@ def init_single_subject_wf(
         Root of the derivatives dataset.
     model_sha256
         SHA-256 of each model named in the plan (cache keys and sidecars).
-    ct, flip, sharpen, device, use_gpu, omp_nthreads
-        Passed to :func:`~synthsr_nipype.workflows.synthsr.init_synthsr_wf`.
-    fusion_method
-        ``median`` (default) or ``mean``.
-    seg_backend
-        ``None`` (SynthSR only), ``ants``, ``synthseg``, ``recon-all`` or ``samseg``;
-        ``tbm`` alone implies ``ants``.
-    tbm, template_resolution, fs_license_file, fs_subjects_dir, synthseg_robust, synthseg_parc
-        Passed to :func:`~synthsr_nipype.workflows.morphometry.init_morphometry_wf`.
+    synthsr
+        :class:`~synthsr_nipype.settings.SynthSROptions`: the keywords of
+        :func:`~synthsr_nipype.workflows.synthsr.init_synthsr_wf` and the fusion method.
+    morphometry
+        :class:`~synthsr_nipype.settings.MorphometryOptions`: no backend (SynthSR only), or
+        the keywords of :func:`~synthsr_nipype.workflows.morphometry.init_morphometry_wf`.
     name
         Workflow name (default ``single_subject_<sub>[_<ses>]_wf``).
 
@@ -125,7 +111,7 @@ def init_single_subject_wf(
     workflow.__postdesc__ = (
         "The synthetic images of a group were rigidly registered to the reference scan's "
         "synthetic image with ANTs [@ants] (antspyx; Mattes mutual information at 8, 4 and 2 mm; "
-        f"fixed random seed) and combined with a voxel-wise {fusion_method} into one "
+        f"fixed random seed) and combined with a voxel-wise {synthsr.fusion_method} into one "
         "subject-level volume; a group with a single scan passed it through unchanged."
     )
     outputnode = pe.Node(
@@ -138,13 +124,13 @@ def init_single_subject_wf(
         job_wf = init_synthsr_wf(
             model=job.model,
             model_sha256=model_sha256.get(job.model, ""),
-            ct=ct,
-            flip=flip,
-            sharpen=sharpen,
-            device=device,
-            use_gpu=use_gpu,
+            ct=synthsr.ct,
+            flip=synthsr.flip,
+            sharpen=synthsr.sharpen,
+            device=synthsr.device,
+            use_gpu=synthsr.use_gpu,
             # the cost model's thread advice, within the user's cap: small jobs leave slots free
-            omp_nthreads=max(1, min(omp_nthreads, job.n_procs)),
+            omp_nthreads=max(1, min(synthsr.omp_nthreads, job.n_procs)),
             mem_gb=job.mem_gb,
             name=f"synthsr_{_safe(job.name)}_wf",
         )
@@ -172,7 +158,7 @@ def init_single_subject_wf(
             ref_json = (job_wf, "outputnode.out_json")
 
     fusion = pe.Node(
-        RigidFusion(reference_index=group.reference_job or 0, method=fusion_method),
+        RigidFusion(reference_index=group.reference_job or 0, method=synthsr.fusion_method),
         name="fusion",
         mem_gb=max(1.0, 0.1 * len(group.jobs)),
     )
@@ -217,19 +203,12 @@ def init_single_subject_wf(
         (ds_fused, outputnode, [("out_file", "fused_file")]),
     ])
     # fmt: on
-    seg_backend = seg_backend or ("ants" if tbm else None)
-    if seg_backend:
+    if morphometry.enabled:
         from .morphometry import init_morphometry_wf
 
         morph_wf = init_morphometry_wf(
-            seg_backend=seg_backend,
-            tbm=tbm,
-            omp_nthreads=omp_nthreads,
-            template_resolution=template_resolution,
-            fs_license_file=fs_license_file,
-            fs_subjects_dir=fs_subjects_dir,
-            synthseg_robust=synthseg_robust,
-            synthseg_parc=synthseg_parc,
+            **morphometry.workflow_kwargs(),
+            omp_nthreads=synthsr.omp_nthreads,
             output_dir=str(output_dir),
         )
         ents = {"subject": group.subject}
@@ -255,20 +234,8 @@ def init_synthsr_bids_wf(
     output_dir: str | Path,
     work_dir: str | Path | None = None,
     model_sha256: Mapping[str, str] | None = None,
-    ct: bool = False,
-    flip: bool = True,
-    sharpen: bool = True,
-    device: str = "auto",
-    use_gpu: bool = False,
-    omp_nthreads: int = 1,
-    fusion_method: str = "median",
-    seg_backend: str | None = None,
-    tbm: bool = False,
-    template_resolution: int = 1,
-    fs_license_file: str | Path | None = None,
-    fs_subjects_dir: str | Path | None = None,
-    synthseg_robust: bool = True,
-    synthseg_parc: bool = False,
+    synthsr: SynthSROptions = SynthSROptions(),
+    morphometry: MorphometryOptions = MorphometryOptions(),
     name: str = "synthsr_bids_wf",
 ):
     """The BIDS-App: one :func:`init_single_subject_wf` per group of the plan.
@@ -304,10 +271,8 @@ def init_synthsr_bids_wf(
         Root of the derivatives dataset.
     work_dir
         Nipype working directory (node caches).
-    model_sha256, ct, flip, sharpen, device, use_gpu, omp_nthreads, fusion_method
+    model_sha256, synthsr, morphometry
         See :func:`init_single_subject_wf`.
-    seg_backend, tbm, template_resolution, fs_license_file, fs_subjects_dir, synthseg_robust, synthseg_parc
-        Morphometry of each fused image; see :func:`init_single_subject_wf`.
     name
         Workflow name.
     """
@@ -327,20 +292,8 @@ def init_synthsr_bids_wf(
                     group=group,
                     output_dir=str(output_dir),
                     model_sha256=model_sha256,
-                    ct=ct,
-                    flip=flip,
-                    sharpen=sharpen,
-                    device=device,
-                    use_gpu=use_gpu,
-                    omp_nthreads=omp_nthreads,
-                    fusion_method=fusion_method,
-                    seg_backend=seg_backend,
-                    tbm=tbm,
-                    template_resolution=template_resolution,
-                    fs_license_file=fs_license_file,
-                    fs_subjects_dir=fs_subjects_dir,
-                    synthseg_robust=synthseg_robust,
-                    synthseg_parc=synthseg_parc,
+                    synthsr=synthsr,
+                    morphometry=morphometry,
                 )
             ]
         )

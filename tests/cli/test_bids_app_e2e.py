@@ -291,6 +291,11 @@ def test_e2e_dataset_description_and_logs(e2e):
     if shutil.which("dot"):  # graphviz (installed by .ci/run) renders the picture
         assert (out / "logs" / "graph.svg").is_file()
     assert "logs/" in (out / ".bidsignore").read_text()
+    # the run's settings, for provenance: one file per run, the model by its absolute path
+    (recorded,) = (out / "logs").glob("*/settings.json")
+    settings = json.loads(recorded.read_text())
+    assert settings["synthsr"]["model"] == str(TINY.resolve())
+    assert settings["run"]["bids_dir"] == str(e2e["bids"].resolve())
 
 
 @pytest.mark.skipif(not VALIDATOR_AVAILABLE, reason="bids-validator-deno not installed (pip install it)")

@@ -12,8 +12,9 @@ import pandas as pd
 import pytest
 
 from synthsr_nipype.atomic import read_tsv
-from synthsr_nipype.cli.group import run_group_level
+from synthsr_nipype.errors import GroupError
 from synthsr_nipype.morphometry.derivatives import derivative_names
+from synthsr_nipype.morphometry.group_level import run_group_level
 from synthsr_nipype.morphometry.volumetry import morph_table, with_tiv
 from tests.paths import REAL
 
@@ -51,24 +52,25 @@ def _cohort(root: Path, n: int = 12) -> Path:
 
 def test_group_selects_sessions_and_participants(tmp_path):
     root = _cohort(_dataset(tmp_path / "out"))
-    assert run_group_level(root, session_label=["ses-pre"]) == 0
+    assert run_group_level(root, session_label=["ses-pre"]) == root / "group"
     wide = read_tsv(root / "group" / "volumes.tsv")
     # the odd-numbered cohort members (sub-02, sub-04, ...) have ses-pre; the others have no session
     assert sorted(wide["participant_id"]) == [f"sub-{k:02d}" for k in range(2, 13, 2)]
     assert set(wide["session_id"]) == {"ses-pre"}
-    assert run_group_level(root, participant_label=["02", "04", "05"], session_label=["pre"]) == 0
+    assert run_group_level(root, participant_label=["02", "04", "05"], session_label=["pre"]) == root / "group"
     assert sorted(read_tsv(root / "group" / "volumes.tsv")["participant_id"]) == ["sub-02", "sub-04"]
 
 
-def test_group_session_without_volumes_is_one_line(tmp_path, capsys):
+def test_group_session_without_volumes_is_one_line(tmp_path):
     root = _cohort(_dataset(tmp_path / "out"))
-    assert run_group_level(root, session_label=["post"]) == 1
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "--session-label post" in err
+    with pytest.raises(GroupError) as exc:
+        run_group_level(root, session_label=["post"])
+    assert len(str(exc.value).splitlines()) == 1 and "--session-label post" in str(exc.value)
+    assert not (root / "group").exists()
 
 def test_group_tables_zscores_figures(tmp_path):
     root = _cohort(_dataset(tmp_path / "out"))
-    assert run_group_level(root) == 0
+    assert run_group_level(root) == root / "group"
     group = root / "group"
     wide = read_tsv(group / "volumes.tsv")
     assert list(wide.columns) == ["participant_id", "session_id", "seg_backend", "synthsr_model",
@@ -91,34 +93,35 @@ def test_group_tables_zscores_figures(tmp_path):
     assert "group/" in (root / ".bidsignore").read_text()
     # reproducible bytes
     first = (group / "figures" / "volumes.svg").read_bytes()
-    assert run_group_level(root) == 0
+    assert run_group_level(root) == root / "group"
     assert (group / "figures" / "volumes.svg").read_bytes() == first
 
 
-def test_group_refuses_to_mix_backends(tmp_path, capsys):
+def test_group_refuses_to_mix_backends(tmp_path):
     root = _dataset(tmp_path / "out")
     _participant(root, "01", None, {"CSF": 1.0, "GM": 2.0, "WM": 3.0})
     _participant(root, "02", None, {"Left-Hippocampus": 4000.0}, backend="synthseg")
-    assert run_group_level(root) == 1
-    err = capsys.readouterr().err
+    with pytest.raises(GroupError) as exc:
+        run_group_level(root)
+    err = str(exc.value)
     assert "refusing to mix seg backends" in err and "ants, synthseg" in err and "--seg-backend" in err
     assert not (root / "group").exists()
-    assert run_group_level(root, seg_backend="ants") == 0
+    assert run_group_level(root, seg_backend="ants") == root / "group"
 
 
-def test_group_refuses_to_mix_models(tmp_path, capsys):
+def test_group_refuses_to_mix_models(tmp_path):
     root = _dataset(tmp_path / "out")
     _participant(root, "01", None, {"GM": 2.0}, model="a")
     _participant(root, "02", None, {"GM": 2.0}, model="b")
-    assert run_group_level(root) == 1
-    assert "refusing to mix synthsr models" in capsys.readouterr().err
+    with pytest.raises(GroupError, match="refusing to mix synthsr models"):
+        run_group_level(root)
 
 
-def test_group_without_participant_outputs(tmp_path, capsys):
-    assert run_group_level(tmp_path) == 1
-    assert "not a derivatives dataset" in capsys.readouterr().err
-    assert run_group_level(_dataset(tmp_path / "empty")) == 1
-    assert "no participant volumes" in capsys.readouterr().err
+def test_group_without_participant_outputs(tmp_path):
+    with pytest.raises(GroupError, match="not a derivatives dataset"):
+        run_group_level(tmp_path)
+    with pytest.raises(GroupError, match="no participant volumes"):
+        run_group_level(_dataset(tmp_path / "empty"))
 
 
 @pytest.mark.skipif(not REAL.is_dir(), reason="shared data (../shared) not available")
@@ -153,7 +156,7 @@ def test_participant_workflow_then_group(tmp_path, monkeypatch):
         assert side["SynthSRModel"]["Name"] == "tiny-fixture" and side["RandomSeed"] and side["SoftwareVersion"]
         assert json.loads((anat / names["logjacobian"].replace(".nii.gz", ".json")).read_text())[
             "SpatialReference"] == "MNI152NLin2009aSym"
-    assert run_group_level(out) == 0
+    assert run_group_level(out) == out / "group"
     wide = read_tsv(out / "group" / "volumes.tsv")
     assert wide["participant_id"].tolist() == ["sub-01", "sub-02"]
     assert list(wide.columns)[4:] == ["CSF", "GM", "WM", "TIV"]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from synthsr_nipype.cli.group import run_group_level
+from synthsr_nipype.morphometry.group_level import run_group_level
 from synthsr_nipype.reports.browser import find_chromium, render_dom, screenshot
 from tests.morphometry.test_group_level import _cohort, _dataset
 
@@ -55,7 +55,7 @@ def _png_is_not_blank(png: Path) -> None:
 
 def test_group_report_in_headless_chromium(tmp_path):
     root = _cohort(_dataset(tmp_path / "out"))
-    assert run_group_level(root) == 0
+    assert run_group_level(root) == root / "group"
     page = root / "group" / "group.html"
 
     dom = render_dom(page)

@@ -126,6 +126,7 @@ def test_bids_plan_interface(tmp_path, scans):
 # ---------------------------------------------------------------------------- workflows
 def test_single_subject_wf_graph_and_citation(tmp_path, scans):
     from synthsr_nipype.bids import build_layout, build_plan, collect_anat
+    from synthsr_nipype.settings import SynthSROptions
     from synthsr_nipype.workflows import citation_markdown, init_synthsr_bids_wf
 
     root = make_dataset(tmp_path / "bids", {
@@ -142,7 +143,8 @@ def test_single_subject_wf_graph_and_citation(tmp_path, scans):
         "synthsr_FLAIR_wf.synthsr", "synthsr_T2w_wf.synthsr"}
     assert sub1.get_node("fusion").inputs.reference_index == plan.groups[0].reference_job
     # each SynthSR node: mem_gb and n_procs from the cost model, n_procs capped by --omp-nthreads
-    big = init_synthsr_bids_wf(plan=plan, output_dir=tmp_path / "out", omp_nthreads=64, name="big_wf")
+    big = init_synthsr_bids_wf(plan=plan, output_dir=tmp_path / "out",
+                               synthsr=SynthSROptions(omp_nthreads=64), name="big_wf")
     for group in plan.groups:
         sub = big.get_node(f"single_subject_{group.subject}" + (f"_{group.session}" if group.session else "")
                            + "_wf")
@@ -328,26 +330,26 @@ def test_bad_plugin_file(tmp_path, scans, capsys):
 def test_plugin_poll_interval(tmp_path, yaml_text, plugin, poll):
     """Local plugins poll every 0.1 s; cluster plugins keep 2 s (each poll queries the scheduler once
     per pending job) unless the YAML says otherwise, which Nipype itself would ignore in plugin_args."""
-    from synthsr_nipype.cli import bids_app
-    from synthsr_nipype.cli.bids_parser import get_parser
+    from synthsr_nipype.cli.bids_parser import get_parser, settings_from_args
+    from synthsr_nipype.workflows.execution import NipypeSettings
 
-    argv = [str(tmp_path), str(tmp_path / "out"), "participant", "--nprocs", "2"]
+    argv = [str(tmp_path), str(tmp_path / "out"), "participant", "--nprocs", "2", "--dry-run"]
     if yaml_text is not None:
         (tmp_path / "p.yml").write_text(yaml_text)
         argv += ["--use-plugin", str(tmp_path / "p.yml")]
-    settings = bids_app._plugin_settings(get_parser().parse_args(argv))
-    assert settings["plugin"] == plugin and settings["poll_seconds"] == poll
-    assert "poll_sleep_duration" not in settings["plugin_args"]
+    settings = NipypeSettings.from_run(settings_from_args(get_parser().parse_args(argv)).run)
+    assert settings.plugin == plugin and settings.poll_seconds == poll
+    assert "poll_sleep_duration" not in settings.plugin_args
 
 
 def test_cluster_plugins_get_a_logname(monkeypatch):
-    from synthsr_nipype.cli import bids_app
+    from synthsr_nipype.workflows.execution import ensure_logname
 
     monkeypatch.delenv("LOGNAME", raising=False)
-    bids_app._ensure_logname()
+    ensure_logname()
     assert os.environ["LOGNAME"]
     monkeypatch.setenv("LOGNAME", "someone")
-    bids_app._ensure_logname()
+    ensure_logname()
     assert os.environ["LOGNAME"] == "someone"
 
 
@@ -369,6 +371,7 @@ def test_single_subject_wf_with_morphometry_graph(tmp_path, scans):
     """--seg-backend: the fused derivative feeds the morphometry workflow, which gets the
     group's entities, the fused image's BIDS URI and the reference scan's SynthSR sidecar."""
     from synthsr_nipype.bids import build_layout, build_plan, collect_anat
+    from synthsr_nipype.settings import MorphometryOptions
     from synthsr_nipype.workflows.base import init_single_subject_wf
 
     root = make_dataset(tmp_path / "bids", {
@@ -379,8 +382,8 @@ def test_single_subject_wf_with_morphometry_graph(tmp_path, scans):
     group = plan.groups[0]
     plain = init_single_subject_wf(group=group, output_dir=str(tmp_path / "out"))
     assert "morphometry_wf" not in {n.name for n in plain._graph.nodes()}
-    wf = init_single_subject_wf(group=group, output_dir=str(tmp_path / "out"), tbm=True,
-                                template_resolution=2)  # --tbm alone implies ants
+    wf = init_single_subject_wf(group=group, output_dir=str(tmp_path / "out"),  # --tbm alone: ants
+                                morphometry=MorphometryOptions(tbm=True, template_resolution=2))
     morph = wf.get_node("morphometry_wf")
     assert morph is not None and morph.get_node("ants_seg") is not None
     assert morph.get_node("tbm").inputs.template_resolution == 2
@@ -420,16 +423,23 @@ def test_freesurfer_backend_missing_exit_2_before_any_work(tmp_path, scans, caps
 
 
 def test_seg_backend_choice_and_tbm_default():
-    from synthsr_nipype.cli.bids_app import _seg_backend
-    from synthsr_nipype.cli.bids_parser import DefaultStr, get_parser
+    from synthsr_nipype.cli.bids_parser import DefaultStr, get_parser, settings_from_args
 
     parse = get_parser().parse_args
-    base = [str(SHARED), "out", "participant"]
+    base = [str(SHARED), "out", "participant", "--dry-run"]
+
+    def _seg_backend(args):
+        return settings_from_args(args).morphometry.seg_backend
+
     args = parse(base)
     assert args.seg_backend == "none" and _seg_backend(args) is None  # SynthSR only
     assert isinstance(args.model, DefaultStr) and args.model == "v2"
     assert _seg_backend(parse([*base, "--tbm"])) == "ants"
     assert _seg_backend(parse([*base, "--seg-backend", "synthseg", "--tbm"])) == "synthseg"
+    # at the group level --seg-backend selects volumes: none means any, --tbm implies nothing
+    group = [str(SHARED), "out", "group"]
+    assert _seg_backend(parse([*group, "--tbm"])) is None
+    assert _seg_backend(parse([*group, "--seg-backend", "ants"])) == "ants"
     assert not isinstance(parse([*base, "--model", "v2"]).model, DefaultStr)
     args = parse([*base, "--no-synthseg-robust", "--synthseg-parc", "--template-resolution", "2"])
     assert (args.synthseg_robust, args.synthseg_parc, args.template_resolution) == (False, True, 2)

@@ -1,4 +1,5 @@
-"""``synthsr-bids bids_dir output_dir group``: dataset-wide volume tables, z-scores, figures, HTML.
+"""The group level (``synthsr-bids bids_dir output_dir group``): dataset-wide volume tables,
+z-scores, figures and an HTML page from the participant outputs.
 
 Writes under ``<output_dir>/group/``::
 
@@ -13,16 +14,14 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 from pathlib import Path
 
 from ..atomic import atomic_write_tsv
-from ..errors import EXIT_OK, GroupError
-from ..morphometry.derivatives import update_bidsignore
-from ..morphometry.figures import plot_distributions
-from ..morphometry.group import collect_volumes, wide_table, zscores
-from ..morphometry.labels import TIV_NAME
-from ..morphometry.report import write_group_report
+from .derivatives import update_bidsignore
+from .figures import plot_distributions
+from .group import collect_volumes, wide_table, zscores
+from .labels import TIV_NAME
+from .report import write_group_report
 
 LOGGER = logging.getLogger("synthsr_nipype.group")
 
@@ -34,19 +33,16 @@ def run_group_level(
     model: str | None = None,
     participant_label: list[str] | None = None,
     session_label: list[str] | None = None,
-) -> int:
-    """Run the group level on the participant outputs in ``output_dir``; returns the exit code.
+) -> Path:
+    """Run the group level on the participant outputs in ``output_dir``; returns the folder
+    written (``output_dir/group``).
 
-    1 (with one message on stderr) when there is nothing to collect or when backends / models
-    would be mixed in one table.
+    Raises :class:`~synthsr_nipype.errors.GroupError` when there is nothing to collect or when
+    backends / models would be mixed in one table (nothing is written then).
     """
     out = Path(output_dir)
-    try:
-        long = collect_volumes(out, seg_backend=seg_backend, model=model, participant_label=participant_label,
-                               session_label=session_label)
-    except GroupError as err:
-        print(f"synthsr-bids group: {err}", file=sys.stderr)
-        return err.exit_code
+    long = collect_volumes(out, seg_backend=seg_backend, model=model,
+                           participant_label=participant_label, session_label=session_label)
     wide = wide_table(long)
     z = zscores(wide)
     group = out / "group"
@@ -73,4 +69,4 @@ def run_group_level(
     n_out = int(z["outlier"].sum())
     LOGGER.info("group level: %d rows, %d structures, %d outlier volumes → %s",
                 len(wide), len(structures), n_out, group)
-    return EXIT_OK
+    return group
