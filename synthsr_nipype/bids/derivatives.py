@@ -27,6 +27,14 @@ XFM_PATTERN = (
     "[_echo-{echo}][_flip-{flip}][_inv-{inv}][_mt-{mt}][_part-{part}][_chunk-{chunk}]"
     "_from-{from}_to-{to}_mode-{mode<image|points>}_{suffix<xfm>}{extension<.txt|.h5|.json>}"
 )
+#: Morphometry outputs pybids has no pattern for: a brain mask of a segmentation (pybids' mask
+#: pattern lacks ``seg-``), the volume table (community ``_morph`` suffix), maps such as the
+#: TBM log-Jacobian.
+MORPH_PATTERN = (
+    "sub-{subject}[/ses-{session}]/{datatype<anat>|anat}/sub-{subject}[_ses-{session}]"
+    "[_space-{space}][_seg-{segmentation}][_label-{label}][_desc-{desc}]"
+    "_{suffix<mask|morph|map>}{extension<.nii.gz|.tsv|.json>}"
+)
 
 #: Name of the raw dataset in BIDS URIs (``bids:raw:sub-01/anat/...``), see DatasetLinks.
 RAW_DATASET_NAME = "raw"
@@ -45,7 +53,8 @@ def build_derivative_relpath(entities: Mapping[str, Any], *, extension: str = ".
     """Relative path of a derivative from its entities, with pybids' ``build_path``.
 
     pybids' derivatives patterns are tried first (strictly: every entity must have a place in
-    the pattern); names they cannot express fall back to :data:`EXTENDED_ANAT_PATTERN`.
+    the pattern); names they cannot express fall back to :data:`EXTENDED_ANAT_PATTERN`,
+    :data:`XFM_PATTERN` and :data:`MORPH_PATTERN`.
     """
     from bids.layout.writing import build_path
 
@@ -54,7 +63,7 @@ def build_derivative_relpath(entities: Mapping[str, Any], *, extension: str = ".
     ents["extension"] = extension
     path = build_path(ents, pybids_derivative_patterns(), strict=True)
     if path is None:
-        path = build_path(ents, [EXTENDED_ANAT_PATTERN, XFM_PATTERN], strict=True)
+        path = build_path(ents, [EXTENDED_ANAT_PATTERN, XFM_PATTERN, MORPH_PATTERN], strict=True)
     if path is None:
         raise ValueError(f"no derivative path pattern fits entities {ents}")
     return path

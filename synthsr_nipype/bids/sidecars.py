@@ -61,15 +61,17 @@ def synthsr_metadata(
 
 
 def derivative_sidecar(
-    metadata: Mapping[str, Any], *, sources: Sequence[str], img=None
+    metadata: Mapping[str, Any], *, sources: Sequence[str], img=None, provenance: bool = True
 ) -> dict[str, Any]:
-    """Complete sidecar: upstream metadata + Sources (BIDS URIs); for an image (``img``) also
-    SkullStripped and the grid."""
+    """Complete sidecar: upstream metadata + Sources (BIDS URIs); with ``provenance``, this
+    package's name and version where the metadata names no software; for an image (``img``)
+    also SkullStripped and the grid."""
     from .. import __version__
 
     sidecar = dict(metadata)
-    sidecar.setdefault("SoftwareName", "synthsr-nipype")
-    sidecar.setdefault("SoftwareVersion", __version__)
+    if provenance:
+        sidecar.setdefault("SoftwareName", "synthsr-nipype")
+        sidecar.setdefault("SoftwareVersion", __version__)
     sidecar["Sources"] = list(sources)
     if img is not None:
         # SynthSR predicts the whole field of view; nothing is masked out.

@@ -13,7 +13,6 @@ from nipype.interfaces.base import (
     File,
     SimpleInterface,
     TraitedSpec,
-    isdefined,
     traits,
 )
 
@@ -126,48 +125,4 @@ class TBM(SimpleInterface):
             template_resolution=self.inputs.template_resolution, num_threads=self.inputs.num_threads,
         )
         self._results["logjacobian"] = res["logjacobian"]
-        return runtime
-
-
-class _SinkInputSpec(BaseInterfaceInputSpec):
-    output_dir = traits.Directory(mandatory=True, desc="derivatives root")
-    source_entities = traits.Dict(mandatory=True, desc="at least 'subject' (and 'session')")
-    sources = traits.List(traits.Str, usedefault=True, desc="BIDS URIs of the inputs")
-    backend = traits.Str(mandatory=True)
-    metadata = traits.Dict(usedefault=True, desc="sidecar content shared by all outputs")
-    dseg = File(exists=True)
-    dseg_tsv = File(exists=True)
-    probsegs = traits.List(File(exists=True))
-    brain_mask = File(exists=True)
-    morph_tsv = File(exists=True)
-    to_template_xfm = File(exists=True)
-    from_template_xfm = File(exists=True)
-    logjacobian = File(exists=True)
-
-
-class _SinkOutputSpec(TraitedSpec):
-    out_files = traits.Dict(desc="outputnode field → written derivative")
-
-
-class MorphometryDerivatives(SimpleInterface):
-    """Write the morphometry outputs under their BIDS-derivative names, with JSON sidecars."""
-
-    input_spec = _SinkInputSpec
-    output_spec = _SinkOutputSpec
-
-    def _run_interface(self, runtime):
-        from ..morphometry.derivatives import write_morphometry_derivatives
-
-        files = {}
-        for field in ("dseg", "dseg_tsv", "brain_mask", "morph_tsv", "to_template_xfm",
-                      "from_template_xfm", "logjacobian"):
-            value = getattr(self.inputs, field)
-            files[field] = value if isdefined(value) else None
-        if isdefined(self.inputs.probsegs):
-            files.update({f"probseg_{t}": p for t, p in zip(("CSF", "GM", "WM"), self.inputs.probsegs)})
-        ents = self.inputs.source_entities
-        self._results["out_files"] = write_morphometry_derivatives(
-            self.inputs.output_dir, subject=ents["subject"], session=ents.get("session"),
-            backend=self.inputs.backend, files=files, metadata=self.inputs.metadata, sources=self.inputs.sources,
-        )
         return runtime

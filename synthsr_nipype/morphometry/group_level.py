@@ -17,7 +17,8 @@ import os
 from pathlib import Path
 
 from ..atomic import atomic_write_tsv
-from .derivatives import update_bidsignore
+from ..bids.derivatives import write_bidsignore
+from .derivatives import bidsignore_patterns
 from .figures import plot_distributions
 from .group import collect_volumes, wide_table, zscores
 from .labels import TIV_NAME
@@ -65,7 +66,7 @@ def run_group_level(
         )
     write_group_report(group / "group.html", wide=wide, zscores=z, figures=figures,
                        title="synthsr-nipype group volumetry")
-    update_bidsignore(out)
+    write_bidsignore(out, bidsignore_patterns())
     n_out = int(z["outlier"].sum())
     LOGGER.info("group level: %d rows, %d structures, %d outlier volumes → %s",
                 len(wide), len(structures), n_out, group)

@@ -8,25 +8,13 @@ from pathlib import Path
 from nipype.interfaces.utility import IdentityInterface, Merge
 from nipype.pipeline import engine as pe
 
-from ..bids.derivatives import RAW_DATASET_NAME, bids_uri, scan_xfm_entities
+from ..bids.derivatives import bids_uri
 from ..bids.plan import GroupPlan, Plan
 from ..citations import CITATIONS
-from ..interfaces.derivatives import DerivativesSink
 from ..interfaces.fusion import RigidFusion
 from ..settings import MorphometryOptions, SynthSROptions
+from .outputs import _pick, _safe, init_ds_anat_wf
 from .synthsr import init_synthsr_wf
-
-
-def _safe(label: str) -> str:
-    return "".join(c if c.isalnum() else "_" for c in label)
-
-
-def _pick(items, index):
-    """``items[index]``; a one-item output list reaches here as the item itself (Nipype's
-    OutputMultiObject unwraps it). A connection function: Nipype runs it from its source."""
-    if isinstance(items, (str, bytes)) or not hasattr(items, "__getitem__"):
-        return items
-    return items[index]
 
 
 def init_single_subject_wf(
@@ -62,12 +50,13 @@ def init_single_subject_wf(
                               fused_relpath=build_derivative_relpath(fused))
             wf = init_single_subject_wf(group=group, output_dir="/out")
 
-        ``synthsr_<scan>_wf`` (one per job) → ``ds_<scan>`` (per-scan derivative);
-        all outputs → ``merge`` → ``fusion`` (:class:`~synthsr_nipype.interfaces.RigidFusion`)
-        → ``ds_fused`` (``sub-X[_ses-Y]_desc-synthsr_T1w``) → ``outputnode``;
-        ``fusion`` → ``ds_xfm_<scan>`` (each scan's rigid transform to the fused image,
-        ``…_from-synthsr<Suffix>_to-T1w_mode-image_xfm.txt``, ITK text; identity for the reference);
-        with ``seg_backend``: ``ds_fused`` → ``morphometry_wf``
+        ``synthsr_<scan>_wf`` (one per job) → ``merge`` → ``fusion``
+        (:class:`~synthsr_nipype.interfaces.RigidFusion`); the SynthSR outputs, the fused image
+        (``sub-X[_ses-Y]_desc-synthsr_T1w``) and each scan's rigid transform to it
+        (``…_from-synthsr<Suffix>_to-T1w_mode-image_xfm.txt``, ITK text; identity for the
+        reference) → ``ds_anat_wf``
+        (:func:`~synthsr_nipype.workflows.outputs.init_ds_anat_wf`) → ``outputnode``;
+        with a morphometry backend: the fused derivative → ``morphometry_wf``
         (:func:`~synthsr_nipype.workflows.morphometry.init_morphometry_wf`, which writes its
         own derivatives into ``output_dir``)
 
@@ -118,8 +107,7 @@ def init_single_subject_wf(
         IdentityInterface(fields=["out_files", "fused_file", "morph_files"]), name="outputnode"
     )
     merge = pe.Node(Merge(len(group.jobs)), name="merge", run_without_submitting=True)
-    merge_ds = pe.Node(Merge(len(group.jobs)), name="merge_ds", run_without_submitting=True)
-    derived_uris = []
+    ds_anat_wf = init_ds_anat_wf(output_dir=output_dir, group=group)
     for index, job in enumerate(group.jobs):
         job_wf = init_synthsr_wf(
             model=job.model,
@@ -135,23 +123,11 @@ def init_single_subject_wf(
             name=f"synthsr_{_safe(job.name)}_wf",
         )
         job_wf.inputs.inputnode.in_files = list(job.inputs)
-        sink = pe.Node(
-            DerivativesSink(
-                base_directory=str(output_dir),
-                entities=dict(job.entities),
-                sources=[bids_uri(s, RAW_DATASET_NAME) for s in job.sources],
-            ),
-            name=f"ds_{_safe(job.name)}",
-            run_without_submitting=True,
-            # Sinks always run (they only copy): deleted outputs come back on rerun.
-            overwrite=True,
-        )
-        derived_uris.append(bids_uri(job.out_relpath))
         # fmt: off
         workflow.connect([
-            (job_wf, sink, [("outputnode.out_file", "in_file"), ("outputnode.out_json", "in_json")]),
+            (job_wf, ds_anat_wf, [("outputnode.out_file", f"inputnode.scan_file_{index}"),
+                                  ("outputnode.out_json", f"inputnode.scan_json_{index}")]),
             (job_wf, merge, [("outputnode.out_file", f"in{index + 1}")]),
-            (sink, merge_ds, [("out_file", f"in{index + 1}")]),
         ])
         # fmt: on
         if index == (group.reference_job or 0):
@@ -163,44 +139,18 @@ def init_single_subject_wf(
         mem_gb=max(1.0, 0.1 * len(group.jobs)),
     )
     merge_json = pe.Node(Merge(2), name="merge_json", run_without_submitting=True)
-    ds_fused = pe.Node(
-        DerivativesSink(
-            base_directory=str(output_dir),
-            entities=dict(group.fused_entities),
-            sources=derived_uris,
-            # the reference's SynthSR sidecar is merged in: the channels are those of every scan
-            metadata={"InputChannels": [Path(p).name for job in group.jobs for p in job.inputs]},
-        ),
-        name="ds_fused",
-        run_without_submitting=True,
-        overwrite=True,
-    )
-    for index, job in enumerate(group.jobs):
-        ds_xfm = pe.Node(
-            DerivativesSink(
-                base_directory=str(output_dir),
-                entities=scan_xfm_entities(job.entities),
-                extension=".txt",
-                sources=[bids_uri(job.out_relpath), bids_uri(group.fused_relpath)],
-            ),
-            name=f"ds_xfm_{_safe(job.name)}",
-            run_without_submitting=True,
-            overwrite=True,
-        )
-        # fmt: off
-        workflow.connect([
-            (fusion, ds_xfm, [(("out_transforms", _pick, index), "in_file"), ("out_json", "in_json")]),
-        ])
-        # fmt: on
+    for index in range(len(group.jobs)):
+        workflow.connect(fusion, ("out_transforms", _pick, index), ds_anat_wf, f"inputnode.xfm_{index}")
     # fmt: off
     workflow.connect([
         (merge, fusion, [("out", "in_files")]),
         (ref_json[0], merge_json, [(ref_json[1], "in1")]),
         (fusion, merge_json, [("out_json", "in2")]),
-        (fusion, ds_fused, [("out_file", "in_file")]),
-        (merge_json, ds_fused, [("out", "in_json")]),
-        (merge_ds, outputnode, [("out", "out_files")]),
-        (ds_fused, outputnode, [("out_file", "fused_file")]),
+        (fusion, ds_anat_wf, [("out_file", "inputnode.fused_file"),
+                              ("out_json", "inputnode.fusion_json")]),
+        (merge_json, ds_anat_wf, [("out", "inputnode.fused_json")]),
+        (ds_anat_wf, outputnode, [("outputnode.out_files", "out_files"),
+                                  ("outputnode.fused_file", "fused_file")]),
     ])
     # fmt: on
     if morphometry.enabled:
@@ -219,7 +169,7 @@ def init_single_subject_wf(
         morph_wf.inputs.inputnode.sources = [bids_uri(group.fused_relpath)]
         # fmt: off
         workflow.connect([
-            (ds_fused, morph_wf, [("out_file", "inputnode.t1w")]),
+            (ds_anat_wf, morph_wf, [("outputnode.fused_file", "inputnode.t1w")]),
             # the reference scan's SynthSR sidecar: its Model is recorded for the group level
             (ref_json[0], morph_wf, [(ref_json[1], "inputnode.synthsr_metadata")]),
             (morph_wf, outputnode, [("outputnode.out_files", "morph_files")]),

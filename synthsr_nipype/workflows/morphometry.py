@@ -10,12 +10,14 @@ from nipype.pipeline import engine as pe
 from ..interfaces.segmentation import (
     TBM,
     AntsSegmentation,
-    MorphometryDerivatives,
     TemplateRegistration,
 )
 from ..morphometry import BACKENDS, TEMPLATE_SPACE
 from ..morphometry.ants_backend import DEFAULT_SEED
 
+#: the outputs written as derivatives (with ``output_dir``)
+DERIVATIVE_FIELDS = ("dseg", "dseg_tsv", "probsegs", "brain_mask", "morph_tsv", "to_template_xfm",
+                     "from_template_xfm", "logjacobian")
 OUTPUT_FIELDS = [
     "dseg", "dseg_tsv", "probsegs", "brain_mask", "morph_tsv", "tiv", "logjacobian",
     "to_template_xfm", "from_template_xfm", "metadata", "out_files",
@@ -262,14 +264,16 @@ def init_morphometry_wf(
         workflow.connect(node, src, outputnode, dst)
 
     if output_dir is not None:
-        sink = pe.Node(MorphometryDerivatives(output_dir=str(output_dir), backend=seg_backend),
-                       name="ds_morphometry", run_without_submitting=True)
+        from .outputs import init_ds_morphometry_wf
+
+        written = [dst for _, _, dst in outputs if dst in DERIVATIVE_FIELDS]
+        ds_wf = init_ds_morphometry_wf(output_dir=output_dir, backend=seg_backend, fields=written)
         workflow.connect([
-            (inputnode, sink, [("source_entities", "source_entities"), ("sources", "sources")]),
-            (sink, outputnode, [("out_files", "out_files")]),
+            (inputnode, ds_wf, [("source_entities", "inputnode.source_entities"),
+                                ("sources", "inputnode.sources")]),
+            (ds_wf, outputnode, [("outputnode.out_files", "out_files")]),
         ])
-        sink_fields = set(MorphometryDerivatives.input_spec().trait_names())
         for node, src, dst in outputs:
-            if dst in sink_fields:
-                workflow.connect(node, src, sink, dst)
+            if dst in written or dst == "metadata":
+                workflow.connect(node, src, ds_wf, f"inputnode.{dst}")
     return workflow

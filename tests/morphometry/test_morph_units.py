@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import nibabel as nb
 import numpy as np
@@ -10,6 +12,7 @@ import pandas as pd
 import pytest
 
 from synthsr_nipype.atomic import read_tsv
+from synthsr_nipype.bids.derivatives import write_bidsignore
 from synthsr_nipype.errors import AntsError
 from synthsr_nipype.isolation import run_isolated
 from synthsr_nipype.morphometry import (
@@ -27,6 +30,7 @@ from synthsr_nipype.morphometry.volumetry import (
     tissue_fractions,
     with_tiv,
 )
+from synthsr_nipype.workflows.outputs import init_ds_morphometry_wf
 
 
 @pytest.fixture(scope="module")
@@ -126,21 +130,40 @@ def test_write_derivatives_sidecars_and_bidsignore(tmp_path):
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / ".bidsignore").write_text("logs/\n")
     sources = ["bids::sub-01/anat/sub-01_desc-synthsr_T1w.nii.gz"]
-    written = derivatives.write_morphometry_derivatives(
-        tmp_path / "out", subject="01", session=None, backend="ants",
-        files={"dseg": str(src / "dseg.nii.gz"), "morph_tsv": str(src / "morph.tsv"), "logjacobian": None},
-        metadata={"SegmentationBackend": "ants", "RandomSeed": 1}, sources=sources,
+
+    ds_wf = init_ds_morphometry_wf(output_dir=tmp_path / "out", backend="ants",
+                                   fields=["dseg", "dseg_tsv", "morph_tsv"])
+    ds_wf.base_dir = str(tmp_path / "work_ds")
+    (src / "dseg.tsv").write_text("index\tname\n1\tCSF\n")
+    ds_wf.inputs.inputnode.trait_set(
+        source_entities={"subject": "01"}, sources=sources, dseg=str(src / "dseg.nii.gz"),
+        dseg_tsv=str(src / "dseg.tsv"), morph_tsv=str(src / "morph.tsv"),
+        metadata={"SegmentationBackend": "ants", "RandomSeed": 1, "SkullStripped": True},
     )
-    assert set(written) == {"dseg", "morph_tsv"}
+    previous = os.umask(0o022)
+    try:
+        result = ds_wf.run(plugin="Linear")
+    finally:
+        os.umask(previous)
+    (merge,) = [n for n in result.nodes() if n.name == "merge_ds"]
     anat = tmp_path / "out" / "sub-01" / "anat"
+    assert sorted(Path(p).name for p in merge.result.outputs.out) == [
+        "sub-01_seg-ants_desc-volume_morph.tsv", "sub-01_seg-ants_dseg.nii.gz", "sub-01_seg-ants_dseg.tsv"]
     side = json.loads((anat / "sub-01_seg-ants_desc-volume_morph.json").read_text())
     assert side["Sources"] == sources and side["RandomSeed"] == 1 and side["volume-mm3"]["Units"] == "mm^3"
+    assert "SoftwareName" not in side  # the backend's provenance, not this package's
+    dseg_side = json.loads((anat / "sub-01_seg-ants_dseg.json").read_text())
+    assert dseg_side["SkullStripped"] is True and "Grid" not in dseg_side
+    assert not (anat / "sub-01_seg-ants_dseg.tsv.json").exists()  # described by the dseg sidecar
+    assert sorted(p.name for p in anat.glob("*.json")) == [
+        "sub-01_seg-ants_desc-volume_morph.json", "sub-01_seg-ants_dseg.json"]
     assert read_tsv(anat / "sub-01_seg-ants_desc-volume_morph.tsv")["volume-mm3"].sum() == 12.0
     assert (anat / "sub-01_seg-ants_dseg.nii.gz").stat().st_mode & 0o777 == 0o644
+    # one writer of .bidsignore: existing lines kept, each pattern once, idempotent
+    write_bidsignore(tmp_path / "out", derivatives.bidsignore_patterns())
     ignore = (tmp_path / "out" / ".bidsignore").read_text().splitlines()
     assert ignore[0] == "logs/" and "*_morph.tsv" in ignore and "group/" in ignore
-    # idempotent
-    derivatives.update_bidsignore(tmp_path / "out")
+    write_bidsignore(tmp_path / "out", derivatives.bidsignore_patterns())
     assert (tmp_path / "out" / ".bidsignore").read_text().splitlines() == ignore
     assert not list(anat.glob(".*"))  # no temporary left behind
 
@@ -163,7 +186,7 @@ def test_workflow_builds(backend, tmp_path):
 
     wf = init_morphometry_wf(seg_backend=backend, tbm=True, omp_nthreads=2, output_dir=tmp_path, name="m")
     names = {n.name for n in wf._graph.nodes()}
-    assert {"inputnode", "outputnode", "tbm", "template_reg", "ds_morphometry"} <= names
+    assert {"inputnode", "outputnode", "tbm", "template_reg", "ds_morphometry_wf"} <= names
     assert ("ants_seg" in names) is (backend == "ants")
     assert "Atropos" in wf.__desc__ if backend == "ants" else "FreeSurfer" in wf.__desc__ or "SAMSEG" in wf.__desc__
     assert "Workflow Graph" in init_morphometry_wf.__doc__

@@ -394,8 +394,9 @@ def test_single_subject_wf_with_morphometry_graph(tmp_path, scans):
     assert ("out_file", "inputnode.t1w") in edges[("ds_fused", "morphometry_wf")]
     ref = f"synthsr_{group.jobs[group.reference_job or 0].name}_wf"
     assert ("outputnode.out_json", "inputnode.synthsr_metadata") in edges[(ref, "morphometry_wf")]
-    sink = morph.get_node("ds_morphometry")
-    assert sink.inputs.output_dir == str(tmp_path / "out") and sink.inputs.backend == "ants"
+    sink = morph.get_node("ds_morphometry_wf").get_node("ds_dseg")
+    assert sink.inputs.base_directory == str(tmp_path / "out")
+    assert sink.inputs.entities == {"segmentation": "ants", "suffix": "dseg"}
 
 
 @pytest.mark.parametrize(
