@@ -41,7 +41,7 @@ BLOCKS = workflow_blocks()
 def test_every_workflow_factory_has_a_block():
     names = {name.rsplit(".", 1)[1] for name, _ in BLOCKS}
     assert {"init_synthsr_wf", "init_single_subject_wf", "init_synthsr_bids_wf",
-            "init_morphometry_wf"} <= names
+            "init_morphometry_wf", "init_ds_anat_wf", "init_ds_morphometry_wf"} <= names
 
 
 @pytest.mark.parametrize("name,code", BLOCKS, ids=[name for name, _ in BLOCKS])
