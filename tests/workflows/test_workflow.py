@@ -391,7 +391,11 @@ def test_single_subject_wf_with_morphometry_graph(tmp_path, scans):
     assert inputs.source_entities == {"subject": "01", "session": "1"}
     assert inputs.sources == ["bids::sub-01/ses-1/anat/sub-01_ses-1_desc-synthsr_T1w.nii.gz"]
     edges = {(u.name, v.name): d["connect"] for u, v, d in wf._graph.edges(data=True)}
-    assert ("out_file", "inputnode.t1w") in edges[("ds_fused", "morphometry_wf")]
+    # the fused derivative (written by ds_anat_wf's ds_fused) feeds the morphometry
+    assert ("outputnode.fused_file", "inputnode.t1w") in edges[("ds_anat_wf", "morphometry_wf")]
+    ds_anat = wf.get_node("ds_anat_wf")
+    ds_edges = {(u.name, v.name): d["connect"] for u, v, d in ds_anat._graph.edges(data=True)}
+    assert ("out_file", "fused_file") in ds_edges[("ds_fused", "outputnode")]
     ref = f"synthsr_{group.jobs[group.reference_job or 0].name}_wf"
     assert ("outputnode.out_json", "inputnode.synthsr_metadata") in edges[(ref, "morphometry_wf")]
     sink = morph.get_node("ds_morphometry_wf").get_node("ds_dseg")
