@@ -101,6 +101,8 @@ class RunOptions:
     stop_on_first_crash: bool = False
     write_graph: bool = False
     dry_run: bool = False
+    #: only rewrite the per-subject reports from earlier runs' outputs
+    reports_only: bool = False
     verbose_count: int = 0
     #: --model was given (at the group level it then selects that model's volumes)
     model_given: bool = False

@@ -16,6 +16,7 @@ import signal
 import sys
 import threading
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -156,8 +157,8 @@ def _write_outputs_scaffold(settings: Settings, plan, log_dir: Path) -> None:
 
     output_dir = settings.run.output_dir
     write_dataset_description(output_dir, settings.run.bids_dir)
-    # logs, and each scan's ITK transform (_xfm.txt: not yet in the BIDS schema)
-    ignore = ["logs/", "*_xfm.txt", "*_xfm.json"]
+    # logs, each scan's ITK transform (_xfm.txt: not yet in the BIDS schema), the per-subject reports
+    ignore = ["logs/", "*_xfm.txt", "*_xfm.json", "sub-*.html", "sub-*/figures/"]
     if settings.morphometry.enabled:  # community suffixes (_morph.tsv, _map.nii.gz), group/
         from ..morphometry.derivatives import bidsignore_patterns
 
@@ -274,7 +275,7 @@ def run_group(settings: Settings) -> int:
     return EXIT_OK
 
 
-def run_participant(settings: Settings) -> int:
+def run_participant(settings: Settings, *, command_line: Sequence[str] = ("synthsr-bids",)) -> int:
     """``participant``: SynthSR, fusion and morphometry of every selected subject/session."""
     from ..workflows.execution import NipypeSettings
 
@@ -283,7 +284,7 @@ def run_participant(settings: Settings) -> int:
     _check_morphometry_dependencies(settings)
     _check_paths(settings)
     nipype = None
-    if not run.dry_run:
+    if not run.dry_run and not run.reports_only:
         nipype = NipypeSettings.from_run(run)
         nipype.check(run.use_plugin)
         nipype.start_workers()
@@ -291,6 +292,12 @@ def run_participant(settings: Settings) -> int:
     from ..bids.plan import format_plan, skipped_scans
 
     problem = _nothing_to_run(settings, plan, selection)
+    if run.reports_only:
+        from ..reports.subject import latest_run_dir
+
+        if latest_run_dir(run.output_dir) is None:
+            raise InputError(f"--reports-only: no earlier run in {run.output_dir} (no logs/<run>/run.json)")
+        return _write_reports(settings, plan, log_dir=None)
     if nipype is None:
         print(format_plan(plan))
         # the model first: a real run stops there before it reads any header
@@ -321,6 +328,9 @@ def run_participant(settings: Settings) -> int:
     run.work_dir.mkdir(parents=True, exist_ok=True)
     nipype.init(log_dir)
     _write_outputs_scaffold(settings, plan, log_dir)
+    from ..reports.subject import record_run
+
+    record_run(log_dir, argv=command_line, plugin=nipype.plugin, plugin_args=nipype.plugin_args)
 
     workflow = init_synthsr_bids_wf(
         plan=plan,
@@ -361,6 +371,8 @@ def run_participant(settings: Settings) -> int:
             print(f"ERROR: the workflow did not finish ({type(exc).__name__}); "
                   f"{crash_summary(log_dir)}", file=sys.stderr)
             return EXIT_FAILED
+    record_run(log_dir, argv=command_line, plugin=nipype.plugin, plugin_args=nipype.plugin_args, finished=True)
+    _write_reports(settings, plan, log_dir=log_dir)
     if crashed or skipped:
         failed = len(crashed) - bad_scans
         print(f"ERROR: {len(skipped) + bad_scans} selected scan(s) not processed "
@@ -374,6 +386,21 @@ def run_participant(settings: Settings) -> int:
             if morph.enabled else "")
     print(f"synthsr-bids: {len(plan.jobs)} scan(s) and {len(plan.runnable_groups)} fused "
           f"volume(s){done} in {run.output_dir}")
+    return EXIT_OK
+
+
+def _write_reports(settings: Settings, plan, *, log_dir: Path | None) -> int:
+    """Write output_dir/sub-<label>.html for every subject of the plan; a report that cannot be drawn is
+    one warning line (the derivatives are what the run is for)."""
+    from ..reports.subject import write_subject_reports
+
+    try:
+        pages = write_subject_reports(settings.run.output_dir, plan, work_dir=settings.run.work_dir,
+                                      log_dir=log_dir)
+    except Exception as exc:  # noqa: BLE001 - any drawing failure: say so in one line, keep the outputs
+        print(f"WARNING: per-subject reports not written ({type(exc).__name__}: {exc})", file=sys.stderr)
+        return EXIT_FAILED
+    log.info("reports: %s", ", ".join(p.name for p in pages))
     return EXIT_OK
 
 
@@ -394,7 +421,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = settings_from_args(args)
         if settings.run.analysis_level == "group":
             return run_group(settings)
-        return run_participant(settings)
+        return run_participant(settings, command_line=["synthsr-bids", *(sys.argv[1:] if argv is None else argv)])
     except SynthSRError as exc:
         print("ERROR: " + " ".join(str(exc).split()), file=sys.stderr)  # one line, whatever it quotes
         return exc.exit_code

@@ -227,6 +227,11 @@ def get_parser() -> argparse.ArgumentParser:
         "without writing anything",
     )
     g_other.add_argument(
+        "--reports-only", action="store_true",
+        help="only (re)write the per-subject reports output_dir/sub-<label>.html from the outputs, "
+        "logs and work folder of earlier runs; nothing else runs",
+    )
+    g_other.add_argument(
         "--stop-on-first-crash", action="store_true", help="stop at the first failed node"
     )
     g_other.add_argument(
@@ -265,6 +270,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         stop_on_first_crash=args.stop_on_first_crash,
         write_graph=args.write_graph,
         dry_run=args.dry_run,
+        reports_only=args.reports_only,
         verbose_count=args.verbose_count,
         model_given=not isinstance(args.model, DefaultStr),
     )

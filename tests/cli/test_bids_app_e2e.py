@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -23,6 +24,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from synthsr_nipype.reports.browser import find_chromium
 from tests.paths import REAL, TINY
 from tests.validator import AVAILABLE as VALIDATOR_AVAILABLE
 from tests.validator import bids_validator_errors
@@ -132,12 +134,17 @@ def build_dataset(root: Path) -> Path:
 
 
 # ----------------------------------------------------------------------------- helpers
+def _is_report(relpath: Path) -> bool:
+    """The per-subject reports: sub-X.html and sub-X/figures/ (they name the run, its plugin and times)."""
+    return "figures" in relpath.parts or (len(relpath.parts) == 1 and relpath.suffix == ".html")
+
+
 def _digest(root: Path) -> dict[str, str]:
-    """SHA-256 of every derivative file (logs excluded: they hold run ids and times)."""
+    """SHA-256 of every derivative file (logs and reports excluded: they hold run ids and times)."""
     return {
         p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(root.rglob("*"))
-        if p.is_file() and "logs" not in p.relative_to(root).parts
+        if p.is_file() and "logs" not in p.relative_to(root).parts and not _is_report(p.relative_to(root))
     }
 
 
@@ -210,7 +217,8 @@ def e2e(tmp_path_factory):
 def test_e2e_exit_code_and_files(e2e):
     assert e2e["code"] == 0
     out = e2e["out"]
-    written = {p.relative_to(out).as_posix() for p in out.rglob("sub-*/**/*") if p.is_file()}
+    written = {p.relative_to(out).as_posix() for p in out.rglob("sub-*/**/*")
+               if p.is_file() and not _is_report(p.relative_to(out))}
     expected = {f"{stem}{ext}" for stem in [*EXPECTED_SCANS, *EXPECTED_FUSED]
                 for ext in (".nii.gz", ".json")}
     expected |= {f"{stem}{ext}" for stem in EXPECTED_XFMS for ext in (".txt", ".json")}
@@ -316,7 +324,7 @@ def test_e2e_pybids_reindex_and_roundtrip(e2e):
     out = e2e["out"]
     layout = BIDSLayout(str(out), config=["bids", "derivatives"], validate=False)
     files = {Path(f.path).relative_to(out).as_posix(): f for f in layout.get()
-             if Path(f.path).name.startswith("sub-")}
+             if Path(f.path).name.startswith("sub-") and not _is_report(Path(f.path).relative_to(out))}
     assert len(files) == 2 * (len(EXPECTED_SCANS) + len(EXPECTED_FUSED) + len(EXPECTED_XFMS))
     patterns = pybids_derivative_patterns() + [EXTENDED_ANAT_PATTERN, XFM_PATTERN]
     keys = {"ses": "session", "acq": "acquisition", "desc": "desc", "from": "from", "to": "to", "mode": "mode"}
@@ -368,6 +376,93 @@ def test_e2e_interrupt_rerun_multiproc_identical(e2e):
     for node, mtime in finished.items():
         assert after[node] == mtime, f"{node} was recomputed"
     assert _digest(out) == _digest(e2e["out"])
+
+
+# ----------------------------------------------------------------------------- per-subject reports
+def _scan_sections(html: str) -> list[str]:
+    return re.findall(r'<section class="scan" data-scan="([^"]+)"', html)
+
+
+def test_e2e_subject_reports(e2e):
+    """sub-X.html for every subject: one section per scan, every figure written in sub-X/figures/,
+    methods, provenance (command, plugin, model SHA-256, run time per node)."""
+    import hashlib as _hashlib
+
+    out = e2e["out"]
+    tiny_sha = _hashlib.sha256(TINY.read_bytes()).hexdigest()
+    for subject in ("01", "02", "03"):
+        html = (out / f"sub-{subject}.html").read_text()
+        scans = sorted(src for (src,) in EXPECTED_SCANS.values() if src.startswith(f"sub-{subject}/"))
+        assert sorted(_scan_sections(html)) == scans
+        figures = re.findall(r'<img src="([^"]+)"', html)
+        assert figures and all(f.startswith(f"sub-{subject}/figures/") and f.endswith(".svg") for f in figures)
+        assert all((out / f).is_file() for f in figures)
+        kinds = [re.search(r"_desc-([a-z]+)", Path(f).name).group(1) for f in figures]
+        assert kinds.count("input") == kinds.count("outline") == kinds.count("synthsr") == len(scans)
+        # registration figures for the scans of multi-scan groups (sub-01; sub-02 ses-pre)
+        assert kinds.count("registration") == {"01": 3, "02": 3, "03": 0}[subject]
+        assert kinds.count("fused") == {"01": 1, "02": 2, "03": 1}[subject]
+        assert tiny_sha in html and "--model" in html and "Linear" in html
+        assert "Results included in this manuscript come from synthsr-nipype" in html  # logs/CITATION.md
+        assert re.search(r"<code>synthsr_[\w.]+</code></td><td>[0-9.]+ s</td>", html), "no run times"
+    assert (out / ".bidsignore").read_text().count("sub-*/figures/") == 1
+
+
+def test_e2e_reports_only_rebuilds_without_running(e2e, tmp_path):
+    from synthsr_nipype.cli.bids_app import main
+
+    out = tmp_path / "out"
+    shutil.copytree(e2e["out"], out)
+    for page in out.glob("sub-*.html"):
+        page.unlink()
+    shutil.rmtree(out / "sub-02" / "figures")
+    work = e2e["base"] / "work_linear"
+    results = _synthsr_results(work)
+    runs = sorted((out / "logs").iterdir())
+    code = main([str(e2e["bids"]), str(out), "participant", "--model", str(TINY), "-w", str(work),
+                 "--reports-only"])
+    assert code == 0
+    assert sorted(p.name for p in out.glob("sub-*.html")) == ["sub-01.html", "sub-02.html", "sub-03.html"]
+    assert (out / "sub-02" / "figures").is_dir()
+    assert _synthsr_results(work) == results and sorted((out / "logs").iterdir()) == runs  # nothing ran
+    assert _digest(out) == _digest(e2e["out"])  # the derivatives are untouched
+
+
+def test_e2e_reports_only_needs_an_earlier_run(e2e, tmp_path, capsys):
+    from synthsr_nipype.cli.bids_app import main
+
+    code = main([str(e2e["bids"]), str(tmp_path / "empty"), "participant", "--model", str(TINY),
+                 "--reports-only"])
+    assert code == 1
+    assert "--reports-only: no earlier run" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(find_chromium() is None, reason="no headless Chromium (apt-get install chromium)")
+def test_e2e_subject_report_in_headless_chromium(e2e, tmp_path):
+    """The page as a reader's browser shows it: every figure loads, no script error, one section per scan;
+    with one figure deleted, the page names the missing file."""
+    from synthsr_nipype.reports.browser import render_dom, screenshot
+
+    out = tmp_path / "out"
+    shutil.copytree(e2e["out"], out)
+    page = out / "sub-02.html"
+    dom = render_dom(page)
+    body = dict(re.findall(r'([\w-]+)="([^"]*)"', re.search(r"<body\b([^>]*)>", dom).group(1)))
+    expected = int(body["data-figures-expected"])
+    assert expected >= 4 * 4 and body["data-figures-loaded"] == str(expected)
+    assert body["data-figures-broken"] == "0" and body["data-script-errors"] == "0"
+    assert len(_scan_sections(dom)) == 4
+    png = screenshot(page, tmp_path / "sub-02.png", width=1100, height=3000)
+    data = png.read_bytes()
+    assert data.startswith(b"\x89PNG") and len(data) > 50_000
+
+    missing = min((out / "sub-02" / "figures").glob("*_desc-outline*.svg"))
+    missing.unlink()
+    dom = render_dom(page)
+    body = dict(re.findall(r'([\w-]+)="([^"]*)"', re.search(r"<body\b([^>]*)>", dom).group(1)))
+    assert body["data-figures-broken"] == "1"
+    assert int(body["data-figures-loaded"]) == expected - 1
+    assert f"Missing figure: sub-02/figures/{missing.name}" in dom
 
 
 def test_e2e_error_exit_codes(e2e, tmp_path):

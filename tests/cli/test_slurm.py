@@ -76,11 +76,11 @@ def _write_dataset(root: Path) -> Path:
 
 
 def _digest(root: Path) -> dict[str, str]:
-    """SHA-256 of every file under sub-*/."""
+    """SHA-256 of every file under sub-*/ but the report's figures."""
     return {
         p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(root.glob("sub-*/**/*"))
-        if p.is_file()
+        if p.is_file() and "figures" not in p.relative_to(root).parts
     }
 
 
