@@ -235,7 +235,14 @@ def _group_section(output_dir: Path, figures_dir: Path, group: GroupPlan, log_di
                    work_dir: Path | None) -> GroupSection:
     from . import reportlets
 
-    scans = [_scan_section(output_dir, figures_dir, group, job) for job in group.jobs]
+    scans = []
+    for job in group.jobs:
+        try:
+            scans.append(_scan_section(output_dir, figures_dir, group, job))
+        except Exception as exc:  # noqa: BLE001 - one undrawable scan must not cost the subject its report
+            title = ", ".join(Path(s).name for s in job.sources)
+            scans.append(ScanSection(title=title, sources=list(job.sources), facts=[], notes=[],
+                                     absent=[f"cannot draw this scan: {type(exc).__name__}: {exc}"]))
     fused_figures, absent = [], []
     fused = output_dir / group.fused_relpath if group.fused_relpath else None
     volumes, dseg = _volumes(output_dir, group)

@@ -121,7 +121,8 @@ def test_synthsr_bids_on_the_corpus(tmp_path):
         assert (anat / f"sub-{subject}_desc-synthsr_T1w.nii.gz").is_file(), subject
         per_scan = [p for p in anat.glob("*_T1w.nii.gz") if "_desc-synthsr_" not in p.name]
         assert len(per_scan) == n_scans, (subject, sorted(p.name for p in per_scan))
-    written = {p.name[4:] for p in out.glob("sub-*") if p.is_dir()}  # not the reports, sub-X.html
+    # subjects with images written (every subject also has its report, sub-X.html and its figures)
+    written = {p.relative_to(out).parts[0][4:] for p in out.glob("sub-*/**/*.nii.gz")}
     assert written == set(processed), sorted(written ^ set(processed))
     _assert_nothing_partial(out)
     assert snapshot(bids) == before

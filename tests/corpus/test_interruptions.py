@@ -46,9 +46,17 @@ def _command(bids: Path, out: Path, work: Path) -> list[str]:
             "--model", str(TINY), "--nprocs", "1", "-w", str(work)]
 
 
+def _is_output(out: Path, path: Path) -> bool:
+    """A derivative file: not the logs, not the per-subject report (sub-X.html and its figures, which
+    describe each run: its time, command and node run times)."""
+    rel = path.relative_to(out)
+    return (path.is_file() and "logs" not in rel.parts and "figures" not in rel.parts
+            and not (len(rel.parts) == 1 and rel.suffix == ".html"))
+
+
 def _digest(out: Path) -> dict[str, str]:
     return {p.relative_to(out).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(out.rglob("*")) if p.is_file() and "logs" not in p.relative_to(out).parts}
+            for p in sorted(out.rglob("*")) if _is_output(out, p)}
 
 
 def _hidden(out: Path) -> list[str]:
@@ -104,7 +112,7 @@ def test_interrupt_then_rerun_is_identical(reference, tmp_path, sig):
     for point in ("synthsr", "fusion", "derivatives"):
         if point == "derivatives":  # all nodes are cached now: the sinks must write everything anew
             for subject in out.glob("sub-*"):
-                shutil.rmtree(subject)
+                shutil.rmtree(subject) if subject.is_dir() else subject.unlink()
         _interrupt_at(point, sig, bids, out, work, env)
     # What a writer killed mid-copy leaves (its process is gone), and a live writer's temporary
     # (a concurrent run into the same folder): the first is swept, the second left alone.
@@ -136,11 +144,11 @@ def test_rerun_leaves_identical_outputs_untouched(reference):
     """rsync and make see no change: identical outputs keep their modification time."""
     bids, expected, env, base = reference
     out = base / "out"
-    before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and "logs" not in p.parts}
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if _is_output(out, p)}
     proc = subprocess.run(_command(bids, out, base / "work"), env=env, capture_output=True, text=True,
                           timeout=600, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    after = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and "logs" not in p.parts}
+    after = {p: p.stat().st_mtime_ns for p in out.rglob("*") if _is_output(out, p)}
     assert after == before
     assert _digest(out) == expected
 
