@@ -70,6 +70,11 @@ assert fused == ["sub-01/anat/sub-01_desc-synthsr_T1w.nii.gz",
                  "sub-03/anat/sub-03_desc-synthsr_T1w.nii.gz"], fused
 scans = list(out.rglob("*_desc-synthsr[A-Z]*_T1w.nii.gz"))
 assert len(scans) == 8, scans
-print(f"container run OK: {len(fused)} fused images, {len(scans)} scan outputs, Container {generated['Container']}")
+reports = sorted(p.name for p in out.glob("sub-*.html"))
+assert reports == ["sub-01.html", "sub-02.html", "sub-03.html"], reports
+figures = list(out.glob("sub-*/figures/*.svg"))
+assert all(f"sub-{s}/figures/" in (out / f"sub-{s}.html").read_text() for s in ("01", "02", "03")), figures
+print(f"container run OK: {len(fused)} fused images, {len(scans)} scan outputs, {len(reports)} reports "
+      f"({len(figures)} figures), Container {generated['Container']}")
 PY
 rm -rf "$SCRATCH"
