@@ -26,33 +26,41 @@ from .spec import UNetSpec
 BN_EPSILON = 1e-3
 
 
+def conv_stacks(spec: UNetSpec) -> tuple[nn.ModuleList, nn.ModuleList, nn.Conv3d, tuple[int, ...]]:
+    """The U-Net's convolutions: (encoder per level, decoder per level, likelihood, skip widths).
+
+    One construction for the inference network and the trainable one (``train.unet``), so that their state
+    dicts share the keys ``down.L.C``, ``up.L.C`` and ``likelihood`` that the export relies on.
+    """
+    k = spec.kernel_size
+    down = nn.ModuleList()
+    channels = spec.in_channels
+    skip_channels = []
+    for widths in spec.down_widths:
+        convs = nn.ModuleList()
+        for width in widths:
+            convs.append(nn.Conv3d(channels, width, k, padding=k // 2))
+            channels = width
+        down.append(convs)
+        skip_channels.append(channels)
+    up = nn.ModuleList()
+    for level, widths in enumerate(spec.up_widths):
+        convs = nn.ModuleList()
+        channels = skip_channels[spec.n_levels - 2 - level] + channels
+        for width in widths:
+            convs.append(nn.Conv3d(channels, width, k, padding=k // 2))
+            channels = width
+        up.append(convs)
+    return down, up, nn.Conv3d(channels, spec.out_channels, 1), tuple(skip_channels)
+
+
 class UNet(nn.Module):
     """SynthSR U-Net whose sizes come from a :class:`UNetSpec`."""
 
     def __init__(self, spec: UNetSpec) -> None:
         super().__init__()
         self.spec = spec
-        k = spec.kernel_size
-        self.down = nn.ModuleList()
-        channels = spec.in_channels
-        skip_channels = []
-        for widths in spec.down_widths:
-            convs = nn.ModuleList()
-            for width in widths:
-                convs.append(nn.Conv3d(channels, width, k, padding=k // 2))
-                channels = width
-            self.down.append(convs)
-            skip_channels.append(channels)
-        self.up = nn.ModuleList()
-        for level, widths in enumerate(spec.up_widths):
-            convs = nn.ModuleList()
-            channels = skip_channels[spec.n_levels - 2 - level] + channels
-            for width in widths:
-                convs.append(nn.Conv3d(channels, width, k, padding=k // 2))
-                channels = width
-            self.up.append(convs)
-        self.skip_channels = tuple(skip_channels)
-        self.likelihood = nn.Conv3d(channels, spec.out_channels, 1)
+        self.down, self.up, self.likelihood, self.skip_channels = conv_stacks(spec)
         # BatchNorm at inference is a per-channel affine map; stored as (scale, shift) buffers.
         for i, widths in enumerate(spec.down_widths):
             self._add_bn(f"bn_down_{i}", widths[-1])

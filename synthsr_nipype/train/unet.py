@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..model.spec import UNetSpec
-from ..model.unet import BN_EPSILON, CL, UNet, conv3d
+from ..model.unet import BN_EPSILON, CL, UNet, conv3d, conv_stacks
 
 #: Keras' BatchNormalization momentum 0.99 (weight of the old statistic) as torch's momentum (of the new one).
 BN_MOMENTUM = 0.01
@@ -34,26 +34,7 @@ class TrainableUNet(nn.Module):
     def __init__(self, spec: UNetSpec) -> None:
         super().__init__()
         self.spec = spec
-        k = spec.kernel_size
-        self.down = nn.ModuleList()
-        channels = spec.in_channels
-        skip_channels = []
-        for widths in spec.down_widths:
-            convs = nn.ModuleList()
-            for width in widths:
-                convs.append(nn.Conv3d(channels, width, k, padding=k // 2))
-                channels = width
-            self.down.append(convs)
-            skip_channels.append(channels)
-        self.up = nn.ModuleList()
-        for level, widths in enumerate(spec.up_widths):
-            convs = nn.ModuleList()
-            channels = skip_channels[spec.n_levels - 2 - level] + channels
-            for width in widths:
-                convs.append(nn.Conv3d(channels, width, k, padding=k // 2))
-                channels = width
-            self.up.append(convs)
-        self.likelihood = nn.Conv3d(channels, spec.out_channels, 1)
+        self.down, self.up, self.likelihood, _ = conv_stacks(spec)
         self.bn_down = nn.ModuleList(_batch_norm(w[-1], spec.batch_norm) for w in spec.down_widths)
         self.bn_up = nn.ModuleList(_batch_norm(w[-1], spec.batch_norm) for w in spec.up_widths)
 
