@@ -158,7 +158,8 @@ def _write_outputs_scaffold(settings: Settings, plan, log_dir: Path) -> None:
     output_dir = settings.run.output_dir
     write_dataset_description(output_dir, settings.run.bids_dir)
     # logs, each scan's ITK transform (_xfm.txt: not yet in the BIDS schema), the per-subject reports
-    ignore = ["logs/", "*_xfm.txt", "*_xfm.json", "sub-*.html", "sub-*/figures/"]
+    # (the schema validator reports the figures folder itself: "sub-*/figures/" does not match it)
+    ignore = ["logs/", "*_xfm.txt", "*_xfm.json", "sub-*.html", "sub-*/figures"]
     if settings.morphometry.enabled:  # community suffixes (_morph.tsv, _map.nii.gz), group/
         from ..morphometry.derivatives import bidsignore_patterns
 

@@ -405,7 +405,7 @@ def test_e2e_subject_reports(e2e):
         assert tiny_sha in html and "--model" in html and "Linear" in html
         assert "Results included in this manuscript come from synthsr-nipype" in html  # logs/CITATION.md
         assert re.search(r"<code>synthsr_[\w.]+</code></td><td>[0-9.]+ s</td>", html), "no run times"
-    assert (out / ".bidsignore").read_text().count("sub-*/figures/") == 1
+    assert (out / ".bidsignore").read_text().count("sub-*/figures\n") == 1
 
 
 def test_e2e_reports_only_rebuilds_without_running(e2e, tmp_path):
