@@ -1,9 +1,11 @@
 """Where each publisher serves its SynthSR weights, and the rule that turns a registry entry into that address.
 
 FreeSurfer keeps ``synthsr_v20_230130.h5`` and ``synthsr_lowfield_v20_230130.h5`` in its public git-annex
-remote (a bare repository, so objects live under git-annex's ``hashdirlower`` folders); v1 and the Hyperfine
-model are plain files in BBillot/SynthSR's ``models/`` folder, served by GitHub's raw download (which redirects
-to the file's storage host).
+remote (a bare repository, so objects live under git-annex's ``hashdirlower`` folders); v1
+(``synthsr_v10_210712.h5``) and the Hyperfine model (``synthsr_v10_210712_hyperfine.h5``) are plain files in
+the ``mri_synthsr/`` folder of FreeSurfer's source tree (freesurfer/freesurfer on GitHub, installed by
+``mri_synthsr/CMakeLists.txt``), served by GitHub's raw host. (BBillot/SynthSR's ``models/`` entries for them
+are git symlinks to a private cluster path: not a home for the weights.)
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ if TYPE_CHECKING:
 #: Publisher name -> the root its paths are relative to.  Tests point these at a local server laid out the same.
 ORIGINS: dict[str, str] = {
     "freesurfer-annex": "https://surfer.nmr.mgh.harvard.edu/pub/dist/freesurfer/repo/annex.git/",
-    "bbillot-github": "https://github.com/BBillot/SynthSR/raw/main/",
+    "freesurfer-tree": "https://raw.githubusercontent.com/freesurfer/freesurfer/dev/",
 }
 
 

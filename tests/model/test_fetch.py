@@ -1,11 +1,12 @@
 """Model download: the publishers' addresses, and fetching against a local HTTP server laid out like them
-(FreeSurfer's git-annex remote, GitHub's raw download with its redirect) or like a flat mirror: progress,
-resume with Range, SHA-256 and HDF5 verification."""
+(FreeSurfer's git-annex remote, FreeSurfer's source tree on GitHub's raw host) or like a flat mirror:
+progress, resume with Range, SHA-256, size, HDF5 and layer verification; --print-url; the one-line error."""
 
 from __future__ import annotations
 
 import hashlib
 import http.server
+import re
 import threading
 from pathlib import Path
 from typing import ClassVar
@@ -15,22 +16,35 @@ import pytest
 from synthsr_nipype.cli import models as models_cli
 from synthsr_nipype.errors import FetchError
 from synthsr_nipype.model import registry, upstream
-from synthsr_nipype.model.fetch import fetch_model, model_url
+from synthsr_nipype.model.fetch import fetch_model, model_url, where
+from tests.paths import MODELS as FIXTURE_MODELS
 
 HDF5 = b"\x89HDF\r\n\x1a\n"
 PAYLOAD = HDF5 + bytes(range(256)) * 4096  # 1 MiB and a bit, starts like every Keras weight file
 
 # The publishers' addresses, written out as published (FreeSurfer's git-annex remote: the lowfield address is
-# the one a public download script uses; GitHub: BBillot/SynthSR's models/ folder).
+# the one a public download script uses; v1 and hyperfine: FreeSurfer's mri_synthsr/ folder, the v1 address
+# as a public project records it).
 ANNEX = "https://surfer.nmr.mgh.harvard.edu/pub/dist/freesurfer/repo/annex.git/annex/objects/"
 V2_KEY = "SHA256E-s106163752--a472f776e7b33b5ea6e10c801f55fee488f1477a208b3e6998dc1aec1d9c5f8b.h5"
 LOWFIELD_KEY = "SHA256E-s106163752--a7c5ea91c94fe31f3c716252caae0d181629201bd884dc59af88ddfd75ed4b84.h5"
 PUBLISHED = {
     "v2": f"{ANNEX}f08/bc9/{V2_KEY}/{V2_KEY}",
     "lowfield": f"{ANNEX}de0/799/{LOWFIELD_KEY}/{LOWFIELD_KEY}",
-    "v1": "https://github.com/BBillot/SynthSR/raw/main/models/SynthSR_v10_210712.h5",
-    "hyperfine": "https://github.com/BBillot/SynthSR/raw/main/models/SynthSR_v10_210712_hyperfine.h5",
+    "v1": "https://raw.githubusercontent.com/freesurfer/freesurfer/dev/mri_synthsr/synthsr_v10_210712.h5",
+    "hyperfine": ("https://raw.githubusercontent.com/freesurfer/freesurfer/dev/mri_synthsr/"
+                  "synthsr_v10_210712_hyperfine.h5"),
 }
+TREE = "/freesurfer/freesurfer/dev/mri_synthsr/"  # raw.githubusercontent.com/<owner>/<repo>/<branch>/<path>
+#: Keras weight files with the layers of a SynthSR U-Net: 1 input channel, and the 2-channel Hyperfine layout
+ONE_CHANNEL = FIXTURE_MODELS / "tiny_weights.h5"
+TWO_CHANNELS = FIXTURE_MODELS / "hyperfine_tiny_weights.h5"
+
+
+def test_v1_is_pinned_to_the_published_file():
+    info = registry.MODELS["v1"]
+    assert (info.size, info.sha256) == (
+        53_075_984, "2fd59e96196388360eba95254fb6dfc9eb9eb8638018b590575e47e0a387f255")
 
 
 @pytest.mark.parametrize("name", sorted(PUBLISHED))
@@ -104,7 +118,7 @@ def publishers(http_root, monkeypatch):
     """The local server laid out like FreeSurfer's annex remote and GitHub; ORIGINS pointed at it."""
     monkeypatch.delenv("SYNTHSR_MODELS_URL", raising=False)
     monkeypatch.setitem(upstream.ORIGINS, "freesurfer-annex", http_root + "/pub/dist/freesurfer/repo/annex.git/")
-    monkeypatch.setitem(upstream.ORIGINS, "bbillot-github", http_root + "/BBillot/SynthSR/raw/main/")
+    monkeypatch.setitem(upstream.ORIGINS, "freesurfer-tree", http_root + "/freesurfer/freesurfer/dev/")
     for name in ("v2", "lowfield"):
         payload = PAYLOAD + name.encode()
         info = _with_payload(monkeypatch, name, payload)
@@ -113,53 +127,113 @@ def publishers(http_root, monkeypatch):
         md5 = hashlib.md5(key.encode()).hexdigest()
         annex = "/pub/dist/freesurfer/repo/annex.git/annex/objects"
         FileServer.files[f"{annex}/{md5[:3]}/{md5[3:6]}/{key}/{key}"] = payload
-    for name, published in (("v1", "SynthSR_v10_210712.h5"), ("hyperfine", "SynthSR_v10_210712_hyperfine.h5")):
-        # github.com/<owner>/<repo>/raw/<branch>/<path> redirects to the storage host
-        FileServer.redirects[f"/BBillot/SynthSR/raw/main/models/{published}"] = (
-            f"/raw/BBillot/SynthSR/main/models/{published}")
-        FileServer.files[f"/raw/BBillot/SynthSR/main/models/{published}"] = PAYLOAD + name.encode()
+    # v1 stands for its pinned file by a hashed payload; hyperfine (no published hash) is a real 2-channel
+    # U-Net weight file, since only its layers can vouch for it
+    _with_payload(monkeypatch, "v1", PAYLOAD + b"v1")
+    FileServer.files[f"{TREE}synthsr_v10_210712.h5"] = PAYLOAD + b"v1"
+    FileServer.files[f"{TREE}synthsr_v10_210712_hyperfine.h5"] = TWO_CHANNELS.read_bytes()
     return http_root
+
+
+def _served(name: str) -> bytes:
+    return TWO_CHANNELS.read_bytes() if name == "hyperfine" else PAYLOAD + name.encode()
 
 
 @pytest.mark.parametrize("name", sorted(PUBLISHED))
 def test_fetch_from_the_publishers_layout(publishers, name, tmp_path):
     path = fetch_model(name, dest_dir=tmp_path, progress=False)
     assert path == tmp_path / registry.MODELS[name].filename  # saved under the name the search looks for
-    assert path.read_bytes() == PAYLOAD + name.encode()
+    assert path.read_bytes() == _served(name)
     assert [p for p in tmp_path.iterdir()] == [path]
 
 
-def test_resume_follows_the_github_redirect(publishers, tmp_path):
+def test_resume_from_freesurfers_tree(publishers, tmp_path):
     (tmp_path / "synthsr_v10_210712.h5.part").write_bytes(PAYLOAD[:300_000])
     path = fetch_model("v1", dest_dir=tmp_path, progress=False)
     assert path.read_bytes() == PAYLOAD + b"v1"
-    assert FileServer.requests == [("/BBillot/SynthSR/raw/main/models/SynthSR_v10_210712.h5", "bytes=300000-"),
-                                   ("/raw/BBillot/SynthSR/main/models/SynthSR_v10_210712.h5", "bytes=300000-")]
+    assert FileServer.requests == [(f"{TREE}synthsr_v10_210712.h5", "bytes=300000-")]
+
+
+def test_v1_of_the_wrong_size_is_deleted(publishers, tmp_path):
+    FileServer.files[f"{TREE}synthsr_v10_210712.h5"] = PAYLOAD + b"v1 but longer"
+    with pytest.raises(FetchError, match=f"downloaded {len(PAYLOAD) + 13} bytes, expected {len(PAYLOAD) + 2}"):
+        fetch_model("v1", dest_dir=tmp_path, progress=False)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_an_unhashed_download_that_is_not_hdf5_is_deleted(publishers, tmp_path):
     lfs_pointer = b"version https://git-lfs.github.com/spec/v1\noid sha256:0\nsize 1\n"
-    FileServer.files["/raw/BBillot/SynthSR/main/models/SynthSR_v10_210712_hyperfine.h5"] = lfs_pointer
+    FileServer.files[f"{TREE}synthsr_v10_210712_hyperfine.h5"] = lfs_pointer
     with pytest.raises(FetchError, match="did not send an HDF5 file"):
         fetch_model("hyperfine", dest_dir=tmp_path, progress=False)
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize(("served", "problem"), [
+    (PAYLOAD, "not a SynthSR weight file"),  # HDF5 signature, nothing behind it
+    (ONE_CHANNEL, "1 input and 1 output channels, expected 2 and 1"),  # v1-like layers, not the Hyperfine pair
+])
+def test_an_unhashed_download_without_the_expected_layers_is_deleted(publishers, tmp_path, served, problem):
+    FileServer.files[f"{TREE}synthsr_v10_210712_hyperfine.h5"] = (
+        served.read_bytes() if isinstance(served, Path) else served)
+    with pytest.raises(FetchError, match=problem):
+        fetch_model("hyperfine", dest_dir=tmp_path, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_fetch_command_reports_the_hash_of_an_unhashed_model(publishers, tmp_path, capsys):
-    assert models_cli.main(["fetch", "v1", "--dest", str(tmp_path), "--quiet"]) == 0
+    assert models_cli.main(["fetch", "hyperfine", "--dest", str(tmp_path), "--quiet"]) == 0
     captured = capsys.readouterr()
-    assert "/BBillot/SynthSR/raw/main/models/SynthSR_v10_210712.h5" in captured.err
-    assert hashlib.sha256(PAYLOAD + b"v1").hexdigest() in captured.err
-    assert captured.out.strip() == str(tmp_path / "synthsr_v10_210712.h5")
+    assert "fetching synthsr_v10_210712_hyperfine.h5 from 127.0.0.1" in captured.err
+    assert hashlib.sha256(TWO_CHANNELS.read_bytes()).hexdigest() in captured.err
+    assert "2-channel SynthSR U-Net" in captured.err
+    assert captured.out.strip() == str(tmp_path / "synthsr_v10_210712_hyperfine.h5")
+
+
+@pytest.mark.parametrize("name", sorted(registry.MODELS))
+def test_print_url_for_every_registry_model(name, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("SYNTHSR_MODELS_URL", raising=False)
+    assert models_cli.main(["fetch", name, "--print-url", "--dest", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    print(out)
+    info = registry.MODELS[name]
+    assert list(tmp_path.iterdir()) == []  # nothing downloaded
+    if info.bundled:
+        assert "ships inside the package" in out
+        assert hashlib.sha256((registry.BUNDLED_DIR / info.filename).read_bytes()).hexdigest() in out
+        return
+    assert f"url     {PUBLISHED[name]}\n" in out
+    assert f"put it  {tmp_path / info.filename}" in out
+    if info.sha256:
+        assert f"sha256  {info.sha256}\n" in out
+        assert f"size    {info.size:,} bytes\n" in out
+    else:
+        assert "sha256  not published" in out
+
+
+def test_print_url_names_the_mirror(tmp_path, capsys):
+    assert models_cli.main(["fetch", "v2", "--print-url", "--url", "http://mirror.example/m/"]) == 0
+    assert "url     http://mirror.example/m/synthsr_v20_230130.h5\n" in capsys.readouterr().out
+    assert where("v1").target == registry.user_models_dir() / "synthsr_v10_210712.h5"
+
+
+def test_list_shows_the_bundled_hash_and_rounded_losses(capsys):
+    assert models_cli.main(["list"]) == 0
+    out = capsys.readouterr().out
+    print(out)
+    lite = registry.BUNDLED_DIR / "lite.safetensors"
+    assert hashlib.sha256(lite.read_bytes()).hexdigest() in out
+    loss = re.search(r"best validation loss (\S+) at step", out)
+    assert loss is not None and len(loss.group(1)) <= 6, loss
 
 
 def test_a_model_inside_the_package_has_nothing_to_fetch(monkeypatch, tmp_path, capsys):
     monkeypatch.setitem(registry.MODELS, "packaged", registry.ModelInfo("packaged", "packaged.h5", None, None, 1, ""))
     with pytest.raises(FetchError, match="ships with the package"):
         fetch_model("packaged", dest_dir=tmp_path, progress=False)
-    with pytest.raises(SystemExit):
-        models_cli.main(["fetch", "packaged"])
-    assert "invalid choice: 'packaged'" in capsys.readouterr().err
+    assert models_cli.main(["fetch", "lite", "--dest", str(tmp_path)]) == 2
+    assert "ships with the package" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
 
 
 # --- a mirror (--url / $SYNTHSR_MODELS_URL): every file under its registry name in one folder
@@ -210,7 +284,25 @@ def test_fetch_command_and_found_afterwards(mirror, tmp_path, monkeypatch, capsy
     assert str(tmp_path / "synthsr_v20_230130.h5") in capsys.readouterr().out
 
 
-def test_fetch_command_unreachable_server_exits_2(tmp_path, capsys):
-    code = models_cli.main(["fetch", "v1", "--url", "http://127.0.0.1:9/", "--dest", str(tmp_path), "--quiet"])
+@pytest.mark.parametrize(("url", "reason"), [
+    ("http://127.0.0.1:9/", "127.0.0.1 refused the connection"),
+    ("http://no-such-host.invalid/", "no network or unknown host no-such-host.invalid"),
+])
+def test_fetch_command_unreachable_server_says_what_to_do(tmp_path, capsys, url, reason):
+    code = models_cli.main(["fetch", "v1", "--url", url, "--dest", str(tmp_path), "--quiet"])
     assert code == 2
-    assert "cannot download" in capsys.readouterr().err
+    error = [line for line in capsys.readouterr().err.splitlines() if line.startswith("ERROR")]
+    print(error)
+    assert len(error) == 1
+    line = error[0]
+    assert f"cannot download model 'v1' ({reason})" in line
+    for hint in ("synthsr-models fetch v1 --print-url", str(tmp_path), "$SYNTHSR_MODELS_DIR", "--url"):
+        assert hint in line
+    assert "Errno" not in line and "synthsr_v10_210712.h5" not in line
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_missing_file_says_what_to_do(publishers, tmp_path):
+    del FileServer.files[f"{TREE}synthsr_v10_210712.h5"]
+    with pytest.raises(FetchError, match=r"\(HTTP 404 Not Found from 127.0.0.1\); on a machine with internet"):
+        fetch_model("v1", dest_dir=tmp_path, progress=False)
