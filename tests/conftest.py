@@ -17,6 +17,18 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     yield
 
 
+@pytest.fixture(autouse=True)
+def _crashdump_in_tmp(tmp_path):
+    """Nipype writes a failed node's crash file into its ``crashdump_dir`` (default: the current
+    folder, the checkout): each test's go into its own temporary folder (as smriprep's conftest)."""
+    from nipype import config
+
+    old = config.get("execution", "crashdump_dir")  # nipype's default: the folder it was imported from
+    config.set("execution", "crashdump_dir", str(tmp_path))
+    yield
+    config.set("execution", "crashdump_dir", old)
+
+
 def _existing(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f"shared data not available: {path}")

@@ -9,6 +9,7 @@ on stderr and a documented exit code (see :data:`~synthsr_nipype.cli.bids_parser
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -277,8 +278,16 @@ def run_group(settings: Settings) -> int:
 
 
 def run_participant(settings: Settings, *, command_line: Sequence[str] = ("synthsr-bids",)) -> int:
-    """``participant``: SynthSR, fusion and morphometry of every selected subject/session."""
-    from ..workflows.execution import NipypeSettings
+    """``participant``: SynthSR, fusion and morphometry of every selected subject/session.
+
+    A real run keeps its scratch (multiprocessing's, ANTs', fusion's) in ``<work_dir>/tmp``, for
+    itself and its workers, and first removes what a killed run left there."""
+    with contextlib.ExitStack() as scratch:
+        return _run_participant(settings, command_line, scratch)
+
+
+def _run_participant(settings: Settings, command_line: Sequence[str], scratch: contextlib.ExitStack) -> int:
+    from ..workflows.execution import NipypeSettings, scratch_environment, sweep_scratch
 
     run = settings.run
     # Before anything is read or written: a missing FreeSurfer (or licence) is exit 2.
@@ -288,6 +297,10 @@ def run_participant(settings: Settings, *, command_line: Sequence[str] = ("synth
     if not run.dry_run and not run.reports_only:
         nipype = NipypeSettings.from_run(run)
         nipype.check(run.use_plugin)
+        for stale in sweep_scratch(run.work_dir):
+            log.info("removed %s, left by a run that was killed", stale)
+        # from here on (the forkserver and its workers included) scratch goes to <work_dir>/tmp
+        scratch.enter_context(scratch_environment(run.work_dir))
         nipype.start_workers()
     plan, selection, models = _select(settings)
     from ..bids.plan import format_plan, skipped_scans

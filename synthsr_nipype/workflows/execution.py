@@ -206,38 +206,88 @@ def ensure_logname() -> None:
             os.environ["LOGNAME"] = f"uid{os.getuid()}"
 
 
+#: Scratch folders a run makes in its $TMPDIR: multiprocessing's (the forkserver's socket,
+#: MultiProc's workers), the ANTs subprocesses' and fusion's (tempfile's default names too).
+SCRATCH_PREFIXES = ("pymp-", "synthsr-ants-", "synthsr_fusion_", "tmp")
+
+
+def scratch_dir(work_dir: Path) -> Path:
+    """Where a run's scratch folders go: ``<work_dir>/tmp``, never a shared $TMPDIR."""
+    return Path(work_dir) / "tmp"
+
+
+@contextmanager
+def scratch_environment(work_dir: Path):
+    """``$TMPDIR`` and ``tempfile.tempdir`` point at :func:`scratch_dir` while the block runs, for
+    this process and the processes it starts (MultiProc's forkserver, started inside the block,
+    and its workers inherit it), so a killed run leaves its scratch in the work directory, where
+    :func:`sweep_scratch` removes it; both restored afterwards."""
+    scratch = scratch_dir(work_dir)
+    scratch.mkdir(parents=True, exist_ok=True)
+    old_env, old_tempdir = os.environ.get("TMPDIR"), tempfile.tempdir
+    os.environ["TMPDIR"] = str(scratch)
+    tempfile.tempdir = str(scratch)  # tempfile caches the folder it found first
+    try:
+        yield scratch
+    finally:
+        if old_env is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = old_env
+        tempfile.tempdir = old_tempdir
+
+
+def sweep_scratch(work_dir: Path) -> list[Path]:
+    """Remove the scratch folders an earlier run left in :func:`scratch_dir` (killed with -9, it
+    could not); this process's own multiprocessing folder (an earlier in-process run's forkserver
+    socket) stays. Returns what was removed."""
+    import multiprocessing.process
+    import shutil
+
+    scratch = scratch_dir(work_dir)
+    if not scratch.is_dir():
+        return []
+    own = multiprocessing.process.current_process()._config.get("tempdir")
+    removed = []
+    for entry in sorted(scratch.iterdir()):
+        if not entry.name.startswith(SCRATCH_PREFIXES) or (own and entry == Path(own)):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(entry)
+    return removed
+
+
 @contextmanager
 def _worker_environment(log_dir: Path, work_dir: Path):
     """Workers read ``nipype.cfg`` from ``$NIPYPE_CONFIG_DIR``; the run happens in ``work_dir``
     with start-up objects frozen out of the garbage collector and the nodes' scratch folders in
-    ``work_dir/tmp``; all restored afterwards."""
+    ``work_dir/tmp`` (:func:`scratch_environment`); all restored afterwards."""
     cwd = os.getcwd()
-    old = {name: os.environ.get(name) for name in ("NIPYPE_CONFIG_DIR", "TMPDIR")}
+    old = os.environ.get("NIPYPE_CONFIG_DIR")
     os.environ["NIPYPE_CONFIG_DIR"] = str(log_dir)
-    # Scratch folders of the nodes (synthsr-ants-*, pymp-*...) go to the work directory: a killed
-    # run leaves them there, not in a shared $TMPDIR.
-    scratch = work_dir / "tmp"
-    scratch.mkdir(exist_ok=True)
-    os.environ["TMPDIR"] = str(scratch)
-    tempfile.tempdir = None  # tempfile caches the folder it found first
     try:
-        # Nipype's resource monitor drops .proc-* files in the current directory and
-        # MultiProc workers inherit it: run from the work directory, not the user's.
-        os.chdir(work_dir)
-        # MultiProc runs a full gc.collect() before each submission and after each node it runs
-        # itself; with torch and the BIDS index loaded each took ~0.15 s (~4 s for 4 one-scan
-        # subjects). Frozen start-up objects are skipped, so a collection scans only the run's.
-        gc.freeze()
-        yield
+        with scratch_environment(work_dir):
+            # Nipype's resource monitor drops .proc-* files in the current directory and
+            # MultiProc workers inherit it: run from the work directory, not the user's.
+            os.chdir(work_dir)
+            # MultiProc runs a full gc.collect() before each submission and after each node it
+            # runs itself; with torch and the BIDS index loaded each took ~0.15 s (~4 s for 4
+            # one-scan subjects). Frozen start-up objects are skipped, so a collection scans only
+            # the run's.
+            gc.freeze()
+            try:
+                yield
+            finally:
+                gc.unfreeze()
+                os.chdir(cwd)
     finally:
-        gc.unfreeze()
-        os.chdir(cwd)
-        for name, value in old.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        tempfile.tempdir = None
+        if old is None:
+            os.environ.pop("NIPYPE_CONFIG_DIR", None)
+        else:
+            os.environ["NIPYPE_CONFIG_DIR"] = old
 
 
 @contextmanager

@@ -1,6 +1,7 @@
 """Runs that end early: kill -9 and SIGTERM while synthsr-bids runs SynthSR, fuses, or writes
 derivatives, and a full disk (output or work directory); then rerun: the outputs are byte-identical
-to an uninterrupted run and no temporary file is left in output_dir. Also: reruns leave identical
+to an uninterrupted run, no temporary file is left in output_dir and no scratch folder in $TMPDIR
+(multiprocessing's, ANTs', fusion's: they go to the work dir, swept by the next start). Also: reruns leave identical
 outputs untouched, MultiProc is quiet without -v."""
 
 from __future__ import annotations
@@ -41,9 +42,17 @@ def _dataset(root: Path) -> Path:
     return bids
 
 
-def _command(bids: Path, out: Path, work: Path) -> list[str]:
+def _command(bids: Path, out: Path, work: Path, nprocs: int = 1) -> list[str]:
     return [sys.executable, "-m", "synthsr_nipype.cli.bids_app", str(bids), str(out), "participant",
-            "--model", str(TINY), "--nprocs", "1", "-w", str(work)]
+            "--model", str(TINY), "--nprocs", str(nprocs), "-w", str(work)]
+
+
+SCRATCH = ("pymp-", "synthsr-ants-", "synthsr_fusion_", "tmp")
+
+
+def _scratch(folder: Path) -> list[str]:
+    """Scratch folders (and files) a run would leave in ``folder``."""
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith(SCRATCH))
 
 
 def _is_output(out: Path, path: Path) -> bool:
@@ -83,8 +92,8 @@ def reference(tmp_path_factory):
     return bids, _digest(base / "out"), env, base
 
 
-def _interrupt_at(point: str, sig: int, bids: Path, out: Path, work: Path, env: dict) -> None:
-    proc = subprocess.Popen(_command(bids, out, work), env=env, start_new_session=True,
+def _interrupt_at(point: str, sig: int, bids: Path, out: Path, work: Path, env: dict, nprocs: int = 1) -> None:
+    proc = subprocess.Popen(_command(bids, out, work, nprocs), env=env, start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
     while proc.poll() is None and time.monotonic() < deadline and not _reached(point, out, work):
@@ -105,15 +114,24 @@ def _interrupt_at(point: str, sig: int, bids: Path, out: Path, work: Path, env: 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "sigterm"])
 def test_interrupt_then_rerun_is_identical(reference, tmp_path, sig):
-    """Interrupted in SynthSR, the rerun interrupted in fusion, that one while writing derivatives
-    (each rerun resumes from the nodes finished before), then a last rerun completes."""
+    """Interrupted in SynthSR (MultiProc: a forkserver and its workers), the rerun interrupted in
+    fusion, that one while writing derivatives (each rerun resumes from the nodes finished before),
+    then a last rerun completes. $TMPDIR (a private one) never holds a scratch folder."""
     bids, expected, env, _ = reference
     out, work = tmp_path / "out", tmp_path / "work"
-    for point in ("synthsr", "fusion", "derivatives"):
+    system_tmp = tmp_path / "system-tmp"
+    system_tmp.mkdir()
+    env = {**env, "TMPDIR": str(system_tmp)}
+    for point, nprocs in (("synthsr", 2), ("fusion", 1), ("derivatives", 1)):
         if point == "derivatives":  # all nodes are cached now: the sinks must write everything anew
             for subject in out.glob("sub-*"):
                 shutil.rmtree(subject) if subject.is_dir() else subject.unlink()
-        _interrupt_at(point, sig, bids, out, work, env)
+        _interrupt_at(point, sig, bids, out, work, env, nprocs)
+        assert _scratch(system_tmp) == [], point
+    # What a killed run leaves in the work dir's scratch: the next start removes it.
+    for name in ("pymp-dead0001", "synthsr-ants-dead0001", "synthsr_fusion_dead0001"):
+        (work / "tmp" / name).mkdir(parents=True, exist_ok=True)
+        (work / "tmp" / name / "leftover.nii.gz").write_bytes(b"x")
     # What a writer killed mid-copy leaves (its process is gone), and a live writer's temporary
     # (a concurrent run into the same folder): the first is swept, the second left alone.
     anat = out / "sub-01" / "anat"
@@ -129,6 +147,7 @@ def test_interrupt_then_rerun_is_identical(reference, tmp_path, sig):
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert "Traceback" not in rerun.stderr
     assert not killed.exists() and live.exists()
+    assert _scratch(system_tmp) == [] and _scratch(work / "tmp") == []
     live.unlink()
     assert _digest(out) == expected
     assert _hidden(out) == []
