@@ -84,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="(config: generator.crop) training patch shape")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=YAML",
                         help="set any config key, dotted, value in YAML (e.g. --set generator.channels='[...]')")
+    parser.add_argument("--time-budget", type=float, default=None, metavar="MINUTES",
+                        help="stop after MINUTES of training: the step under way finishes, then a checkpoint "
+                             "and the export are written as at the last step")
     parser.add_argument("--resume", nargs="?", const="latest", default=None, metavar="CHECKPOINT",
                         help="continue from CHECKPOINT (default: the latest one in the output folder)")
     parser.add_argument("--export", default=None, metavar="PATH",
@@ -112,6 +115,8 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.time_budget is not None and not args.time_budget > 0:
+        raise SystemExit("synthsr-train: error: --time-budget needs a positive number of minutes")
     try:
         config = load_config(args.config, overrides_from_args(args))
         from ..train.export import export_checkpoint
@@ -131,7 +136,11 @@ def main(argv: list[str] | None = None) -> int:
                   f"network {trainer.spec.as_dict()}; device {trainer.device}; run folder {trainer.run_dir}",
                   file=sys.stderr)
             try:
-                trainer.fit(progress=not args.quiet)
+                budget = None if args.time_budget is None else 60.0 * args.time_budget
+                trainer.fit(progress=not args.quiet, time_budget_s=budget)
+                if trainer.state.step < config.steps:
+                    print(f"time budget of {args.time_budget:g} min spent: stopped at step {trainer.state.step} "
+                          f"of {config.steps}", file=sys.stderr)
             except KeyboardInterrupt:
                 path = trainer.save_checkpoint()
                 print(f"interrupted: step {trainer.state.step} saved to {path}; continue with --resume",

@@ -205,8 +205,11 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
     def fit(self, steps: int | None = None, progress: bool = True,
-            on_step: Callable[[StepResult], None] | None = None) -> TrainState:
-        """Train until ``steps`` (default: the config's) steps have been made in total."""
+            on_step: Callable[[StepResult], None] | None = None,
+            time_budget_s: float | None = None) -> TrainState:
+        """Train until ``steps`` (default: the config's) steps have been made in total, or, with
+        ``time_budget_s``, until that many seconds have passed: the step under way finishes, is validated and
+        checkpointed as a last step would be, and the run ends (``state.step`` below ``steps``)."""
         total = int(steps if steps is not None else self.config.steps)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         logger = RunLog(self.run_dir, resume_step=self.state.step)
@@ -224,7 +227,8 @@ class Trainer:
                 result = StepResult(self.state.step, loss)
                 elapsed = time.perf_counter() - start
                 rate = done_here / elapsed if elapsed > 0 else 0.0
-                at_end = self.state.step == total
+                out_of_time = time_budget_s is not None and elapsed >= time_budget_s
+                at_end = self.state.step == total or out_of_time
                 if self.val_generator is not None and (self.state.step % self.config.validate_every == 0 or at_end):
                     result.val_loss = self.validate()
                 best = result.val_loss is not None and result.val_loss < self.state.best_val_loss
@@ -249,6 +253,9 @@ class Trainer:
                     on_step(result)
                 if stop.requested:
                     raise KeyboardInterrupt
+                if out_of_time:
+                    log.info("time budget of %.0f s spent at step %d", time_budget_s, self.state.step)
+                    break
         finally:
             logger.close()
             if bar is not None:

@@ -203,3 +203,17 @@ def test_resume_without_checkpoint_is_exit_2(tmp_path, capsys):
     path = write_config(tmp_path, steps=2)
     assert train_cli.main([str(path), "--quiet", "--resume"]) == 2
     assert "no checkpoint" in capsys.readouterr().err
+
+
+def test_time_budget_stops_after_the_step_under_way_with_a_checkpoint(tmp_path, capsys):
+    config = write_config(tmp_path, steps=1000, checkpoint_every=1000)
+    # a budget of ~0 s: the first step finishes, is checkpointed and exported, and the run ends
+    assert train_cli.main([str(config), "--quiet", "--time-budget", "1e-9"]) == 0
+    err = capsys.readouterr().err
+    print(err.strip().splitlines()[-1])
+    assert "stopped at step 1 of 1000" in err
+    run = tmp_path / "run"
+    assert sorted(p.name for p in (run / "checkpoints").glob("checkpoint-*.pt")) == ["checkpoint-0000001.pt"]
+    assert (run / "model.safetensors").is_file()
+    with pytest.raises(SystemExit):
+        train_cli.main([str(config), "--time-budget", "0"])
