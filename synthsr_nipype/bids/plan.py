@@ -262,6 +262,18 @@ def skipped_scans(plan: Plan) -> list[tuple[str, str]]:
     return [item for group in plan.groups for item in group.skipped]
 
 
+def scan_warnings(plan: Plan) -> list[tuple[str, str]]:
+    """(path relative to the dataset, note) for every header oddity of a scan the plan processes
+    anyway (:func:`~synthsr_nipype.inference.checks.header_warnings`; headers only, cheap)."""
+    from ..inference.checks import header_warnings
+
+    seen: dict[str, None] = {}
+    for job in plan.jobs:
+        for path, relpath in zip(job.inputs, job.sources):
+            seen.setdefault((path, relpath))
+    return [(relpath, note) for path, relpath in seen for note in header_warnings(path)]
+
+
 def format_plan(plan: Plan) -> str:
     """The plan as text, for ``--dry-run`` and the log."""
     n_jobs = len(plan.jobs)

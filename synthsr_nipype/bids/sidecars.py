@@ -44,11 +44,14 @@ def synthsr_metadata(
     ct: bool,
     flip: bool,
     sharpen: bool,
+    header_warnings: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """What a SynthSR run did (written by the SynthSR node, completed by the sink)."""
+    """What a SynthSR run did (written by the SynthSR node, completed by the sink);
+    ``header_warnings``: what was odd but processed in the inputs' headers
+    (:func:`~synthsr_nipype.inference.checks.header_warnings`, "file: note")."""
     from .. import __version__
 
-    return {
+    meta = {
         "Description": "Synthetic 1 mm MP-RAGE-like T1-weighted image predicted by SynthSR",
         "SoftwareName": "synthsr-nipype",
         "SoftwareVersion": __version__,
@@ -58,6 +61,9 @@ def synthsr_metadata(
         "InputChannels": list(channels),
         "Flags": {"ct": bool(ct), "flip": bool(flip), "sharpen": bool(sharpen)},
     }
+    if header_warnings:
+        meta["HeaderWarnings"] = list(header_warnings)
+    return meta
 
 
 def derivative_sidecar(

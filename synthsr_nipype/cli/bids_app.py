@@ -303,7 +303,7 @@ def _run_participant(settings: Settings, command_line: Sequence[str], scratch: c
         scratch.enter_context(scratch_environment(run.work_dir))
         nipype.start_workers()
     plan, selection, models = _select(settings)
-    from ..bids.plan import format_plan, skipped_scans
+    from ..bids.plan import format_plan, scan_warnings, skipped_scans
 
     problem = _nothing_to_run(settings, plan, selection)
     if run.reports_only:
@@ -312,6 +312,8 @@ def _run_participant(settings: Settings, command_line: Sequence[str], scratch: c
         if latest_run_dir(run.output_dir) is None:
             raise InputError(f"--reports-only: no earlier run in {run.output_dir} (no logs/<run>/run.json)")
         return _write_reports(settings, plan, log_dir=None)
+    for relpath, note in scan_warnings(plan):
+        print(f"WARNING: {relpath}: {note}", file=sys.stderr)
     if nipype is None:
         print(format_plan(plan))
         # the model first: a real run stops there before it reads any header

@@ -162,7 +162,8 @@ def _shape_problem(shape: tuple[int, ...], max_frames: int) -> str:
 
 
 def _geometry_problem(header) -> str:
-    """Voxel sizes, affine, and qform/sform agreement (where both are set)."""
+    """Voxel sizes and the affine nibabel places the image with (qform/sform oddities the
+    reference processes are :func:`header_warnings`, not problems)."""
     zooms = np.asarray(header.get_zooms()[:3], dtype=np.float64)
     if not np.all(np.isfinite(zooms)) or np.any(zooms <= 0):
         return f"voxel sizes must be finite and positive (got {zooms.tolist()})"
@@ -170,22 +171,55 @@ def _geometry_problem(header) -> str:
     problem = affine_problem(affine)
     if problem:
         return problem
-    if isinstance(header, nib.Nifti1Header):
-        qcode, scode = int(header["qform_code"]), int(header["sform_code"])
-        if qcode > 0 and scode > 0:
-            shape = header.get_data_shape()
-            # Where the two put the corners of the volume, in mm: sub-0.1 mm is float32 rounding.
-            corners = np.array([[i, j, k, 1.0] for i in (0, shape[0] - 1) for j in (0, shape[1] - 1)
-                                for k in (0, shape[2] - 1)]).T
-            qform, sform = header.get_qform(), header.get_sform()
-            if not np.isfinite(qform).all() or not np.isfinite(sform).all():
-                return "qform or sform contains NaN or infinite values"
-            diff = float(np.abs((qform - sform) @ corners).max())
-            if not diff <= QSFORM_ATOL_MM:
-                return f"qform and sform disagree (by up to {diff:.3g} mm); fix the header"
-        if qcode == 0 and scode == 0:
-            return "neither qform nor sform is set (no position in space)"
     return ""
+
+
+class HeaderWarning(UserWarning):
+    """A header oddity the reference processes anyway (so do we), said once per file."""
+
+    def __init__(self, source: str, note: str):
+        super().__init__(f"{source}: {note}")
+        self.source, self.note = source, note
+
+
+def header_warnings(source: str | os.PathLike[str] | nib.spatialimages.SpatialImage) -> list[str]:
+    """What is odd but processed in the header of ``source`` (a path or a loaded image).
+
+    The one home of these notes: ``synthsr``/``synthsr-hyperfine`` (through
+    :func:`~synthsr_nipype.inference.io.load_volume`), the BIDS-App's console, the SynthSR
+    node's sidecar and the per-subject report all say these words.  The image is placed as
+    nibabel's ``img.affine`` (what ``mri_synthsr`` uses): the sform when ``sform_code > 0``,
+    else the qform, else a fallback from the voxel sizes.
+    """
+    if isinstance(source, (str, os.PathLike)):
+        try:
+            header, problem = _raw_header(Path(source))
+        except OSError:
+            return []
+        if problem:
+            return []
+    else:
+        header = source.header
+    if not isinstance(header, nib.Nifti1Header):  # NIfTI-2 derives from NIfTI-1; MGH has one affine
+        return []
+    qcode, scode = int(header["qform_code"]), int(header["sform_code"])
+    if qcode == 0 and scode == 0:
+        return ["neither qform nor sform is set; placed with nibabel's fallback affine from the voxel "
+                "sizes (pixdim), as mri_synthsr does: the output's position in space is arbitrary"]
+    if qcode > 0 and scode > 0:
+        shape = header.get_data_shape()
+        # Where the two put the corners of the volume, in mm: sub-0.1 mm is float32 rounding.
+        corners = np.array([[i, j, k, 1.0] for i in (0, max(shape[0] - 1, 0))
+                            for j in (0, max(shape[1] - 1, 0)) for k in (0, max(shape[2] - 1, 0))]).T
+        with np.errstate(all="ignore"):
+            qform, sform = header.get_qform(), header.get_sform()
+            diff = float(np.abs((qform - sform) @ corners).max())
+        if not np.isfinite(diff):
+            return ["the qform is not finite; using the sform (as nibabel and mri_synthsr do)"]
+        if diff > QSFORM_ATOL_MM:
+            return [f"qform and sform disagree by up to {diff:.3g} mm; using the sform "
+                    "(as nibabel and mri_synthsr do)"]
+    return []
 
 
 def affine_problem(affine: np.ndarray) -> str:

@@ -11,7 +11,7 @@ import nibabel as nib
 import numpy as np
 
 from ..errors import InputImageError
-from .checks import affine_problem, data_problem, header_problem
+from .checks import HeaderWarning, affine_problem, data_problem, header_problem, header_warnings
 
 MAX_CHANNELS = 10
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".mgz")
@@ -35,11 +35,14 @@ def source_name(image: "nib.spatialimages.SpatialImage | str | os.PathLike[str]"
 
 def load_volume(image: "nib.spatialimages.SpatialImage | str | os.PathLike[str]") -> InputVolume:
     """Load like the reference (``get_data()`` then squeeze) and refuse what it would choke on
-    (the checks are :mod:`synthsr_nipype.inference.checks`, shared with the BIDS-App)."""
+    (the checks are :mod:`synthsr_nipype.inference.checks`, shared with the BIDS-App); what it
+    processes anyway (qform/sform disagreement, no qform/sform) is a :class:`HeaderWarning`."""
     name = source_name(image)
     problem = header_problem(image, max_frames=MAX_CHANNELS)
     if problem:
         raise InputImageError(name, problem)
+    for note in header_warnings(image):
+        warnings.warn(HeaderWarning(name, note), stacklevel=2)
     if isinstance(image, (str, os.PathLike)):
         try:
             image = nib.load(image)
@@ -51,7 +54,8 @@ def load_volume(image: "nib.spatialimages.SpatialImage | str | os.PathLike[str]"
         raise InputImageError(name, f"image data cannot be read, file truncated or corrupted ({_short(exc)})") from None
     data = np.squeeze(data)
     if data.ndim == 4:
-        warnings.warn(f"{name}: detected more than 1 channel, only keeping the first channel", stacklevel=2)
+        warnings.warn(HeaderWarning(name, "detected more than 1 channel, only keeping the first channel"),
+                      stacklevel=2)
         data = data[..., 0]
     if not np.issubdtype(data.dtype, np.number) or np.issubdtype(data.dtype, np.complexfloating):
         raise InputImageError(name, f"unsupported voxel type {data.dtype}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 from nipype.interfaces.base import (
@@ -36,7 +37,7 @@ class _SynthSRInputSpec(BaseInterfaceInputSpec):
 
 class _SynthSROutputSpec(TraitedSpec):
     out_file = File(exists=True, desc="synthetic 1 mm MP-RAGE-like image")
-    out_json = File(exists=True, desc="provenance (model, SHA-256, flags, version)")
+    out_json = File(exists=True, desc="provenance (model, SHA-256, flags, version, header warnings)")
 
 
 class SynthSR(SimpleInterface):
@@ -54,6 +55,7 @@ class SynthSR(SimpleInterface):
         from ..atomic import atomic_write_json, atomic_write_nifti
         from ..bids.sidecars import synthsr_metadata
         from ..inference import run
+        from ..inference.checks import HeaderWarning
         from ..model import load_model
         from ..model.registry import model_label
 
@@ -61,15 +63,22 @@ class SynthSR(SimpleInterface):
         if self.inputs.use_gpu and device in ("auto", "cpu"):
             device = "cuda"
         net = load_model(self.inputs.model, device="cpu")
-        image = run(
-            list(self.inputs.in_files),
-            model=net,
-            ct=self.inputs.ct,
-            flip=self.inputs.flip,
-            sharpen=self.inputs.sharpen,
-            device=device,
-            threads=self.inputs.num_threads,
-        )
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", HeaderWarning)
+            image = run(
+                list(self.inputs.in_files),
+                model=net,
+                ct=self.inputs.ct,
+                flip=self.inputs.flip,
+                sharpen=self.inputs.sharpen,
+                device=device,
+                threads=self.inputs.num_threads,
+            )
+        notes = [f"{Path(w.message.source).name}: {w.message.note}" for w in caught
+                 if isinstance(w.message, HeaderWarning)]
+        for w in caught:  # anything else goes on as usual
+            if not isinstance(w.message, HeaderWarning):
+                warnings.showwarning(w.message, w.category, w.filename, w.lineno)
         out_file = Path(runtime.cwd) / self.inputs.out_name
         atomic_write_nifti(out_file, image)
         meta = synthsr_metadata(
@@ -79,6 +88,7 @@ class SynthSR(SimpleInterface):
             ct=self.inputs.ct,
             flip=self.inputs.flip,
             sharpen=self.inputs.sharpen,
+            header_warnings=notes,
         )
         out_json = Path(runtime.cwd) / "synthsr.json"
         atomic_write_json(out_json, meta)

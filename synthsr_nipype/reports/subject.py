@@ -99,7 +99,7 @@ class GroupSection:
 
 def header_facts(path: str | os.PathLike[str]) -> tuple[list[tuple[str, str]], list[str]]:
     """Grid, voxel size, orientation code and header notes of one input image."""
-    from ..inference.checks import header_problem
+    from ..inference.checks import header_problem, header_warnings
 
     image = nib.load(path)
     zooms = [float(z) for z in image.header.get_zooms()[:3]]
@@ -114,6 +114,7 @@ def header_facts(path: str | os.PathLike[str]) -> tuple[list[tuple[str, str]], l
     problem = header_problem(path)
     if problem:
         notes.append(problem)
+    notes += header_warnings(path)
     obliquity = float(np.degrees(np.max(np.abs(nib.affines.obliquity(image.affine)))))
     if obliquity > 1:
         notes.append(f"oblique acquisition ({obliquity:.1f}° from the nearest axis)")

@@ -40,6 +40,8 @@ class Case:
     bids: str | None  # words of the console line, "" = processed, None = not applicable
     synthsr: str | None
     subject: str = ""
+    #: processed, with one console line ``WARNING: <file>: ...`` containing these words
+    warning: str = ""
 
     @property
     def filename(self) -> str:
@@ -112,8 +114,8 @@ def build_corpus(root: Path) -> tuple[Path, list[Case]]:
     (bids / "README").write_text("Good subjects beside broken and odd scans (synthsr-nipype tests).\n")
     cases: list[Case] = []
 
-    def add(name, klass, sub, relpath, bids_words, synthsr_words):
-        cases.append(Case(name, klass, relpath, bids_words, synthsr_words, subject=sub))
+    def add(name, klass, sub, relpath, bids_words, synthsr_words, warning=""):
+        cases.append(Case(name, klass, relpath, bids_words, synthsr_words, subject=sub, warning=warning))
 
     # ---------------------------------------------------------------- good subjects
     _save(bids, _anat("g01", "T1w"), _image(1))
@@ -196,9 +198,19 @@ def build_corpus(root: Path) -> tuple[Path, list[Case]]:
                 build=patched(base, qform_code=0, srow_x=[1.6, 1.6, 0, 0], srow_y=[1.6, 1.6, 0, 0]))
     header_case("sheared affine", "h13", "sheared affine",
                 build=patched(base, qform_code=0, srow_x=[1.6, 0.8, 0, -20]))
-    header_case("qform/sform disagree by 40 mm", "h14", "qform and sform disagree",
+    # processed like mri_synthsr (nibabel's img.affine), with a warning: see the odd cases below
+    def warned_case(name, sub, words, *, build):
+        rel = _anat(sub, "T1w")
+        path = bids / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        build(path)
+        _sidecar(path)
+        add(name, ODD, sub, rel, "", "", warning=words)
+
+    warned_case("qform/sform disagree by 40 mm", "o14", "qform and sform disagree by up to 40 mm; using the sform",
                 build=patched(base, srow_x=[1.6, 0, 0, base.affine[0, 3] + 40]))
-    header_case("no qform, no sform", "h15", "neither qform nor sform", build=patched(base, qform_code=0, sform_code=0))
+    warned_case("no qform, no sform", "o15", "neither qform nor sform is set",
+                build=patched(base, qform_code=0, sform_code=0))
     header_case("infinite sform", "h16", "NaN or infinite",
                 build=patched(base, qform_code=0, srow_y=[0, np.inf, 0, 0]))
     header_case("RGB datatype", "h17", "RGB", build=patched(_image(4, dtype=np.uint8), datatype=128, bitpix=24))

@@ -63,6 +63,27 @@ def _lines_naming(lines: list[str], name: str) -> list[str]:
     return [line for line in lines if f"{name}: " in line]
 
 
+def _check_warned(case, warnings: list[str], name: str, source: Path, output: Path) -> None:
+    """A warned case: one WARNING line naming it; the output lies where nibabel's img.affine (the
+    sform when set, mri_synthsr's choice) puts the input, not where its qform does."""
+    naming = _lines_naming(warnings, name)
+    assert len(naming) == 1 and case.warning in naming[0], (case.name, naming)
+    src, out = nib.load(source), nib.load(output)
+
+    def centre(affine, shape):
+        return affine[:3, :3] @ ((np.asarray(shape[:3]) - 1) / 2) + affine[:3, 3]
+
+    at = centre(out.affine, out.shape)
+    off_best = float(np.linalg.norm(at - centre(src.affine, src.shape)))
+    line = f"{case.name}: output centre {off_best:.2f} mm from the input's img.affine centre"
+    assert off_best < 1.5, line
+    if int(src.header["qform_code"]) > 0:
+        off_q = float(np.linalg.norm(at - centre(src.header.get_qform(), src.shape)))
+        line += f", {off_q:.1f} mm from its qform's"
+        assert off_q > 30, line
+    print(line)
+
+
 def _dead_pid() -> int:
     proc = subprocess.Popen(["true"])
     proc.wait()
@@ -98,7 +119,8 @@ def test_synthsr_bids_on_the_corpus(tmp_path):
     console = proc.stdout + proc.stderr
     assert "Traceback" not in console, console[-3000:]
     assert proc.returncode == EXIT_SCANS_NOT_PROCESSED, console[-3000:]
-    errors = proc.stderr.splitlines()
+    errors = [line for line in proc.stderr.splitlines() if not line.startswith("WARNING:")]
+    warned = [line for line in proc.stderr.splitlines() if line.startswith("WARNING:")]
 
     outcome: dict[str, str] = {}
     for case in (c for c in cases if c.bids is not None):
@@ -110,6 +132,15 @@ def test_synthsr_bids_on_the_corpus(tmp_path):
         else:
             assert not naming, (case.name, naming)
             outcome[case.name] = "processed"
+        if case.warning:
+            anat = out / f"sub-{case.subject}" / "anat"
+            (output,) = [p for p in anat.glob("*_T1w.nii.gz") if "_desc-synthsr_" not in p.name]
+            _check_warned(case, warned, case.relpath, bids / case.relpath, output)
+            sidecar = json.loads(output.with_name(output.name.replace(".nii.gz", ".json")).read_text())
+            assert any(case.warning in note for note in sidecar["HeaderWarnings"]), sidecar
+            outcome[case.name] = "processed with a warning"
+        else:
+            assert not _lines_naming(warned, case.relpath), case.name
     applicable = [c for c in cases if c.bids is not None]
     not_processed = sum(1 for c in applicable if c.bids)
     assert f"ERROR: {not_processed} selected scan(s) not processed" in proc.stderr
@@ -152,6 +183,7 @@ def test_synthsr_on_the_corpus(tmp_path):
     assert "Traceback" not in console, console[-3000:]
     assert proc.returncode == EXIT_IMAGE_FAILED, console[-3000:]
     errors = [line for line in proc.stderr.splitlines() if line.startswith("ERROR:")]
+    warned = [line for line in proc.stderr.splitlines() if line.startswith("WARNING:")]
 
     outcome: dict[str, str] = {}
     for index, case in enumerate(applicable):
@@ -166,9 +198,39 @@ def test_synthsr_on_the_corpus(tmp_path):
             assert not naming, (case.name, naming)
             assert target.is_file(), case.name
             outcome[case.name] = "processed"
+        if case.warning:
+            _check_warned(case, warned, str(bids / case.relpath), bids / case.relpath, target)
+            outcome[case.name] = "processed with a warning"
     n_failed = sum(1 for c in applicable if c.synthsr)
     assert f"ERROR: {n_failed} of {len(applicable)} job(s) failed" in proc.stderr
     _assert_nothing_partial(out)
     assert snapshot(bids) == before
     _print_counts("synthsr", applicable, outcome)
 
+
+
+def test_docs_refusal_table_matches_the_corpus(tmp_path):
+    """Each row of the audit table in docs/bids-app.md names corpus cases whose outcome is the
+    row's 'ours' column (refused / processed, warned or not); the corpus runs above check them."""
+    import re
+
+    from tests.paths import REPO
+
+    text = (REPO / "docs" / "bids-app.md").read_text()
+    rows = [line for line in text.splitlines()
+            if line.startswith("| ") and re.search(r"\| [hdo]\d\d(, [hdo]\d\d)* \|$", line)]
+    _, cases = build_corpus(tmp_path)
+    by_subject = {c.subject: c for c in cases}
+    assert len(rows) >= 15, rows
+    for row in rows:
+        condition, _, ours, ids = [cell.strip() for cell in row.strip("|").split("|")]
+        for sub in ids.split(", "):
+            case = by_subject[sub]
+            if ours.startswith("refused"):
+                assert case.bids and case.synthsr, (condition, case)
+            elif ours.startswith("`synthsr`: the same"):
+                assert case.bids and case.synthsr == "", (condition, case)
+            else:
+                assert ours.startswith("processed") and case.bids == "" == case.synthsr, (condition, case)
+                assert bool(case.warning) == ("warned" in ours), (condition, case)
+    print(f"{len(rows)} rows of the refusal table checked against the corpus cases")

@@ -103,6 +103,39 @@ def test_synthsr_interface_runs(tmp_path, scans):
     meta = json.loads(Path(res.outputs.out_json).read_text())
     assert meta["Model"]["Name"] == TINY.name and len(meta["Model"]["SHA256"]) == 64
     assert meta["InputChannels"] == ["t2.nii.gz"]
+    assert "HeaderWarnings" not in meta
+
+
+def test_synthsr_interface_qform_sform_disagree(tmp_path, scans):
+    """A scan whose qform and sform disagree is processed on the sform's grid (mri_synthsr's
+    img.affine); the node's sidecar carries the one note, and the report section says it too."""
+    from nipype.pipeline import engine as pe
+
+    from synthsr_nipype.interfaces import SynthSR
+    from synthsr_nipype.reports.subject import header_facts
+
+    img = scans["t2"]
+    moved = img.affine.copy()
+    moved[1, 3] += 12.0
+    img = nib.Nifti1Image(np.asanyarray(img.dataobj), img.affine)
+    img.set_qform(scans["t2"].affine, code=1)
+    img.set_sform(moved, code=1)
+    src = tmp_path / "t2_moved.nii.gz"
+    img.to_filename(src)
+    res = pe.Node(SynthSR(in_files=[str(src)], model=str(TINY), device="cpu"), name="s",
+                  base_dir=str(tmp_path)).run()
+    out = nib.load(res.outputs.out_file)
+    meta = json.loads(Path(res.outputs.out_json).read_text())
+    print("sidecar HeaderWarnings:", meta["HeaderWarnings"])
+    assert len(meta["HeaderWarnings"]) == 1
+    assert meta["HeaderWarnings"][0].startswith("t2_moved.nii.gz: qform and sform disagree by up to 12 mm")
+    # the output's first voxel sits where the sform puts the input's corner (half a voxel inside)
+    corner_sform = moved[:3, :3] @ [-0.5, -0.5, -0.5] + moved[:3, 3]
+    corner_out = out.affine[:3, :3] @ [-0.5, -0.5, -0.5] + out.affine[:3, 3]
+    print("output corner vs sform corner (mm):", np.round(corner_out - corner_sform, 3))
+    assert np.abs(corner_out - corner_sform).max() < 1.0
+    _, notes = header_facts(src)
+    assert any("qform and sform disagree by up to 12 mm" in n for n in notes), notes
 
 
 def test_bids_plan_interface(tmp_path, scans):
