@@ -128,15 +128,6 @@ def _select(settings: Settings):
     if channel_suffixes(model) is None and (not run.dry_run or Path(model).suffix == ".h5"):
         models[model] = _model_info(model, required=not run.dry_run)
         in_channels = models[model].get("arch", {}).get("in_channels")
-    if run.dry_run:  # the error a real run would stop with, before it reads any header
-        from ..model.registry import resolve_model_path
-
-        for name in dict.fromkeys((model, settings.synthsr.general_model)):
-            try:
-                resolve_model_path(name)
-            except SynthSRError as exc:
-                models.setdefault(name, {})["error"] = str(exc)
-                models[name]["exit_code"] = exc.exit_code
     base = models.get(model, {}).get("arch", {}).get("base_features", DEFAULT_BASE_FEATURES)
     plan = build_plan(
         files,
@@ -148,6 +139,15 @@ def _select(settings: Settings):
         base_features=int(base),
         unindexed=unindexed,
     )
+    if run.dry_run:  # the error a real run would stop with: only models the plan really uses
+        from ..model.registry import resolve_model_path
+
+        for name in dict.fromkeys([model] + [job.model for job in plan.jobs]):
+            try:
+                resolve_model_path(name)
+            except SynthSRError as exc:
+                models.setdefault(name, {})["error"] = str(exc)
+                models[name]["exit_code"] = exc.exit_code
     return plan, selection, models
 
 

@@ -483,3 +483,20 @@ def test_seg_backend_choice_and_tbm_default():
     assert (args.synthseg_robust, args.synthseg_parc, args.template_resolution) == (False, True, 2)
     with pytest.raises(SystemExit):
         parse([*base, "--seg-backend", "fast"])
+
+
+def test_dry_run_checks_only_the_models_the_run_uses(tmp_path, scans, capsys, monkeypatch):
+    """--dry-run --model lite: no false 'a real run would stop: model v2 not found' (the general
+    model is only checked when a job of the plan uses it); a missing --model is still reported."""
+    from synthsr_nipype.model import registry
+
+    root = make_dataset(tmp_path / "bids", {"sub-01/anat/sub-01_T2w.nii.gz": scans["t2"]})
+    monkeypatch.setenv("SYNTHSR_MODELS_DIR", str(tmp_path / "no-models"))
+    monkeypatch.delenv("FREESURFER_HOME", raising=False)
+    monkeypatch.setattr(registry, "user_models_dir", lambda: tmp_path / "no-cache")
+    assert _run_main([root, tmp_path / "out", "participant", "--dry-run", "--model", "lite"]) == 0
+    text = capsys.readouterr().out
+    print(text)
+    assert "sub-01: 1 run(s)" in text and "a real run would stop" not in text
+    assert _run_main([root, tmp_path / "out", "participant", "--dry-run", "--model", "v2"]) == 0
+    assert "a real run would stop: " in capsys.readouterr().out
