@@ -42,6 +42,7 @@ def summarise(in_file: str) -> str:
 
 def build(scan: Path, output_dir: Path, model: str, work_dir: Path) -> pe.Workflow:
     wf = pe.Workflow(name="my_study_wf", base_dir=str(work_dir))
+    wf.config["execution"]["crashdump_dir"] = str(work_dir)  # crash files there, not in the current folder
     source = pe.Node(IdentityInterface(fields=["scan"]), name="source")
     source.inputs.scan = [str(scan)]  # init_synthsr_wf takes a list of channels (one for general models)
 

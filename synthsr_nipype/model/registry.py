@@ -80,6 +80,15 @@ def search_dirs() -> list[Path]:
     return dirs
 
 
+def model_argument(model: str | os.PathLike[str]) -> str:
+    """A model as a node may take it: a registry name unchanged, a path made absolute (a node runs
+    in its own work folder, where a path relative to the user's folder names nothing)."""
+    text = os.fspath(model)
+    if text in MODELS:
+        return text
+    return os.path.abspath(os.path.expanduser(text))
+
+
 def resolve_model_path(model: str | os.PathLike[str]) -> tuple[Path, ModelInfo | None]:
     """Return the weight file for a registry name or an explicit path, and its registry entry if named."""
     text = os.fspath(model)

@@ -60,8 +60,9 @@ def init_synthsr_wf(
     out_json
         Its provenance (model, SHA-256, flags, version).
     """
-    from ..model.registry import model_label
+    from ..model.registry import model_argument, model_label
 
+    model = model_argument(model)  # a relative path names nothing in the node's own folder
     workflow = pe.Workflow(name=name)
     workflow.__desc__ = (
         "Each anatomical scan was converted into a synthetic 1 mm isotropic MP-RAGE-like "
