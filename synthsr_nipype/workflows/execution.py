@@ -150,9 +150,64 @@ class NipypeSettings:
         plugin_args = dict(self.plugin_args)
         with _resource_log(log_dir, plugin_args, enabled=self.resource_monitor), \
                 _worker_environment(log_dir, work_dir):
-            if status_callback is not None and not self.is_graph_plugin:
-                plugin_args["status_callback"] = status_callback(plugin_args.get("status_callback"))
+            if not self.is_graph_plugin:
+                inner = plugin_args.get("status_callback")
+                if status_callback is not None:
+                    inner = status_callback(inner)
+                plugin_args["status_callback"] = progress_callback(workflow, log_dir / "pypeline.log", inner)
             workflow.run(plugin=self.plugin, plugin_args=plugin_args)
+
+
+def _progress_label(fullname: str) -> str:
+    """``synthsr_bids_wf.single_subject_01_wf.synthsr_T2w_wf.synthsr`` -> ``sub-01 synthsr_T2w synthsr``."""
+    parts = fullname.split(".")[1:] or fullname.split(".")
+    words = []
+    for part in parts:
+        if part.startswith("single_subject_") and part.endswith("_wf"):
+            words.append("sub-" + part[len("single_subject_"):-3])
+        else:
+            words.append(part[:-3] if part.endswith("_wf") else part)
+    return " ".join(words)
+
+
+def progress_callback(workflow, log_file: Path, inner=None):
+    """A Nipype status callback: one line per finished node (``[3/12] sub-01 synthsr_FLAIR synthsr
+    done (41 s)``) on stderr without ``-v``, and the same line in ``log_file`` (the run's
+    pypeline.log). Plumbing nodes (inputs/outputs of a sub-workflow) are not counted."""
+    import sys
+    import time
+
+    def counted(node) -> bool:
+        return type(node.interface).__name__ != "IdentityInterface"
+
+    total = sum(1 for node in workflow._get_all_nodes() if counted(node))
+    started: dict[str, float] = {}
+    finished = [0]
+
+    def callback(node, status):
+        if inner is not None:
+            inner(node, status)
+        if not counted(node):
+            return
+        if status == "start":
+            started[node.fullname] = time.monotonic()
+            return
+        if status not in ("end", "exception"):
+            return
+        finished[0] += 1
+        now = time.monotonic()
+        seconds = max(0.0, now - started.pop(node.fullname, now))
+        what = "done" if status == "end" else "FAILED"
+        line = (f"[{finished[0]}/{max(total, finished[0])}] {_progress_label(node.fullname)} "
+                f"{what} ({seconds:.0f} s)")
+        print(line, file=sys.stderr, flush=True)
+        try:
+            with open(log_file, "a", encoding="utf-8") as log:
+                log.write(time.strftime("%y%m%d-%H:%M:%S ") + line + "\n")
+        except OSError:
+            pass  # a full or unwritable logs/ must not stop the run (errors are reported elsewhere)
+
+    return callback
 
 
 def _read_plugin_file(path: Path) -> tuple[str, dict[str, Any], float]:

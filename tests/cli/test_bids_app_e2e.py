@@ -9,7 +9,9 @@ sub-03: a real stroke T2 resliced to 5 mm axial.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import os
 import re
@@ -202,7 +204,8 @@ def e2e(tmp_path_factory):
     )
     out = base / "out_linear"
     start = time.monotonic()
-    with pytest.MonkeyPatch.context() as mp:
+    stderr = io.StringIO()
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stderr(stderr):
         # Module-scoped: conftest's per-test cache isolation is not active yet.
         mp.setenv("SYNTHSR_CACHE_DIR", str(base / "weight-cache"))
         code = main([
@@ -211,7 +214,23 @@ def e2e(tmp_path_factory):
             "-w", str(base / "work_linear"), "--write-graph",
         ])
     return {"base": base, "bids": bids_dir, "out": out, "code": code,
-            "seconds": time.monotonic() - start}
+            "seconds": time.monotonic() - start, "stderr": stderr.getvalue()}
+
+
+def test_e2e_progress_lines_and_log(e2e):
+    """Without -v: one line per finished node ("[3/12] sub-01 ... done (41 s)") and a non-empty
+    logs/<run>/pypeline.log holding the same lines."""
+    import re
+
+    lines = [line for line in e2e["stderr"].splitlines() if re.match(r"^\[\d+/\d+\] .+ done \(\d+ s\)$", line)]
+    print("\n".join(lines[:5]), f"\n... {len(lines)} progress lines")
+    assert len(lines) >= 4, e2e["stderr"][-2000:]
+    assert any(" synthsr " in f" {line} " for line in lines), lines
+    counts = [int(re.match(r"^\[(\d+)/", line).group(1)) for line in lines]
+    assert counts == list(range(1, len(lines) + 1))
+    (log,) = [p for p in (e2e["out"] / "logs").glob("*/pypeline.log")]
+    text = log.read_text()
+    assert log.stat().st_size > 0 and lines[-1] in text
 
 
 def test_e2e_exit_code_and_files(e2e):
