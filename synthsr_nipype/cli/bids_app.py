@@ -297,11 +297,6 @@ def _run_participant(settings: Settings, command_line: Sequence[str], scratch: c
     if not run.dry_run and not run.reports_only:
         nipype = NipypeSettings.from_run(run)
         nipype.check(run.use_plugin)
-        for stale in sweep_scratch(run.work_dir):
-            log.info("removed %s, left by a run that was killed", stale)
-        # from here on (the forkserver and its workers included) scratch goes to <work_dir>/tmp
-        scratch.enter_context(scratch_environment(run.work_dir))
-        nipype.start_workers()
     plan, selection, models = _select(settings)
     from ..bids.plan import format_plan, scan_warnings, skipped_scans
 
@@ -327,6 +322,12 @@ def _run_participant(settings: Settings, command_line: Sequence[str], scratch: c
         print(f"ERROR: {relpath}: {reason}; not processed", file=sys.stderr)
     if problem:
         raise InputError(problem)
+    # Only once the inputs are known good (a refused run leaves no work dir behind): from here on
+    # (the forkserver and its workers included) scratch goes to <work_dir>/tmp.
+    for stale in sweep_scratch(run.work_dir):
+        log.info("removed %s, left by a run that was killed", stale)
+    scratch.enter_context(scratch_environment(run.work_dir))
+    nipype.start_workers()
 
     # Models of the plan other than --model (the general model next to a multi-channel one).
     for name in sorted({job.model for job in plan.jobs} - set(models)):

@@ -271,17 +271,47 @@ def scratch_dir(work_dir: Path) -> Path:
     return Path(work_dir) / "tmp"
 
 
+#: A Unix socket's path holds at most 107 bytes (Linux's sun_path); multiprocessing puts the
+#: forkserver's socket at ``<tmp>/pymp-XXXXXXXX/listener-XXXXXXXX`` (33 more than ``<tmp>``).
+_SOCKET_PATH_MAX, _SOCKET_SUFFIX = 107, 33
+#: Name of the short link to a deep scratch folder, made in the system temporary folder.
+SCRATCH_LINK_PREFIX = "synthsr-scratch-"
+
+
+def scratch_link(scratch: Path, system_tmp: str | None = None) -> Path | None:
+    """Where a short link to ``scratch`` goes when ``scratch`` is too deep for the forkserver's
+    socket (a work dir of more than ~70 characters, common on clusters); ``None`` when it fits.
+    The name is a digest of ``scratch``, so a rerun of the same work dir reuses the same link."""
+    if len(os.fsencode(scratch)) + _SOCKET_SUFFIX <= _SOCKET_PATH_MAX:
+        return None
+    import hashlib
+
+    base = system_tmp or tempfile.gettempdir()
+    if len(os.fsencode(base)) > 40:  # the link itself must be short
+        base = "/tmp"
+    digest = hashlib.sha256(os.fsencode(scratch.resolve())).hexdigest()[:12]
+    return Path(base) / f"{SCRATCH_LINK_PREFIX}{digest}"
+
+
 @contextmanager
 def scratch_environment(work_dir: Path):
     """``$TMPDIR`` and ``tempfile.tempdir`` point at :func:`scratch_dir` while the block runs, for
     this process and the processes it starts (MultiProc's forkserver, started inside the block,
     and its workers inherit it), so a killed run leaves its scratch in the work directory, where
-    :func:`sweep_scratch` removes it; both restored afterwards."""
+    :func:`sweep_scratch` removes it; both restored afterwards.
+
+    A scratch folder too deep for a Unix socket is reached through a short link in the system
+    temporary folder (:func:`scratch_link`): the files still live in the work directory; the link
+    is removed afterwards (after ``kill -9``, by the next run of the same work dir)."""
     scratch = scratch_dir(work_dir)
     scratch.mkdir(parents=True, exist_ok=True)
     old_env, old_tempdir = os.environ.get("TMPDIR"), tempfile.tempdir
-    os.environ["TMPDIR"] = str(scratch)
-    tempfile.tempdir = str(scratch)  # tempfile caches the folder it found first
+    link = scratch_link(scratch)
+    if link is not None:
+        _make_scratch_link(link, scratch)
+    where = str(link or scratch)
+    os.environ["TMPDIR"] = where
+    tempfile.tempdir = where  # tempfile caches the folder it found first
     try:
         yield scratch
     finally:
@@ -290,6 +320,25 @@ def scratch_environment(work_dir: Path):
         else:
             os.environ["TMPDIR"] = old_env
         tempfile.tempdir = old_tempdir
+
+
+def _make_scratch_link(link: Path, scratch: Path) -> None:
+    """The link of :func:`scratch_environment`; links whose work dir is gone are removed first.
+    It outlives the block: this process's multiprocessing folder (and the forkserver's socket,
+    reused by later in-process runs) is reached through it, so it goes at exit, after that
+    folder (multiprocessing removes it at exit priority -100)."""
+    import multiprocessing.util
+
+    for stale in link.parent.glob(f"{SCRATCH_LINK_PREFIX}*"):
+        if stale.is_symlink() and not stale.exists():
+            stale.unlink(missing_ok=True)
+    target = scratch.resolve()
+    # an earlier run of this work dir (in this process, or killed) may have left it
+    if not (link.is_symlink() and link.resolve() == target):
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(target, target_is_directory=True)
+    multiprocessing.util.Finalize(None, link.unlink, kwargs={"missing_ok": True}, exitpriority=-101)
 
 
 def sweep_scratch(work_dir: Path) -> list[Path]:
@@ -303,9 +352,10 @@ def sweep_scratch(work_dir: Path) -> list[Path]:
     if not scratch.is_dir():
         return []
     own = multiprocessing.process.current_process()._config.get("tempdir")
+    own = Path(own).resolve() if own else None  # reached through scratch_link's link, maybe
     removed = []
     for entry in sorted(scratch.iterdir()):
-        if not entry.name.startswith(SCRATCH_PREFIXES) or (own and entry == Path(own)):
+        if not entry.name.startswith(SCRATCH_PREFIXES) or (own and entry.resolve() == own):
             continue
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry, ignore_errors=True)

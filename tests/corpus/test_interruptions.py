@@ -10,7 +10,6 @@ import contextlib
 import hashlib
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -21,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from synthsr_nipype.atomic import host_label
+from tests.console import PROGRESS, messages
 from tests.paths import TINY
 
 from .build import _image, _sidecar
@@ -49,7 +49,6 @@ def _command(bids: Path, out: Path, work: Path, nprocs: int = 1) -> list[str]:
 
 
 #: a progress line of synthsr-bids (one per finished node, printed without -v)
-PROGRESS = re.compile(r"^\[\d+/\d+\] .+ (done|FAILED) \(\d+ s\)$")
 SCRATCH = ("pymp-", "synthsr-ants-", "synthsr_fusion_", "tmp")
 
 
@@ -108,7 +107,7 @@ def _interrupt_at(point: str, sig: int, bids: Path, out: Path, work: Path, env: 
         proc.send_signal(sig)  # the scheduler's wall-time signal, to the main process
     _, err = proc.communicate(timeout=120)
     if sig == signal.SIGTERM:
-        lines = [ln for ln in err.splitlines() if ln.strip()]
+        lines = messages(err)  # progress lines of the nodes that finished, then the message
         assert proc.returncode == 1 and lines == ["ERROR: interrupted; rerun the same command to resume"], \
             (point, lines)
     else:
@@ -197,7 +196,7 @@ def test_multiproc_is_quiet_and_scratch_stays_in_the_work_dir(reference, tmp_pat
     assert proc.stdout.splitlines() == [f"synthsr-bids: 3 scan(s) and 2 fused volume(s) in {out}"]
     # only the progress lines (one per finished node, issue 22): no worker output, no tracebacks
     progress = [ln for ln in proc.stderr.splitlines() if PROGRESS.match(ln)]
-    assert progress and [ln for ln in proc.stderr.splitlines() if not PROGRESS.match(ln)] == []
+    assert progress and messages(proc.stderr) == []
     assert _digest(out) == expected
     assert (work / "tmp").is_dir()
     assert not [p.name for p in system_tmp.iterdir() if p.name.startswith(("synthsr", "tmp"))]

@@ -11,6 +11,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from tests.console import messages
 from tests.paths import MODELS, SHARED, TINY
 
 TINY_HF = MODELS / "hyperfine_tiny_weights.h5"
@@ -236,9 +237,11 @@ def test_failed_node_exit_1_with_text_crash_file(tmp_path, scans, capsys):
     out = tmp_path / "out"
     code = _run_main([root, out, "participant", "--model", TINY, "--nprocs", "1",
                       "-w", tmp_path / "work"])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == 1 and "Traceback" not in "\n".join(err)
-    # one line naming the scan and the problem, then the one-line summary
+    captured = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in captured
+    assert "FAILED" in captured  # the progress line of the failed node
+    # besides progress lines: one line naming the scan and the problem, then the one-line summary
+    err = messages(captured)
     assert len(err) == 2, err
     assert err[0].startswith("ERROR: sub-01/anat/sub-01_T2w.nii: ") and "truncated" in err[0]
     assert "1 selected scan(s) not processed" in err[1]
