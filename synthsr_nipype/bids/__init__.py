@@ -1,42 +1,36 @@
-"""BIDS layer: pure functions from a dataset to a plan, and derivatives naming/sidecars."""
+"""BIDS layer: pure functions from a dataset to a plan, and derivatives naming/sidecars.
 
-from ..errors import BIDSInputError
-from .derivatives import (
-    bids_uri,
-    build_derivative_relpath,
-    fused_output_entities,
-    scan_output_entities,
-    write_dataset_description,
-)
-from .grouping import Group, choose_reference, group_scans
-from .labels import normalize_label, normalize_labels
-from .plan import GroupPlan, Job, Plan, build_plan, estimate_mem_gb, format_plan
-from .query import DEFAULT_SUFFIXES, build_layout, collect_anat, load_bids_filters
-from .scan import ScanInfo, describe_scan, header_problem
+Names resolve on first use (:mod:`synthsr_nipype.lazy`): the CLI parser reads
+``bids.query.DEFAULT_SUFFIXES`` without loading nibabel, torch or pybids.
+"""
 
-__all__ = [
-    "BIDSInputError",
-    "DEFAULT_SUFFIXES",
-    "Group",
-    "GroupPlan",
-    "Job",
-    "Plan",
-    "ScanInfo",
-    "bids_uri",
-    "build_derivative_relpath",
-    "build_layout",
-    "build_plan",
-    "choose_reference",
-    "collect_anat",
-    "describe_scan",
-    "estimate_mem_gb",
-    "format_plan",
-    "fused_output_entities",
-    "group_scans",
-    "header_problem",
-    "load_bids_filters",
-    "normalize_label",
-    "normalize_labels",
-    "scan_output_entities",
-    "write_dataset_description",
-]
+from ..errors import BIDSInputError as BIDSInputError
+from ..lazy import lazy_exports
+
+_EXPORTS = {
+    "bids_uri": "derivatives",
+    "build_derivative_relpath": "derivatives",
+    "fused_output_entities": "derivatives",
+    "scan_output_entities": "derivatives",
+    "write_dataset_description": "derivatives",
+    "Group": "grouping",
+    "choose_reference": "grouping",
+    "group_scans": "grouping",
+    "normalize_label": "labels",
+    "normalize_labels": "labels",
+    "GroupPlan": "plan",
+    "Job": "plan",
+    "Plan": "plan",
+    "build_plan": "plan",
+    "estimate_mem_gb": "plan",
+    "format_plan": "plan",
+    "DEFAULT_SUFFIXES": "query",
+    "build_layout": "query",
+    "collect_anat": "query",
+    "load_bids_filters": "query",
+    "ScanInfo": "scan",
+    "describe_scan": "scan",
+    "header_problem": "scan",
+}
+__all__ = sorted([*_EXPORTS, "BIDSInputError"])
+__getattr__ = lazy_exports(__name__, _EXPORTS)

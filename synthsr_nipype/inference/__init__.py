@@ -1,21 +1,19 @@
-"""Inference as pure functions; :func:`run` is the one public entry point."""
+"""Inference as pure functions; :func:`run` is the one public entry point.
 
-from .io import InputVolume, load_volume
-from .pipeline import (
-    Prepared,
-    combine_passes,
-    finish_general,
-    finish_hyperfine,
-    output_image,
-    pick_device,
-    predict,
-    prepare_channels,
-    prepare_general,
-    prepare_hyperfine,
-    run,
-    to_uint8,
-)
+Names resolve on first use (:mod:`synthsr_nipype.lazy`), so ``inference.checks`` and
+``inference.memory`` load without torch.
+"""
 
-__all__ = ["run", "load_volume", "InputVolume", "Prepared", "prepare_general", "prepare_channels",
-           "prepare_hyperfine", "predict", "combine_passes", "finish_general", "finish_hyperfine",
-           "to_uint8", "output_image", "pick_device"]
+from ..lazy import lazy_exports
+
+_EXPORTS = {
+    "InputVolume": "io",
+    "load_volume": "io",
+    **dict.fromkeys(
+        ["Prepared", "combine_passes", "finish_general", "finish_hyperfine", "output_image", "pick_device",
+         "predict", "prepare_channels", "prepare_general", "prepare_hyperfine", "run", "to_uint8"],
+        "pipeline",
+    ),
+}
+__all__ = sorted(_EXPORTS)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

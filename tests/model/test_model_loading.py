@@ -70,7 +70,7 @@ def test_second_load_comes_from_the_cache(monkeypatch):
     def refuse(*_args, **_kwargs):
         raise AssertionError("HDF5 parsed although the cache holds this file")
 
-    monkeypatch.setattr("synthsr_nipype.model.read_layers", refuse)
+    monkeypatch.setattr("synthsr_nipype.model.loader.read_layers", refuse)
     model = load_model(TINY)
     assert model.sha256 == sha
 
