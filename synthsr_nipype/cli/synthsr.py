@@ -14,13 +14,16 @@ os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 import nibabel as nib  # noqa: E402
 
 from .. import __version__  # noqa: E402
+from ..atomic import atomic_write_json, atomic_write_nifti  # noqa: E402
 from ..errors import ModelError, SynthSRError, UsageError  # noqa: E402
-from ..inference import pick_device, run  # noqa: E402
+from ..inference import native_image, pick_device, run, synthesise  # noqa: E402
 from ..model import load_model  # noqa: E402
 from .common import (  # noqa: E402
     EXIT_CODES_HELP,
+    IMAGE_EXTENSIONS,
     add_runtime_arguments,
     device_from_args,
+    is_image_path,
     one_line_warnings,
     pair_outputs,
     run_batch,
@@ -48,6 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--model", default=None,
                         help="(optional) a model name (v2, lowfield, v1, lite), a Keras .h5 weight file or a "
                              "model trained with synthsr-train (.safetensors)")
+    parser.add_argument("--reliability", default=None, metavar="OUT",
+                        help="(optional) also write each output's reliability map (float 0-1 on the output grid, "
+                             "with a JSON sidecar of its formula and QC numbers; docs/qc.md): a file for one input, "
+                             "else a folder (maps named <name>_reliability.nii.gz)")
+    parser.add_argument("--output-space", choices=("1mm", "native"), default="1mm",
+                        help="(optional) native: also write each output resampled onto the input scan's grid and "
+                             "field of view, beside it as <output>_native.nii.gz (default 1mm: the 1 mm output only)")
     parser.add_argument("--skip-existing", action="store_true",
                         help="(optional) leave outputs that already exist untouched")
     add_runtime_arguments(parser)
@@ -69,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     one_line_warnings()
     try:
         inputs, outputs = pair_outputs(args.i, args.o)
+        maps = reliability_targets(args.reliability, inputs, outputs)
         threads = threads_from_args(args)
         if args.max_memory_gb is not None and args.max_memory_gb <= 0:
             raise UsageError("--max-memory-gb must be positive")
@@ -80,13 +91,60 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ERROR: {exc}", file=sys.stderr)
         return exc.exit_code
     print(f"synthsr {__version__}: model {model.name} (sha256 {model.sha256[:12]}), device {device}", file=sys.stderr)
-    def job(source: str) -> Callable[[], nib.Nifti1Image]:
-        return lambda: run(source, model, ct=args.ct, flip=not args.disable_flipping,
-                           sharpen=not args.disable_sharpening, device=device, threads=threads,
-                           max_memory_gb=args.max_memory_gb, precision=args.precision)
+    options = dict(ct=args.ct, flip=not args.disable_flipping, sharpen=not args.disable_sharpening, device=device,
+                   threads=threads, max_memory_gb=args.max_memory_gb, precision=args.precision)
 
-    return run_batch([(src, src, dst, job(src)) for src, dst in zip(inputs, outputs)],
+    def job(source: str, target: str, reliability: str | None) -> Callable[[], nib.Nifti1Image]:
+        if reliability is None and args.output_space == "1mm":
+            return lambda: run(source, model, **options)
+
+        def extras() -> nib.Nifti1Image:
+            # one run: the reliability map needs the two TTA passes of the same inference
+            syn = synthesise(source, model, **options)
+            if args.output_space == "native":
+                atomic_write_nifti(native_name(target), native_image(syn.image, syn.volumes[0]))
+            if reliability is not None:
+                write_reliability(reliability, syn, source)
+            return syn.image
+        return extras
+
+    return run_batch([(src, src, dst, job(src, dst, rel)) for src, dst, rel in zip(inputs, outputs, maps)],
                      skip_existing=args.skip_existing)
+
+
+def split_extension(path: str) -> tuple[str, str]:
+    """``a/b.nii.gz`` -> (``a/b``, ``.nii.gz``)."""
+    ext = next((e for e in IMAGE_EXTENSIONS if path.endswith(e)), "")
+    return path[: len(path) - len(ext)], ext
+
+
+def native_name(target: str) -> str:
+    """``out.nii.gz`` -> ``out_native.nii.gz``: the native-space copy beside the 1 mm output."""
+    stem, ext = split_extension(target)
+    return stem + "_native" + (ext or ".nii.gz")
+
+
+def reliability_targets(reliability: str | None, inputs: list[str], outputs: list[str]) -> list[str | None]:
+    """Where each output's map goes: ``--reliability`` itself for one input (an image path), else a folder."""
+    if reliability is None:
+        return [None] * len(inputs)
+    path = os.path.abspath(reliability)
+    if is_image_path(path):
+        if len(inputs) != 1:
+            raise UsageError(f"--reliability {reliability}: must be a folder when there are {len(inputs)} inputs")
+        return [path]
+    return [os.path.join(path, "{}_reliability{}".format(*split_extension(os.path.basename(out))))
+            for out in outputs]
+
+
+def write_reliability(target: str, syn, source: str) -> None:
+    """The map (atomically) and its JSON sidecar beside it."""
+    from ..inference import reliability
+
+    rel = syn.reliability()
+    atomic_write_nifti(target, reliability.map_image(rel.reliability, syn.image))
+    meta = reliability.sidecar(rel.qc, Source=os.path.basename(source))
+    atomic_write_json(split_extension(target)[0] + ".json", meta)
 
 
 def entry() -> None:

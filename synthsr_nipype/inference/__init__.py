@@ -10,8 +10,9 @@ _EXPORTS = {
     "InputVolume": "io",
     "load_volume": "io",
     **dict.fromkeys(
-        ["Prepared", "combine_passes", "finish_general", "finish_hyperfine", "output_image", "pick_device",
-         "predict", "prepare_channels", "prepare_general", "prepare_hyperfine", "run", "to_uint8"],
+        ["Prepared", "Synthesis", "combine_passes", "finish_general", "finish_hyperfine", "native_image",
+         "output_image", "pick_device", "predict", "prepare_channels", "prepare_general", "prepare_hyperfine",
+         "run", "synthesise", "to_uint8"],
         "pipeline",
     ),
 }

@@ -29,6 +29,7 @@ from .geometry import (
     resample_to_1mm,
 )
 from .io import InputVolume, load_volume
+from .reliability import ScanReliability, output_reliability
 from .tiling import tiled_forward
 
 log = logging.getLogger(__name__)
@@ -293,6 +294,48 @@ def output_image(data: np.ndarray, prepared: Prepared) -> nib.Nifti1Image:
     return image
 
 
+@dataclass
+class Synthesis:
+    """A SynthSR output with what the reliability map needs from the same run (no second network pass)."""
+
+    image: nib.Nifti1Image
+    volumes: list[InputVolume]  # the inputs as loaded (their grids: acquisition coverage, native space)
+    tta_difference: np.ndarray | None  # |pass1 - flip(pass2)| in the output's units, on its grid (None: no TTA)
+
+    def reliability(self, thickness: Sequence[Sequence[float] | None] | None = None) -> ScanReliability:
+        """The output's reliability map and QC numbers (:mod:`.reliability`; ``thickness`` per input, mm)."""
+        return output_reliability(np.asarray(self.image.dataobj, dtype=np.float32), self.image.affine,
+                                  [(v.data.shape, v.affine) for v in self.volumes], self.tta_difference, thickness)
+
+
+def pass_difference(first: torch.Tensor, second: torch.Tensor | None, prepared: Prepared) -> np.ndarray | None:
+    """``|pass1 - flip(pass2)|`` of the two clipped passes :func:`combine_passes` averages, cropped and put in
+    the input's axis order like the output, in the written image's units (``to_uint8``'s factor 2)."""
+    if second is None:
+        return None
+    one = torch.clamp(255 * first[0, 0], 0, OUTPUT_CLIP)
+    two = torch.clamp(255 * torch.flip(second[0, 0], dims=(0,)), 0, OUTPUT_CLIP)
+    diff, _ = align_to_ref(torch.abs(one - two)[prepared.window], IDENTITY, prepared.affine)
+    return (diff.cpu().numpy() * np.float32(2)).astype(np.float32)
+
+
+def native_image(output: nib.Nifti1Image, volume: InputVolume) -> nib.Nifti1Image:
+    """``output`` resampled (trilinear, 0 outside) onto the input scan's grid and field of view, same affine and
+    shape as the input, in the output's data type (overlays on the clinical scan)."""
+    data = torch.from_numpy(np.asarray(output.dataobj, dtype=np.float64))
+    shape = tuple(int(s) for s in volume.data.shape[:3])
+    moved = resample_like(data, np.asarray(output.affine, dtype=np.float64), shape, volume.affine).numpy()
+    dtype = np.dtype(output.get_data_dtype())
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        moved = np.clip(np.rint(moved), info.min, info.max)
+    header = volume.header if isinstance(volume.header, nib.Nifti1Header) else nib.Nifti1Header.from_header(
+        volume.header)
+    image = nib.Nifti1Image(moved.astype(dtype), volume.affine, header.copy())
+    image.set_data_dtype(dtype)
+    return image
+
+
 def run(images: ImageLike | Sequence[ImageLike], model: str | os.PathLike[str] | SynthSRModel = DEFAULT_MODEL, *,
         ct: bool = False, flip: bool = True, sharpen: bool = True, device: str | torch.device = "auto",
         threads: int | None = None, slab_rows: int | None = -1, max_memory_gb: float | None = None,
@@ -309,7 +352,18 @@ def run(images: ImageLike | Sequence[ImageLike], model: str | os.PathLike[str] |
     recomputed instead of kept, then overlapping tiles (``memory.plan_inference``; all exact up to float32
     summation order).
     ``precision`` applies to CUDA (``fp32``, ``tf32``, ``bf16``); see :func:`predict`.
+    :func:`synthesise` is the same run, also returning what the reliability map needs.
     """
+    return synthesise(images, model, ct=ct, flip=flip, sharpen=sharpen, device=device, threads=threads,
+                      slab_rows=slab_rows, max_memory_gb=max_memory_gb, precision=precision).image
+
+
+def synthesise(images: ImageLike | Sequence[ImageLike],
+               model: str | os.PathLike[str] | SynthSRModel = DEFAULT_MODEL, *, ct: bool = False, flip: bool = True,
+               sharpen: bool = True, device: str | torch.device = "auto", threads: int | None = None,
+               slab_rows: int | None = -1, max_memory_gb: float | None = None,
+               precision: str = "fp32") -> Synthesis:
+    """:func:`run`, returning a :class:`Synthesis`: the image, the loaded inputs and the TTA difference."""
     memory.tune_allocator()
     if threads is not None:
         torch.set_num_threads(int(threads))
@@ -320,28 +374,21 @@ def run(images: ImageLike | Sequence[ImageLike], model: str | os.PathLike[str] |
         raise ModelError(f"model {net.name} takes {net.in_channels} image(s) per run, got {len(items)}")
     volumes = [load_volume(item) for item in items]
     multiple = pad_multiple(net)
-    if net.in_channels == 1:
+    if net.in_channels == 1 or net.card is not None:  # general, or a model trained by this package
         with _threads(1):
-            prepared = prepare_general(volumes[0], ct=ct, multiple=multiple, device=dev)
+            if net.in_channels == 1:
+                prepared = prepare_general(volumes[0], ct=ct, multiple=multiple, device=dev)
+            else:
+                prepared = prepare_channels(volumes, multiple=multiple, device=dev)
         plan = _plan(net, prepared, dev, slab_rows, max_memory_gb, flip)
         with _threads(memory.estimate_threads(prepared.padded_shape, net.spec, available=torch.get_num_threads())):
             first, second = predict(net, prepared.net_input, flip=flip, plan=plan, precision=precision)
         prepared.net_input = None  # free before post-processing
         with _threads(1):
+            difference = pass_difference(first, second, prepared)
             pred = finish_general(combine_passes(first, second), prepared, sharpen=sharpen)
             del first, second
-            return output_image(to_uint8(pred), prepared)
-    if net.card is not None:  # a multi-channel model trained by this package
-        with _threads(1):
-            prepared = prepare_channels(volumes, multiple=multiple, device=dev)
-        plan = _plan(net, prepared, dev, slab_rows, max_memory_gb, flip)
-        with _threads(memory.estimate_threads(prepared.padded_shape, net.spec, available=torch.get_num_threads())):
-            first, second = predict(net, prepared.net_input, flip=flip, plan=plan, precision=precision)
-        prepared.net_input = None
-        with _threads(1):
-            pred = finish_general(combine_passes(first, second), prepared, sharpen=sharpen)
-            del first, second
-            return output_image(to_uint8(pred), prepared)
+            return Synthesis(output_image(to_uint8(pred), prepared), volumes, difference)
     if net.in_channels == 2:
         with _threads(1):
             prepared = prepare_hyperfine(volumes[0], volumes[1], multiple=multiple, device=dev)
@@ -350,7 +397,7 @@ def run(images: ImageLike | Sequence[ImageLike], model: str | os.PathLike[str] |
             first, _ = predict(net, prepared.net_input, flip=False, plan=plan, precision=precision)
         with _threads(1):
             pred = finish_hyperfine(first, prepared)
-            return output_image(pred.cpu().numpy(), prepared)
+            return Synthesis(output_image(pred.cpu().numpy(), prepared), volumes, None)
     raise ModelError(f"{net.path}: models with {net.in_channels} input channels are not supported")
 
 

@@ -132,3 +132,40 @@ def test_outputs_are_group_readable_under_umask_022(tmp_path, umask_022):
     assert synthsr_cli.main(["--i", str(CROP), "--o", str(out), "--model", str(TINY)]) == 0
     assert out.stat().st_mode & 0o777 == 0o644
     assert [p.name for p in tmp_path.iterdir()] == ["o.nii.gz"]  # no temporary file left
+
+
+OBLIQUE = DEVSET / "inputs" / "oblique_0.9x0.9x5.nii.gz"
+
+
+def test_reliability_and_native_space(tmp_path):
+    """``--reliability OUT`` and ``--output-space native`` (issue 25), from one run of the network."""
+    import json
+
+    out, rel = tmp_path / "o.nii.gz", tmp_path / "maps" / "o_rel.nii.gz"
+    assert synthsr_cli.main(["--i", str(OBLIQUE), "--o", str(out), "--model", str(TINY), "--reliability", str(rel),
+                             "--output-space", "native"]) == 0
+    image, native, source = nib.load(out), nib.load(tmp_path / "o_native.nii.gz"), nib.load(OBLIQUE)
+    assert np.array_equal(np.asanyarray(image.dataobj), np.asanyarray(run(OBLIQUE, model=str(TINY)).dataobj))
+    assert native.shape == source.shape and np.allclose(native.affine, source.affine, atol=1e-5)
+    reliability = nib.load(rel)
+    data = reliability.get_fdata()
+    assert reliability.shape == image.shape and np.allclose(reliability.affine, image.affine, atol=1e-5)
+    assert data.min() >= 0 and data.max() <= 1 and 0 < data.mean() < 1
+    meta = json.loads((tmp_path / "maps" / "o_rel.json").read_text())
+    assert set(meta["QC"]) == {"MeanReliability", "UncoveredFraction", "TTADisagreement"}
+    assert "coverage" in meta["Formula"] and meta["Source"] == OBLIQUE.name
+
+
+def test_reliability_folder_for_several_inputs(tmp_path, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(CROP, src / "a.nii.gz")
+    shutil.copy(OBLIQUE, src / "b.nii.gz")
+    assert synthsr_cli.main(["--i", str(src), "--o", str(tmp_path / "out"), "--model", str(TINY),
+                             "--reliability", str(tmp_path / "rel.nii.gz")]) == 2
+    assert "--reliability" in capsys.readouterr().err and not (tmp_path / "out").exists()
+    assert synthsr_cli.main(["--i", str(src), "--o", str(tmp_path / "out"), "--model", str(TINY),
+                             "--reliability", str(tmp_path / "rel")]) == 0
+    assert sorted(p.name for p in (tmp_path / "rel").iterdir()) == [
+        "a_synthsr_reliability.json", "a_synthsr_reliability.nii.gz",
+        "b_synthsr_reliability.json", "b_synthsr_reliability.nii.gz"]
