@@ -41,11 +41,17 @@ class _SynthSegOutputSpec(TraitedSpec):
 
 
 class MRISynthSeg(CommandLine):
-    """FreeSurfer ``mri_synthseg`` (contrast- and resolution-agnostic segmentation).
+    r"""FreeSurfer ``mri_synthseg`` (contrast- and resolution-agnostic segmentation).
 
-    >>> seg = MRISynthSeg(in_file="sub-01_T1w.nii.gz")  # doctest: +SKIP
-    >>> seg.cmdline  # doctest: +SKIP
-    'mri_synthseg --i sub-01_T1w.nii.gz --o sub-01_T1w_synthseg.nii.gz --cpu --robust --threads 1 --vol ...'
+    >>> seg = MRISynthSeg(in_file="sub-01_T1w.nii.gz")
+    >>> print(seg.cmdline.replace(" --", "\n--"))
+    mri_synthseg
+    --i sub-01_T1w.nii.gz
+    --o sub-01_T1w_synthseg.nii.gz
+    --cpu
+    --robust
+    --threads 1
+    --vol sub-01_T1w_volumes.csv
     """
 
     _cmd = "mri_synthseg"
@@ -68,7 +74,11 @@ class _SamsegOutputSpec(TraitedSpec):
 
 
 class SAMSeg(CommandLine):
-    """FreeSurfer's cross-sectional SAMSEG (``run_samseg``)."""
+    """FreeSurfer's cross-sectional SAMSEG (``run_samseg``).
+
+    >>> SAMSeg(in_files=["sub-01_T1w.nii.gz", "sub-01_FLAIR.nii.gz"], threads=4).cmdline
+    'run_samseg --input sub-01_T1w.nii.gz sub-01_FLAIR.nii.gz --output samseg --threads 4'
+    """
 
     _cmd = "run_samseg"
     input_spec = _SamsegInputSpec

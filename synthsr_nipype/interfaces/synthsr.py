@@ -45,7 +45,9 @@ class SynthSR(SimpleInterface):
 
     Examples
     --------
-    >>> node = SynthSR(in_files=["T1w.nii.gz"], model="v2")  # doctest: +SKIP
+    >>> node = SynthSR(in_files=["sub-01_T1w.nii.gz", "sub-01_FLAIR.nii.gz"], model="v2")
+    >>> node.inputs.out_name, node.inputs.device
+    ('synthsr.nii.gz', 'auto')
     """
 
     input_spec = _SynthSRInputSpec

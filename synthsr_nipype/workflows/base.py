@@ -13,7 +13,8 @@ from ..bids.plan import GroupPlan, Plan
 from ..citations import CITATIONS
 from ..interfaces.fusion import RigidFusion
 from ..settings import MorphometryOptions, SynthSROptions
-from .outputs import _pick, _safe, init_ds_anat_wf
+from .connections import pick, safe_name
+from .outputs import init_ds_anat_wf
 from .synthsr import init_synthsr_wf
 
 
@@ -89,8 +90,8 @@ def init_single_subject_wf(
     if not group.jobs:
         raise ValueError(f"{group.label}: no usable scan, nothing to build")
     model_sha256 = dict(model_sha256 or {})
-    name = name or f"single_subject_{_safe(group.subject)}" + (
-        f"_{_safe(group.session)}" if group.session else ""
+    name = name or f"single_subject_{safe_name(group.subject)}" + (
+        f"_{safe_name(group.session)}" if group.session else ""
     ) + "_wf"
     workflow = pe.Workflow(name=name)
     workflow.__desc__ = (
@@ -120,7 +121,7 @@ def init_single_subject_wf(
             # the cost model's thread advice, within the user's cap: small jobs leave slots free
             omp_nthreads=max(1, min(synthsr.omp_nthreads, job.n_procs)),
             mem_gb=job.mem_gb,
-            name=f"synthsr_{_safe(job.name)}_wf",
+            name=f"synthsr_{safe_name(job.name)}_wf",
         )
         job_wf.inputs.inputnode.in_files = list(job.inputs)
         # fmt: off
@@ -140,7 +141,7 @@ def init_single_subject_wf(
     )
     merge_json = pe.Node(Merge(2), name="merge_json", run_without_submitting=True)
     for index in range(len(group.jobs)):
-        workflow.connect(fusion, ("out_transforms", _pick, index), ds_anat_wf, f"inputnode.xfm_{index}")
+        workflow.connect(fusion, ("out_transforms", pick, index), ds_anat_wf, f"inputnode.xfm_{index}")
     # fmt: off
     workflow.connect([
         (merge, fusion, [("out", "in_files")]),

@@ -13,18 +13,7 @@ from nipype.pipeline import engine as pe
 from ..bids.derivatives import RAW_DATASET_NAME, bids_uri, scan_xfm_entities
 from ..bids.plan import GroupPlan
 from ..interfaces.derivatives import DerivativesSink
-
-
-def _safe(label: str) -> str:
-    return "".join(c if c.isalnum() else "_" for c in label)
-
-
-def _pick(items, index):
-    """``items[index]``; a one-item output list reaches here as the item itself (Nipype's
-    OutputMultiObject unwraps it). A connection function: Nipype runs it from its source."""
-    if isinstance(items, (str, bytes)) or not hasattr(items, "__getitem__"):
-        return items
-    return items[index]
+from .connections import pick, safe_name
 
 
 def init_ds_anat_wf(*, output_dir: str | os.PathLike, group: GroupPlan, name: str = "ds_anat_wf"):
@@ -81,7 +70,7 @@ def init_ds_anat_wf(*, output_dir: str | os.PathLike, group: GroupPlan, name: st
                 entities=dict(job.entities),
                 sources=[bids_uri(s, RAW_DATASET_NAME) for s in job.sources],
             ),
-            name=f"ds_{_safe(job.name)}",
+            name=f"ds_{safe_name(job.name)}",
             run_without_submitting=True,
         )
         ds_xfm = pe.Node(
@@ -91,7 +80,7 @@ def init_ds_anat_wf(*, output_dir: str | os.PathLike, group: GroupPlan, name: st
                 extension=".txt",
                 sources=[bids_uri(job.out_relpath), bids_uri(group.fused_relpath)],
             ),
-            name=f"ds_xfm_{_safe(job.name)}",
+            name=f"ds_xfm_{safe_name(job.name)}",
             run_without_submitting=True,
         )
         # fmt: off
@@ -187,7 +176,7 @@ def init_ds_morphometry_wf(
             name=f"ds_{field}",
             run_without_submitting=True,
         )
-        source = ("probsegs", _pick, index) if index is not None else field
+        source = ("probsegs", pick, index) if index is not None else field
         # fmt: off
         workflow.connect([
             (inputnode, sink, [(source, "in_file"), ("source_entities", "source_entities"),
