@@ -115,7 +115,8 @@ def describe_scan(path: str | Path, *, entities: dict[str, Any], relpath: str) -
         info.reason = problem
         return info
     shape = [int(s) for s in img.shape[:3]]
-    zooms = [float(z) for z in img.header.get_zooms()[:3]]
+    # from the affine that places the image, as the pipeline does (pixdim may disagree)
+    zooms = [float(z) for z in nib.affines.voxel_sizes(img.affine)[:3]]
     info.shape = shape
     info.zooms = [round(z, 6) for z in zooms]
     info.voxel_volume = float(np.prod(zooms))

@@ -12,7 +12,7 @@ def grid_description(img) -> dict[str, Any]:
     """Describe the voxel grid of an image (the 1 mm grid of SynthSR outputs)."""
     import nibabel as nib
 
-    zooms = [round(float(z), 4) for z in img.header.get_zooms()[:3]]
+    zooms = [round(float(z), 4) for z in nib.affines.voxel_sizes(img.affine)[:3]]
     return {
         "VoxelSizeMM": zooms,
         "Shape": [int(s) for s in img.shape[:3]],

@@ -50,6 +50,7 @@ def header_problem(source: str | os.PathLike[str] | nib.spatialimages.SpatialIma
         problem = _stored_header_problem(header, path)
         if problem:
             return problem
+        header = _as_loaded(header)
     else:
         header = source.header
     problem = _shape_problem(tuple(int(s) for s in header.get_data_shape()), max_frames)
@@ -112,6 +113,15 @@ def _raw_header(path: Path):
     return None, "unreadable image (no NIfTI-1 or NIfTI-2 header)"
 
 
+def _as_loaded(header):
+    """The header as ``nib.load`` gives it to ``mri_synthsr``: with nibabel's fix-ups (a negative
+    voxel size made positive), which it logs and the user hears from header_warnings instead."""
+    if not isinstance(header, nib.Nifti1Header):
+        return header
+    with nib.imageglobals.LoggingOutputSuppressor():
+        return type(header).from_fileobj(io.BytesIO(header.binaryblock), check=True)
+
+
 def _is_decompression_error(exc: OSError) -> bool:
     return type(exc).__name__ in ("BadGzipFile",) or "gzip" in str(exc).lower() or "compressed" in str(exc).lower()
 
@@ -136,10 +146,12 @@ def _stored_header_problem(header, path: Path) -> str:
             itemsize = header.get_data_dtype().itemsize
         except Exception:  # noqa: BLE001 - nibabel's dtype lookup raises several types
             return f"unknown NIfTI datatype code {code}"
-        pixdim = np.asarray(header["pixdim"][1:4], dtype=np.float64)
-        ndim = min(dim[0], 3)
-        if not np.all(np.isfinite(pixdim[:ndim])) or np.any(pixdim[:ndim] <= 0):
-            return f"voxel sizes must be finite and positive (header pixdim {pixdim[:ndim].tolist()})"
+        pixdim = _bad_pixdim(header)
+        # With a sform, pixdim places nothing. Without: NaN makes nibabel's affine NaN and zero
+        # becomes 1 mm silently (a wrong result); a negative size it takes as its absolute value
+        # (warned, processed: header_warnings).
+        if int(header["sform_code"]) == 0 and any(not np.isfinite(z) or z == 0 for z in pixdim):
+            return f"voxel sizes must be finite and positive (header pixdim {pixdim})"
         n_voxels = int(np.prod(np.asarray(dim[1:dim[0] + 1], dtype=object)))
         if n_voxels > MAX_VOXELS:
             return (f"header claims {'x'.join(map(str, dim[1:dim[0] + 1]))} voxels "
@@ -164,8 +176,9 @@ def _shape_problem(shape: tuple[int, ...], max_frames: int) -> str:
 def _geometry_problem(header) -> str:
     """Voxel sizes and the affine nibabel places the image with (qform/sform oddities the
     reference processes are :func:`header_warnings`, not problems)."""
+    uses_sform = isinstance(header, nib.Nifti1Header) and int(header["sform_code"]) > 0
     zooms = np.asarray(header.get_zooms()[:3], dtype=np.float64)
-    if not np.all(np.isfinite(zooms)) or np.any(zooms <= 0):
+    if not uses_sform and (not np.all(np.isfinite(zooms)) or np.any(zooms <= 0)):
         return f"voxel sizes must be finite and positive (got {zooms.tolist()})"
     affine = np.asarray(header.get_best_affine(), dtype=np.float64)
     problem = affine_problem(affine)
@@ -203,8 +216,16 @@ def header_warnings(source: str | os.PathLike[str] | nib.spatialimages.SpatialIm
     if not isinstance(header, nib.Nifti1Header):  # NIfTI-2 derives from NIfTI-1; MGH has one affine
         return []
     qcode, scode = int(header["qform_code"]), int(header["sform_code"])
+    pixdim = _bad_pixdim(header)
+    if pixdim and scode > 0:  # the qform is built from pixdim too: this note says it all
+        return [f"voxel sizes in the header (pixdim {pixdim}) are not finite and positive; using "
+                "the sform's, which places the image (as nibabel and mri_synthsr do)"]
+    notes = []
+    if pixdim:  # only negative ones get here without a sform (header_problem)
+        notes.append(f"negative voxel size in the header (pixdim {pixdim}); using its absolute value "
+                     "(as nibabel and mri_synthsr do): check the orientation")
     if qcode == 0 and scode == 0:
-        return ["neither qform nor sform is set; placed with nibabel's fallback affine from the voxel "
+        return notes + ["neither qform nor sform is set; placed with nibabel's fallback affine from the voxel "
                 "sizes (pixdim), as mri_synthsr does: the output's position in space is arbitrary"]
     if qcode > 0 and scode > 0:
         shape = header.get_data_shape()
@@ -215,11 +236,21 @@ def header_warnings(source: str | os.PathLike[str] | nib.spatialimages.SpatialIm
             qform, sform = header.get_qform(), header.get_sform()
             diff = float(np.abs((qform - sform) @ corners).max())
         if not np.isfinite(diff):
-            return ["the qform is not finite; using the sform (as nibabel and mri_synthsr do)"]
+            return notes + ["the qform is not finite; using the sform (as nibabel and mri_synthsr do)"]
         if diff > QSFORM_ATOL_MM:
-            return [f"qform and sform disagree by up to {diff:.3g} mm; using the sform "
+            return notes + [f"qform and sform disagree by up to {diff:.3g} mm; using the sform "
                     "(as nibabel and mri_synthsr do)"]
-    return []
+    return notes
+
+
+def _bad_pixdim(header) -> list[float]:
+    """The stored voxel sizes when one is NaN, infinite, zero or negative (nibabel's zooms hide
+    the last two), else ``[]``."""
+    ndim = min(max(int(header["dim"][0]), 1), 3)
+    pixdim = np.asarray(header["pixdim"][1:1 + ndim], dtype=np.float64)
+    if np.all(np.isfinite(pixdim)) and np.all(pixdim > 0):
+        return []
+    return pixdim.tolist()
 
 
 def affine_problem(affine: np.ndarray) -> str:

@@ -102,7 +102,7 @@ def header_facts(path: str | os.PathLike[str]) -> tuple[list[tuple[str, str]], l
     from ..inference.checks import header_problem, header_warnings
 
     image = nib.load(path)
-    zooms = [float(z) for z in image.header.get_zooms()[:3]]
+    zooms = [float(z) for z in nib.affines.voxel_sizes(image.affine)[:3]]  # what places the image
     facts = [
         ("grid", " × ".join(str(n) for n in image.shape)),
         ("voxel size (mm)", " × ".join(f"{z:.3g}" for z in zooms)),

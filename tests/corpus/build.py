@@ -188,12 +188,6 @@ def build_corpus(root: Path) -> tuple[Path, list[Case]]:
                 build=saved(nib.Nifti1Image(np.repeat(frames5[..., None], 2, -1), _affine())))
     base = _image(3)
     pix = base.header["pixdim"].copy()
-    header_case("NaN voxel size", "h09", "voxel sizes must be finite and positive",
-                build=patched(base, pixdim=np.where(np.arange(8) == 2, np.nan, pix)))
-    header_case("zero voxel size", "h10", "voxel sizes must be finite and positive",
-                build=patched(base, pixdim=np.where(np.arange(8) == 3, 0.0, pix)))
-    header_case("negative voxel size", "h11", "voxel sizes must be finite and positive",
-                build=patched(base, pixdim=np.where(np.arange(8) == 1, -1.6, pix)))
     header_case("singular affine", "h12", "singular affine",
                 build=patched(base, qform_code=0, srow_x=[1.6, 1.6, 0, 0], srow_y=[1.6, 1.6, 0, 0]))
     header_case("sheared affine", "h13", "sheared affine",
@@ -211,6 +205,21 @@ def build_corpus(root: Path) -> tuple[Path, list[Case]]:
                 build=patched(base, srow_x=[1.6, 0, 0, base.affine[0, 3] + 40]))
     warned_case("no qform, no sform", "o15", "neither qform nor sform is set",
                 build=patched(base, qform_code=0, sform_code=0))
+    # pixdim places nothing when the sform is set: nibabel's img.affine is the sform
+    pixdim_note = "are not finite and positive; using the sform's"
+    warned_case("NaN voxel size, valid sform", "o09", pixdim_note,
+                build=patched(base, pixdim=np.where(np.arange(8) == 2, np.nan, pix)))
+    warned_case("zero voxel size, valid sform", "o10", pixdim_note,
+                build=patched(base, pixdim=np.where(np.arange(8) == 3, 0.0, pix)))
+    warned_case("negative voxel size, valid sform", "o11", pixdim_note,
+                build=patched(base, pixdim=np.where(np.arange(8) == 1, -1.6, pix)))
+    header_case("NaN voxel size, no sform", "h09", "voxel sizes must be finite and positive",
+                build=patched(base, sform_code=0, pixdim=np.where(np.arange(8) == 2, np.nan, pix)))
+    header_case("zero voxel size, no sform", "h10", "voxel sizes must be finite and positive",
+                build=patched(base, sform_code=0, pixdim=np.where(np.arange(8) == 3, 0.0, pix)))
+    # nibabel (so mri_synthsr) takes a negative size's absolute value when the qform places the image
+    warned_case("negative voxel size, no sform", "o12", "negative voxel size in the header",
+                build=patched(base, sform_code=0, pixdim=np.where(np.arange(8) == 1, -1.6, pix)))
     header_case("infinite sform", "h16", "NaN or infinite",
                 build=patched(base, qform_code=0, srow_y=[0, np.inf, 0, 0]))
     header_case("RGB datatype", "h17", "RGB", build=patched(_image(4, dtype=np.uint8), datatype=128, bitpix=24))
@@ -295,7 +304,8 @@ def build_corpus(root: Path) -> tuple[Path, list[Case]]:
     rel = _anat("s06", "T2w")
     nib.save(_image(20), bids / rel)
     _sidecar(bids / rel)
-    _patch_header(bids / rel, pixdim=np.where(np.arange(8) == 3, 0.0, _image(20).header["pixdim"]))
+    _patch_header(bids / rel, sform_code=0,  # without a sform, a zero size is refused (h10)
+                  pixdim=np.where(np.arange(8) == 3, 0.0, _image(20).header["pixdim"]))
     add("zero voxel size beside a good scan", HEADER, "s06", rel, "voxel sizes must be finite and positive",
         "voxel sizes must be finite and positive")
     return bids, cases

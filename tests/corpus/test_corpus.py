@@ -77,7 +77,7 @@ def _check_warned(case, warnings: list[str], name: str, source: Path, output: Pa
     off_best = float(np.linalg.norm(at - centre(src.affine, src.shape)))
     line = f"{case.name}: output centre {off_best:.2f} mm from the input's img.affine centre"
     assert off_best < 1.5, line
-    if int(src.header["qform_code"]) > 0:
+    if "disagree" in case.warning:  # the qform points elsewhere: the output is not there
         off_q = float(np.linalg.norm(at - centre(src.header.get_qform(), src.shape)))
         line += f", {off_q:.1f} mm from its qform's"
         assert off_q > 30, line
