@@ -73,10 +73,17 @@ def test_qform_sform_float_noise_is_agreement(tmp_path):
 
 
 def test_zero_and_nan_zooms():
+    """With a sform, pixdim places nothing (nibabel's img.affine is the sform, as in mri_synthsr):
+    processed and warned. Without one, NaN or zero sizes place the image wrongly: refused."""
     img = _img()
     img.header.set_zooms((1.0, 0.0, 3.0))
-    assert "finite and positive" in header_problem(img)
+    assert int(img.header["sform_code"]) > 0 and header_problem(img) == ""
+    assert "using the sform's" in header_warnings(img)[0]
     img.header["pixdim"][3] = np.nan
+    assert header_problem(img) == "" and "not finite and positive" in header_warnings(img)[0]
+    img.header["sform_code"] = 0
+    assert "finite and positive" in header_problem(img)
+    img.header["pixdim"][3] = 3.0
     assert "finite and positive" in header_problem(img)
 
 
