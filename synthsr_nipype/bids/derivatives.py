@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -76,11 +76,35 @@ def scan_output_entities(source: Mapping[str, Any], source_suffix: str) -> dict[
     return ents
 
 
-def scan_xfm_entities(scan_entities: Mapping[str, Any]) -> dict[str, str]:
-    """Entities of the rigid transform from a per-scan output to the fused image (sMRIPrep's
-    ``from-orig_to-T1w``, with the scan's ``desc`` as ``from`` so scans differing only by suffix differ)."""
+#: BIDS keys of the entities that may tell two scans of one group apart, in BIDS order
+_SCAN_ENTITY_KEYS = {"task": "task", "acquisition": "acq", "ceagent": "ce", "reconstruction": "rec",
+                     "run": "run", "echo": "echo", "flip": "flip", "inv": "inv", "mt": "mt", "part": "part",
+                     "chunk": "chunk"}
+
+
+def reference_space_label(reference: Mapping[str, Any], others: Sequence[Mapping[str, Any]]) -> str:
+    """The ``to-`` label of the space of a group's reference scan: its output's ``desc``
+    (``synthsrFLAIR``), followed by the entities that set it apart when another scan of the group has
+    the same ``desc`` (``synthsrT1wacqax``), so a transform never reads as from a space to itself."""
+    label = str(reference["desc"])
+    twins = [o for o in others if str(o.get("desc")) == label]
+    if not twins:
+        return label
+    for entity, key in _SCAN_ENTITY_KEYS.items():
+        value = reference.get(entity)
+        if value is not None and any(str(o.get(entity)) != str(value) for o in twins):
+            label += f"{key}{value}"
+    return label
+
+
+def scan_xfm_entities(scan_entities: Mapping[str, Any], to: str) -> dict[str, str]:
+    """Entities of the rigid transform that resamples a scan's SynthSR output onto the synthetic image of
+    its group's reference scan (the fused image's grid): ``from-<scan desc>_to-<to>``, e.g.
+    ``from-synthsrT2w_to-synthsrFLAIR`` (the scan's own entities place it; ``to``, from
+    :func:`reference_space_label`, names the reference's space as sMRIPrep's ``to-T1w`` names its
+    anatomical reference)."""
     ents = {k: str(v) for k, v in scan_entities.items() if v is not None and k not in ("desc", "suffix", "space")}
-    ents.update({"from": str(scan_entities["desc"]), "to": "T1w", "mode": "image", "suffix": "xfm",
+    ents.update({"from": str(scan_entities["desc"]), "to": to, "mode": "image", "suffix": "xfm",
                  "datatype": "anat"})
     return ents
 

@@ -19,7 +19,9 @@ from ..model.spec import published_spec
 from .derivatives import (
     build_derivative_relpath,
     fused_output_entities,
+    reference_space_label,
     scan_output_entities,
+    scan_xfm_entities,
 )
 from .grouping import Group, choose_reference, group_scans, reference_sort_key
 from .scan import ScanInfo, describe_scan
@@ -85,6 +87,24 @@ class GroupPlan:
     @property
     def label(self) -> str:
         return f"sub-{self.subject}" + (f"_ses-{self.session}" if self.session else "")
+
+    @property
+    def registered_jobs(self) -> list[int]:
+        """Indices of the jobs registered onto the reference's synthetic image: every job but the
+        reference, none in a single-scan group (an identity transform says nothing)."""
+        if len(self.jobs) < 2:
+            return []
+        return [i for i in range(len(self.jobs)) if i != (self.reference_job or 0)]
+
+    def xfm_entities(self, index: int) -> dict[str, str]:
+        """Entities of job ``index``'s transform onto the reference's synthetic image."""
+        ref = self.reference_job or 0
+        others = [job.entities for i, job in enumerate(self.jobs) if i != ref]
+        return scan_xfm_entities(self.jobs[index].entities, reference_space_label(self.jobs[ref].entities, others))
+
+    def xfm_relpath(self, index: int) -> str:
+        """Path of job ``index``'s transform onto the reference's synthetic image (ITK text)."""
+        return build_derivative_relpath(self.xfm_entities(index), extension=".txt")
 
 
 @dataclass

@@ -22,6 +22,10 @@ import numpy as np
 
 FUSION_METHODS = ("median", "mean")
 
+#: What each synthetic image is registered onto (the fused image lies on its grid): the methods
+#: text and the report's captions say it in these words.
+REGISTRATION_TARGET = "the synthetic image of the group's reference scan"
+
 
 @dataclass(frozen=True)
 class RigidSettings:

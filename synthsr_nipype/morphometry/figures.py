@@ -13,6 +13,7 @@ from matplotlib.figure import Figure
 
 from ..atomic import atomic_target
 from .labels import TIV_NAME
+from .volumetry import MM3_PER_ML
 
 # matplotlib 3.10 replaced boxplot(vert=False) by orientation="horizontal"
 _HORIZONTAL = (
@@ -58,7 +59,7 @@ def plot_distributions(
         if normalise:
             values = 100.0 * values / wide[TIV_NAME].astype(float)
         else:
-            values = values / 1000.0  # mL reads better than mm³
+            values = values / MM3_PER_ML  # mL reads better than mm³
         finite = values[np.isfinite(values)]
         if len(finite):
             ax.boxplot([finite.to_numpy()], widths=0.5, showfliers=False, **_HORIZONTAL)

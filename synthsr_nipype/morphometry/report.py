@@ -17,15 +17,22 @@ from pathlib import Path
 import pandas as pd
 
 from ..atomic import atomic_write_text
+from .volumetry import format_ml
+
+#: columns that are not volumes in the group tables
+ID_COLUMNS = ("participant_id", "session_id", "seg_backend", "synthsr_model", "name")
 
 
-def _table(df: pd.DataFrame, float_format: str = "{:.1f}") -> str:
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
+def _table(df: pd.DataFrame, float_format: str = "{:.2f}", volumes: tuple[str, ...] = ()) -> str:
+    """An HTML table; ``volumes``: columns in mm³, shown in mL (their header says so)."""
+    head = "".join(f"<th>{html.escape(str(c))}{' (mL)' if c in volumes else ''}</th>" for c in df.columns)
     body = []
     for _, row in df.iterrows():
         cells = []
-        for v in row:
-            if isinstance(v, float):
+        for column, v in row.items():
+            if column in volumes:
+                cells.append(f"<td>{format_ml(v)}</td>")
+            elif isinstance(v, float):
                 cells.append("<td>n/a</td>" if pd.isna(v) else f"<td>{float_format.format(v)}</td>")
             else:
                 cells.append(f"<td>{html.escape(str(v))}</td>")
@@ -54,11 +61,12 @@ window.addEventListener("load", function () {
   }
   document.body.setAttribute("data-figures-loaded", String(loaded));
   document.body.setAttribute("data-figures-broken", String(broken));
+  // only a failure is news to the reader; the counts above are for the browser test
   var status = document.getElementById("figure-status");
-  if (status) {
-    status.textContent = broken ? broken + " of " + imgs.length + " figures failed to load."
-                                : "All " + loaded + " figures loaded.";
-    status.className = broken ? "figure-missing" : "figure-ok";
+  if (status && broken) {
+    status.textContent = broken + " of " + imgs.length + " figures failed to load.";
+    status.className = "figure-missing";
+    status.hidden = false;
   }
 });
 </script>"""
@@ -78,7 +86,8 @@ def write_group_report(
     flagged = zscores[zscores["outlier"]]
     outliers = (
         "<p>No volume with |z| &gt; 3.</p>" if flagged.empty
-        else _table(flagged[["participant_id", "session_id", "name", "volume-mm3", "z", "z_icv"]], "{:.2f}")
+        else _table(flagged[["participant_id", "session_id", "name", "volume-mm3", "z", "z_icv"]]
+                    .rename(columns={"volume-mm3": "volume"}), volumes=("volume",))
     )
     figs = "".join(
         f'<figure><img class="report-figure" src="{html.escape(os.path.relpath(path, out.parent))}" '
@@ -90,15 +99,16 @@ def write_group_report(
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:80em}}table{{border-collapse:collapse;font-size:85%}}
 td,th{{border:1px solid #ccc;padding:2px 6px;text-align:right}}img{{max-width:100%}}
-.figure-missing{{color:#b00;font-weight:bold;border:2px solid #b00;padding:4px}}.figure-ok{{color:#555}}</style>
+.figure-missing{{color:#b00;font-weight:bold;border:2px solid #b00;padding:4px}}</style>
 {_SELF_CHECK}</head>
 <body data-figures-expected="{len(figures)}"><h1>{html.escape(title)}</h1>
 <p>{len(wide)} subject/session rows; segmentation backend: <b>{html.escape(backend)}</b>;
-SynthSR model: <b>{html.escape(model)}</b>. Volumes in mm³; z-scores use the sample standard deviation.
+SynthSR model: <b>{html.escape(model)}</b>. Volumes in mL (the TSV files keep mm³); z-scores use the
+sample standard deviation.
 Volumes measured on synthetic (SynthSR) images: check the images before trusting them.</p>
 <h2>Outliers (|z| &gt; 3)</h2>{outliers}
-<h2>Figures</h2><p id="figure-status">(figure check needs JavaScript)</p>{figs}
-<h2>Volumes</h2>{_table(wide)}
+<h2>Figures</h2><p id="figure-status" hidden></p>{figs}
+<h2>Volumes</h2>{_table(wide, volumes=tuple(c for c in wide.columns if c not in ID_COLUMNS))}
 </body></html>
 """
     return atomic_write_text(out, page)

@@ -16,6 +16,17 @@ import pandas as pd
 from .labels import TIV_NAME, Label
 
 MORPH_COLUMNS = ["index", "name", "volume-mm3"]
+#: the tables keep mm³ (the voxel-counting unit); pages and figures show mL
+MM3_PER_ML = 1000.0
+
+
+def format_ml(volume_mm3: float) -> str:
+    """A volume as people read it, in mL: one decimal from 10 mL up, two below (0.01 mL is ten 1 mm
+    voxels, finer than a synthetic image's volumes can be trusted); ``n/a`` for a missing value."""
+    if pd.isna(volume_mm3) or not np.isfinite(float(volume_mm3)):
+        return "n/a"
+    ml = float(volume_mm3) / MM3_PER_ML
+    return f"{ml:.1f}" if abs(ml) >= 10 else f"{ml:.2f}"
 
 
 def voxel_volume(img: nb.spatialimages.SpatialImage) -> float:

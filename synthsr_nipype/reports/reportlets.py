@@ -22,7 +22,7 @@ import nibabel as nib  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy.ndimage import map_coordinates  # noqa: E402
 
-#: contour colours: the input's outline, and a scan before / after its registration to the fused image
+#: contour colours: the input's outline, and a scan before / after its registration onto the reference
 OUTLINE, BEFORE, AFTER = "#ff3b30", "#ff9f0a", "#30d158"
 PLANES = ("sagittal", "coronal", "axial")
 
@@ -128,18 +128,19 @@ def plot_outline(output_path: str | os.PathLike[str], input_path: str | os.PathL
     return _save(figure, out_svg)
 
 
-def plot_registration(fused_path: str | os.PathLike[str], scan_output_path: str | os.PathLike[str],
+def plot_registration(fixed_path: str | os.PathLike[str], scan_output_path: str | os.PathLike[str],
                       xfm_path: str | os.PathLike[str], out_svg: str | os.PathLike[str]) -> Path:
-    """The fused image with one scan's outline before (orange) and after (green) its ``_xfm`` transform."""
+    """The image a scan was registered onto (the reference's synthetic image) with the scan's outline
+    before (orange) and after (green) its ``_xfm`` transform."""
     import ants  # antspyx applies the ITK text transform the fusion wrote, as the fusion itself did
 
-    fused = nib.load(fused_path)
+    fixed = nib.load(fixed_path)
     scan = nib.load(scan_output_path)
-    moved = ants.apply_transforms(fixed=ants.image_read(str(fused_path)),
+    moved = ants.apply_transforms(fixed=ants.image_read(str(fixed_path)),
                                   moving=ants.image_read(str(scan_output_path)),
                                   transformlist=[str(xfm_path)], interpolator="linear")
-    registered = nib.Nifti1Image(moved.numpy().astype(np.float32), fused.affine)
-    base = _canonical(fused)
+    registered = nib.Nifti1Image(moved.numpy().astype(np.float32), fixed.affine)
+    base = _canonical(fixed)
     threshold = _outline_threshold(scan)
     figure, axes = _figure(rows=2)
     _draw(axes[0], base, "before registration: scan outline in orange", [(scan, BEFORE, threshold)])
@@ -147,14 +148,69 @@ def plot_registration(fused_path: str | os.PathLike[str], scan_output_path: str 
     return _save(figure, out_svg)
 
 
+def segmentation_legend(dseg_path: str | os.PathLike[str]) -> list[tuple[int, str, str]]:
+    """(label value, name, colour) of every label in a segmentation: the names from its BIDS look-up
+    table (``_dseg.tsv``: index, name; its ``color`` column when there is one), else ``label <value>``.
+    The figure and the page's legend both take their colours from here."""
+    from matplotlib.colors import to_hex
+
+    dseg = nib.load(dseg_path)
+    values = [int(v) for v in np.unique(np.asarray(dseg.dataobj)) if v != 0]
+    table = Path(str(dseg_path).removesuffix(".gz").removesuffix(".nii") + ".tsv")
+    names: dict[int, str] = {}
+    colours: dict[int, str] = {}
+    if table.is_file():
+        lines = [line.split("\t") for line in table.read_text().splitlines() if line.strip()]
+        header = lines[0] if lines else []
+        for row in lines[1:]:
+            entry = dict(zip(header, row))
+            try:
+                index = int(entry.get("index", ""))
+            except ValueError:
+                continue
+            names[index] = entry.get("name", "") or f"label {index}"
+            if entry.get("color", "").startswith("#"):
+                colours[index] = entry["color"]
+    palette = plt.get_cmap("tab20" if len(values) > 10 else "tab10")
+    return [(value, names.get(value, f"label {value}"), colours.get(value, to_hex(palette(i % palette.N))))
+            for i, value in enumerate(values)]
+
+
 def plot_segmentation(t1w_path: str | os.PathLike[str], dseg_path: str | os.PathLike[str],
-                      out_svg: str | os.PathLike[str]) -> Path:
-    """The fused image with the boundary of every label of the segmentation."""
+                      out_svg: str | os.PathLike[str], legend: Sequence[tuple[int, str, str]]) -> Path:
+    """The fused image with the boundary of every label of ``legend`` (from :func:`segmentation_legend`)
+    in its colour; the page draws the legend beside the figure, from the same list."""
     dseg = nib.load(dseg_path)
     labels = np.asarray(dseg.dataobj)
-    colours = plt.get_cmap("tab10")
-    masks = [(nib.Nifti1Image((labels == value).astype(np.float32), dseg.affine), colours(i % 10), 0.0)
-             for i, value in enumerate(v for v in np.unique(labels) if v != 0)]
+    masks = [(nib.Nifti1Image((labels == value).astype(np.float32), dseg.affine), colour, 0.0)
+             for value, _, colour in legend]
     figure, axes = _figure()
     _draw(axes[0], _canonical(nib.load(t1w_path)), "segmentation", masks)
+    return _save(figure, out_svg)
+
+
+def plot_logjacobian(map_path: str | os.PathLike[str], template_path: str | os.PathLike[str] | None,
+                     out_svg: str | os.PathLike[str], label: str) -> Path:
+    """The TBM map (log det Jacobian, template space) in a diverging colour map over the template, with a
+    colour bar named ``label``; symmetric limits at the 99th percentile of the map's magnitude."""
+    from matplotlib import colormaps
+
+    logjac = _canonical(nib.load(map_path))
+    values = logjac.get_fdata(dtype=np.float32)
+    nonzero = np.abs(values[values != 0])
+    limit = float(np.percentile(nonzero, 99)) if nonzero.size else 1.0
+    base = _canonical(nib.load(template_path)) if template_path else logjac
+    figure, axes = _figure()
+    _draw(axes[0], base, "log det Jacobian (template space)")
+    zooms = base.header.get_zooms()[:3]
+    image = None
+    for axis, ax in enumerate(axes[0]):
+        plane = sample_plane(base, logjac, axis, order=0)
+        keep = [a for a in range(3) if a != axis]
+        shown = np.ma.masked_where(plane == 0, plane)
+        image = ax.imshow(shown, cmap=colormaps["RdBu_r"], vmin=-limit, vmax=limit, origin="lower",
+                          interpolation="nearest", alpha=0.75, aspect=zooms[keep[1]] / zooms[keep[0]])
+    bar = figure.colorbar(image, ax=list(axes[0]), orientation="horizontal", fraction=0.05, pad=0.02)
+    bar.set_label(label, color="white", fontsize=7)
+    bar.ax.tick_params(colors="white", labelsize=7)
     return _save(figure, out_svg)

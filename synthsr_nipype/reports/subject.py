@@ -30,6 +30,9 @@ import numpy as np
 
 from ..atomic import atomic_write_bytes
 from ..bids.plan import GroupPlan, Job, Plan
+from ..inference.fusion import REGISTRATION_TARGET
+from ..morphometry.volumetry import format_ml
+from .methods import methods_html
 
 RUN_RECORD = "run.json"
 TEMPLATE = Path(__file__).parent / "data" / "subject.html"
@@ -72,6 +75,7 @@ def latest_run_dir(output_dir: str | os.PathLike[str]) -> Path | None:
 class Figure:
     src: str  # relative to output_dir (the page's folder)
     caption: str
+    legend: list[tuple[str, str]] = field(default_factory=list)  # (name, colour) of its contours
 
 
 @dataclass
@@ -132,13 +136,6 @@ def _figure_name(job: Job, kind: str) -> str:
     return _stem(job.out_relpath).replace("_desc-synthsr", f"_desc-{kind}", 1) + ".svg"
 
 
-def _xfm_path(output_dir: Path, job: Job) -> Path:
-    from ..bids import build_derivative_relpath
-    from ..bids.derivatives import scan_xfm_entities
-
-    return output_dir / build_derivative_relpath(scan_xfm_entities(job.entities), extension=".txt")
-
-
 def _sidecar(image: Path) -> dict[str, Any]:
     try:
         return json.loads(image.with_name(_stem(image.name) + ".json").read_text())
@@ -175,18 +172,25 @@ def _scan_section(output_dir: Path, figures_dir: Path, group: GroupPlan, job: Jo
     reportlets.plot_outline(output, job.inputs[0], figures_dir / _figure_name(job, "outline"))
     section.figures.append(Figure(rel(figures_dir / _figure_name(job, "outline")),
                                   "The input's outline (red) over the output: they must coincide."))
-    fused = output_dir / group.fused_relpath if group.fused_relpath else None
-    xfm = _xfm_path(output_dir, job)
-    if len(group.jobs) > 1 and fused is not None and fused.is_file() and xfm.is_file():
-        reportlets.plot_registration(fused, output, xfm, figures_dir / _figure_name(job, "registration"))
-        section.figures.append(Figure(rel(figures_dir / _figure_name(job, "registration")),
-                                      f"Registration onto the fused image with {xfm.name}."))
-    elif len(group.jobs) > 1:
-        section.absent.append(f"no registration figure: {xfm.name} or the fused image is missing")
+    index = group.jobs.index(job)
+    reference = output_dir / group.jobs[group.reference_job or 0].out_relpath
+    if len(group.jobs) > 1 and index not in group.registered_jobs:
+        section.facts.append(("registration", "none: the group's reference scan (the others were "
+                                              "registered onto its synthetic image)"))
+    elif index in group.registered_jobs:
+        xfm = output_dir / group.xfm_relpath(index)
+        if reference.is_file() and xfm.is_file():
+            reportlets.plot_registration(reference, output, xfm, figures_dir / _figure_name(job, "registration"))
+            section.figures.append(Figure(rel(figures_dir / _figure_name(job, "registration")),
+                                          f"Registration onto {REGISTRATION_TARGET} ({reference.name}, whose "
+                                          f"grid the fused image shares) with {xfm.name}."))
+        else:
+            section.absent.append(f"no registration figure: {xfm.name} or {reference.name} is missing")
     return section
 
 
 def _volumes(output_dir: Path, group: GroupPlan) -> tuple[tuple[list[str], list[list[str]]] | None, Path | None]:
+    """The group's volume table (volumes in mL, as the group page and figures show them) and its dseg."""
     anat = (output_dir / group.fused_relpath).parent if group.fused_relpath else None
     if anat is None:
         return None, None
@@ -196,7 +200,44 @@ def _volumes(output_dir: Path, group: GroupPlan) -> tuple[tuple[list[str], list[
     if not tables:
         return None, dsegs[0] if dsegs else None
     lines = [line.split("\t") for line in tables[0].read_text().splitlines() if line.strip()]
-    return (lines[0], lines[1:]), (dsegs[0] if dsegs else None)
+    header, rows = lines[0], lines[1:]
+    if "volume-mm3" in header:
+        column = header.index("volume-mm3")
+        header = [*header[:column], "volume (mL)", *header[column + 1:]]
+        rows = [[*row[:column], _ml(row[column]), *row[column + 1:]] for row in rows]
+    return (header, rows), (dsegs[0] if dsegs else None)
+
+
+def _ml(cell: str) -> str:
+    try:
+        return format_ml(float(cell))
+    except ValueError:  # n/a
+        return cell
+
+
+def _tbm_figure(output_dir: Path, figures_dir: Path, group: GroupPlan) -> Figure | None:
+    """The log-Jacobian map of ``--tbm`` over the template, when the run made one."""
+    from ..morphometry.derivatives import derivative_names
+    from . import reportlets
+
+    if not group.fused_relpath:
+        return None
+    name = derivative_names(group.subject, group.session, "ants")["logjacobian"]  # same for every backend
+    path = (output_dir / group.fused_relpath).parent / name
+    if not path.is_file():
+        return None
+    description = _sidecar(path).get("Description", "log det Jacobian")
+    template = None
+    try:
+        from ..morphometry.templates import get_template
+
+        resolution = int(round(float(nib.load(path).header.get_zooms()[0])))
+        template = get_template(resolution).t1w if resolution in (1, 2) else None
+    except (OSError, ValueError, ImportError):  # the map alone still shows the pattern
+        template = None
+    svg = figures_dir / (_stem(name) + ".svg")
+    reportlets.plot_logjacobian(path, template, svg, "log det Jacobian")
+    return Figure(svg.relative_to(output_dir).as_posix(), f"Tensor-based morphometry: {name}: {description}.")
 
 
 def _errors(log_dir: Path | None, output_dir: Path, group: GroupPlan) -> list[tuple[str, str, str]]:
@@ -254,9 +295,14 @@ def _group_section(output_dir: Path, figures_dir: Path, group: GroupPlan, log_di
                                     f"Fused image: {Path(group.fused_relpath).name}."))
         if dseg is not None:
             name = _stem(group.fused_relpath).replace("_desc-synthsr", "_desc-segmentation") + ".svg"
-            reportlets.plot_segmentation(fused, dseg, figures_dir / name)
+            legend = reportlets.segmentation_legend(dseg)
+            reportlets.plot_segmentation(fused, dseg, figures_dir / name, legend)
             fused_figures.append(Figure((figures_dir / name).relative_to(output_dir).as_posix(),
-                                        f"Segmentation contours: {dseg.name}."))
+                                        f"Segmentation contours: {dseg.name}.",
+                                        legend=[(label, colour) for _, label, colour in legend]))
+        tbm = _tbm_figure(output_dir, figures_dir, group)
+        if tbm is not None:
+            fused_figures.append(tbm)
     elif group.jobs:
         absent.append(f"no fused image ({group.fused_relpath}): see Errors")
     title = f"Session {group.session}" if group.session else "Anatomical scans"
@@ -287,9 +333,10 @@ def write_subject_report(output_dir: str | os.PathLike[str], subject: str, group
                                      loader=jinja2.FileSystemLoader(TEMPLATE.parent))
     page = environment.get_template(TEMPLATE.name).render(
         subject=subject, sections=sections, version=__version__, run=run,
+        sessions=[f"ses-{g.session}" for g in groups if g.session],
         run_folder=log_dir.relative_to(output_dir).as_posix() if log_dir else None,
         work_dir=str(work) if work else None,
-        methods=citation.read_text() if citation.is_file() else None,
+        methods=methods_html(citation.read_text()) if citation.is_file() else None,
         generated=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
         python=sys.version.split()[0],
     )

@@ -11,6 +11,7 @@ from nipype.pipeline import engine as pe
 from ..bids.derivatives import bids_uri
 from ..bids.plan import GroupPlan, Plan
 from ..citations import CITATIONS
+from ..inference.fusion import REGISTRATION_TARGET
 from ..interfaces.fusion import RigidFusion
 from ..settings import MorphometryOptions, SynthSROptions
 from .connections import pick, safe_name
@@ -53,9 +54,10 @@ def init_single_subject_wf(
 
         ``synthsr_<scan>_wf`` (one per job) → ``merge`` → ``fusion``
         (:class:`~synthsr_nipype.interfaces.RigidFusion`); the SynthSR outputs, the fused image
-        (``sub-X[_ses-Y]_desc-synthsr_T1w``) and each scan's rigid transform to it
-        (``…_from-synthsr<Suffix>_to-T1w_mode-image_xfm.txt``, ITK text; identity for the
-        reference) → ``ds_anat_wf``
+        (``sub-X[_ses-Y]_desc-synthsr_T1w``) and the rigid transform of each other scan onto
+        the reference scan's synthetic image, whose grid the fused image shares
+        (``…_from-synthsr<Suffix>_to-synthsr<ReferenceSuffix>_mode-image_xfm.txt``, ITK text;
+        none for the reference or a single-scan group) → ``ds_anat_wf``
         (:func:`~synthsr_nipype.workflows.outputs.init_ds_anat_wf`) → ``outputnode``;
         with a morphometry backend: the fused derivative → ``morphometry_wf``
         (:func:`~synthsr_nipype.workflows.morphometry.init_morphometry_wf`, which writes its
@@ -94,16 +96,6 @@ def init_single_subject_wf(
         f"_{safe_name(group.session)}" if group.session else ""
     ) + "_wf"
     workflow = pe.Workflow(name=name)
-    workflow.__desc__ = (
-        "Anatomical scans were grouped by subject and session with PyBIDS [@pybids]; in each "
-        "group, the scan with the smallest voxel volume was the reference."
-    )
-    workflow.__postdesc__ = (
-        "The synthetic images of a group were rigidly registered to the reference scan's "
-        "synthetic image with ANTs [@ants] (antspyx; Mattes mutual information at 8, 4 and 2 mm; "
-        f"fixed random seed) and combined with a voxel-wise {synthsr.fusion_method} into one "
-        "subject-level volume; a group with a single scan passed it through unchanged."
-    )
     outputnode = pe.Node(
         IdentityInterface(fields=["out_files", "fused_file", "morph_files"]), name="outputnode"
     )
@@ -139,8 +131,17 @@ def init_single_subject_wf(
         name="fusion",
         mem_gb=max(1.0, 0.1 * len(group.jobs)),
     )
+    # a node's description: collect_descriptions places it in data-flow order (after SynthSR's)
+    fusion.__desc__ = (
+        "Anatomical scans were grouped by subject and session with PyBIDS [@pybids]; in each "
+        "group, the scan with the smallest voxel volume was the reference. The synthetic images "
+        f"of a group were rigidly registered onto {REGISTRATION_TARGET} with ANTs [@ants] "
+        "(antspyx; Mattes mutual information at 8, 4 and 2 mm; fixed random seed) and combined "
+        f"with a voxel-wise {synthsr.fusion_method} into one subject-level volume on its grid; "
+        "a group with a single scan passed it through unchanged."
+    )
     merge_json = pe.Node(Merge(2), name="merge_json", run_without_submitting=True)
-    for index in range(len(group.jobs)):
+    for index in group.registered_jobs:
         workflow.connect(fusion, ("out_transforms", pick, index), ds_anat_wf, f"inputnode.xfm_{index}")
     # fmt: off
     workflow.connect([
@@ -232,7 +233,8 @@ def init_synthsr_bids_wf(
     workflow = pe.Workflow(name=name)
     if work_dir is not None:
         workflow.base_dir = str(work_dir)
-    workflow.__desc__ = (
+    # after the methods it names, so that the text opens with SynthSR
+    workflow.__postdesc__ = (
         f"Results included in this manuscript come from synthsr-nipype {__version__}, "
         "which is based on Nipype [@nipype]."
     )
@@ -252,8 +254,11 @@ def init_synthsr_bids_wf(
 
 
 def collect_descriptions(workflow) -> list[str]:
-    """``__desc__`` texts of a workflow and its sub-workflows (then their ``__postdesc__``),
-    outer first, without repeats: identical groups give one paragraph."""
+    """``__desc__`` texts of a workflow, then of its nodes and sub-workflows in data-flow order
+    (SynthSR before the fusion before the morphometry; ties by name), then its ``__postdesc__``,
+    without repeats: identical groups give one paragraph."""
+    import networkx as nx
+
     texts: list[str] = []
 
     def add(text: str | None) -> None:
@@ -262,9 +267,11 @@ def collect_descriptions(workflow) -> list[str]:
 
     def visit(wf) -> None:
         add(getattr(wf, "__desc__", None))
-        subs = [n for n in wf._graph.nodes() if isinstance(n, pe.Workflow)]
-        for sub in sorted(subs, key=lambda n: n.name):
-            visit(sub)
+        for node in nx.lexicographical_topological_sort(wf._graph, key=lambda n: n.name):
+            if isinstance(node, pe.Workflow):
+                visit(node)
+            else:
+                add(getattr(node, "__desc__", None))
         add(getattr(wf, "__postdesc__", None))
 
     visit(workflow)

@@ -10,15 +10,16 @@ from pathlib import Path
 from nipype.interfaces.utility import IdentityInterface, Merge
 from nipype.pipeline import engine as pe
 
-from ..bids.derivatives import RAW_DATASET_NAME, bids_uri, scan_xfm_entities
+from ..bids.derivatives import RAW_DATASET_NAME, bids_uri
 from ..bids.plan import GroupPlan
 from ..interfaces.derivatives import DerivativesSink
 from .connections import pick, safe_name
 
 
 def init_ds_anat_wf(*, output_dir: str | os.PathLike, group: GroupPlan, name: str = "ds_anat_wf"):
-    """The SynthSR derivatives of one group: each scan's image, the fused image, each scan's
-    transform to the fused image, all with sidecars.
+    """The SynthSR derivatives of one group: each scan's image, the fused image, the transform of
+    each scan registered onto the reference's synthetic image (none for the reference itself or a
+    single-scan group: :attr:`~synthsr_nipype.bids.plan.GroupPlan.registered_jobs`), all with sidecars.
 
     Workflow Graph
         .. workflow::
@@ -45,7 +46,8 @@ def init_ds_anat_wf(*, output_dir: str | os.PathLike, group: GroupPlan, name: st
     fused_file, fused_json
         The fused image and its JSON files (the reference scan's SynthSR JSON, the fusion's).
     xfm_<i>, fusion_json
-        Job ``i``'s rigid transform to the fused image and the fusion's JSON.
+        Job ``i``'s rigid transform onto the reference's synthetic image (connected for the
+        registered jobs only) and the fusion's JSON.
 
     Outputs
     -------
@@ -73,24 +75,28 @@ def init_ds_anat_wf(*, output_dir: str | os.PathLike, group: GroupPlan, name: st
             name=f"ds_{safe_name(job.name)}",
             run_without_submitting=True,
         )
-        ds_xfm = pe.Node(
-            DerivativesSink(
-                base_directory=str(output_dir),
-                entities=scan_xfm_entities(job.entities),
-                extension=".txt",
-                sources=[bids_uri(job.out_relpath), bids_uri(group.fused_relpath)],
-            ),
-            name=f"ds_xfm_{safe_name(job.name)}",
-            run_without_submitting=True,
-        )
         # fmt: off
         workflow.connect([
             (inputnode, ds_scan, [(f"scan_file_{index}", "in_file"),
                                   (f"scan_json_{index}", "in_json")]),
-            (inputnode, ds_xfm, [(f"xfm_{index}", "in_file"), ("fusion_json", "in_json")]),
             (ds_scan, merge, [("out_file", f"in{index + 1}")]),
         ])
         # fmt: on
+    reference = group.jobs[group.reference_job or 0]
+    for index in group.registered_jobs:
+        job = group.jobs[index]
+        ds_xfm = pe.Node(
+            DerivativesSink(
+                base_directory=str(output_dir),
+                entities=group.xfm_entities(index),
+                extension=".txt",
+                # the two images the registration saw: the moving scan's output, the fixed reference's
+                sources=[bids_uri(job.out_relpath), bids_uri(reference.out_relpath)],
+            ),
+            name=f"ds_xfm_{safe_name(job.name)}",
+            run_without_submitting=True,
+        )
+        workflow.connect([(inputnode, ds_xfm, [(f"xfm_{index}", "in_file"), ("fusion_json", "in_json")])])
     ds_fused = pe.Node(
         DerivativesSink(
             base_directory=str(output_dir),

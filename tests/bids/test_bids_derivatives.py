@@ -52,6 +52,37 @@ def test_fused_names():
         "sub-01/ses-pre/anat/sub-01_ses-pre_desc-synthsr_T1w.nii.gz")
 
 
+def _group(*sources: tuple[dict, str], reference: int):
+    from synthsr_nipype.bids.plan import GroupPlan, Job
+
+    jobs = []
+    for source, suffix in sources:
+        ents = scan_output_entities({"subject": "01", **source}, suffix)
+        jobs.append(Job(name=suffix, inputs=[], sources=[], suffixes=[suffix], model="v2", entities=ents,
+                        out_relpath=build_derivative_relpath(ents)))
+    return GroupPlan("01", None, jobs, reference_job=reference)
+
+
+def test_transform_names_follow_the_reference():
+    """``to-`` names the reference scan's space (never a hard-coded T1w); no transform for the reference
+    or a single scan; same-suffix twins add the reference's distinguishing entities."""
+    group = _group(({}, "T2w"), ({}, "FLAIR"), reference=1)
+    assert group.registered_jobs == [0]
+    assert group.xfm_relpath(0) == "sub-01/anat/sub-01_from-synthsrT2w_to-synthsrFLAIR_mode-image_xfm.txt"
+    assert _group(({}, "T2w"), reference=0).registered_jobs == []
+    twins = _group(({"acquisition": "ax"}, "T1w"), ({"acquisition": "cor"}, "T1w"),
+                   ({"acquisition": "cor"}, "T2w"), reference=1)
+    assert twins.registered_jobs == [0, 2]
+    assert twins.xfm_relpath(0) == (
+        "sub-01/anat/sub-01_acq-ax_from-synthsrT1w_to-synthsrT1wacqcor_mode-image_xfm.txt")
+    assert twins.xfm_relpath(2) == (
+        "sub-01/anat/sub-01_acq-cor_from-synthsrT2w_to-synthsrT1wacqcor_mode-image_xfm.txt")
+    from bids.layout import parse_file_entities
+
+    parsed = parse_file_entities(twins.xfm_relpath(0), config=["bids", "derivatives"])
+    assert (parsed["from"], parsed["to"], parsed["acquisition"]) == ("synthsrT1w", "synthsrT1wacqcor", "ax")
+
+
 def test_written_names_reindex_with_pybids(tmp_path):
     write_dataset_description(tmp_path, tmp_path)  # any folder works as "raw" here
     sources = [

@@ -184,10 +184,20 @@ EXPECTED_FUSED = {
     "sub-03/anat/sub-03_desc-synthsr_T1w": 1,
 }
 
-# each scan's rigid transform to its group's fused image (identity for the reference scan)
+# the transform of each non-reference scan onto its group's reference synthetic image (which the fused
+# image's grid is): none for a reference or a single-scan group; the reference's twin scans (same desc)
+# make its space label name its acquisition
 EXPECTED_XFMS = {
-    stem.replace("_desc-synthsr", "_from-synthsr").replace("_T1w", "_to-T1w_mode-image_xfm"): stem
-    for stem in EXPECTED_SCANS
+    "sub-01/anat/sub-01_from-synthsrFLAIR_to-synthsrT2w_mode-image_xfm":
+        ("sub-01/anat/sub-01_desc-synthsrFLAIR_T1w", "sub-01/anat/sub-01_desc-synthsrT2w_T1w"),
+    "sub-01/anat/sub-01_from-synthsrT1w_to-synthsrT2w_mode-image_xfm":
+        ("sub-01/anat/sub-01_desc-synthsrT1w_T1w", "sub-01/anat/sub-01_desc-synthsrT2w_T1w"),
+    "sub-02/ses-pre/anat/sub-02_ses-pre_acq-cor_from-synthsrT1w_to-synthsrT1wacqax_mode-image_xfm":
+        ("sub-02/ses-pre/anat/sub-02_ses-pre_acq-cor_desc-synthsrT1w_T1w",
+         "sub-02/ses-pre/anat/sub-02_ses-pre_acq-ax_desc-synthsrT1w_T1w"),
+    "sub-02/ses-pre/anat/sub-02_ses-pre_acq-obl_from-synthsrT1w_to-synthsrT1wacqax_mode-image_xfm":
+        ("sub-02/ses-pre/anat/sub-02_ses-pre_acq-obl_desc-synthsrT1w_T1w",
+         "sub-02/ses-pre/anat/sub-02_ses-pre_acq-ax_desc-synthsrT1w_T1w"),
 }
 
 
@@ -277,28 +287,27 @@ def test_e2e_sidecars(e2e):
 
 
 def test_e2e_transforms(e2e):
-    """Each scan's transform to the fused image: ITK text that ANTs reads, identity for the
-    reference and for single-scan groups, a rigid motion otherwise; sidecar names both images."""
+    """Each non-reference scan's transform onto its reference's synthetic image: ITK text that ANTs
+    reads, a rigid motion that resamples the scan onto the reference's (= the fused image's) grid;
+    the sidecar names both images; no transform (no identity) for references and single-scan groups."""
     import ants
 
     out = e2e["out"]
-    moved = 0
-    for stem, scan in EXPECTED_XFMS.items():
+    assert not list(out.glob("sub-02/ses-post/anat/*xfm*")) and not list(out.glob("sub-03/anat/*xfm*"))
+    for stem, (scan, reference) in EXPECTED_XFMS.items():
         meta = json.loads((out / f"{stem}.json").read_text())
-        fused = next(f for f in EXPECTED_FUSED if f.split("/anat/")[0] == scan.split("/anat/")[0])
-        assert meta["Sources"] == [f"bids::{scan}.nii.gz", f"bids::{fused}.nii.gz"]
+        assert meta["Sources"] == [f"bids::{scan}.nii.gz", f"bids::{reference}.nii.gz"]
         assert "Grid" not in meta and "SkullStripped" not in meta
+        assert meta["FusionRegistration"]["Transform"] == "Rigid"
         tx = ants.read_transform(str(out / f"{stem}.txt"))
         params = np.asarray(tx.parameters, dtype=float)
         rotation = params[:9].reshape(3, 3)
         assert np.allclose(rotation @ rotation.T, np.eye(3), atol=1e-3)  # rigid
-        if EXPECTED_FUSED[fused] == 1:
-            assert np.allclose(params, np.r_[np.eye(3).ravel(), 0, 0, 0])
-            assert meta["FusionMethod"] == "pass-through"
-        else:
-            assert meta["FusionRegistration"]["Transform"] == "Rigid"
-            moved += not np.allclose(params, np.r_[np.eye(3).ravel(), 0, 0, 0])
-    assert moved == 4  # the non-reference scans of sub-01 and sub-02/ses-pre
+        assert not np.allclose(params, np.r_[np.eye(3).ravel(), 0, 0, 0])  # these scans moved
+        # it resamples the scan onto the reference's grid, the grid of the fused image
+        ref_img = nib.load(out / f"{reference}.nii.gz")
+        fused = next(f for f in EXPECTED_FUSED if f.split("/anat/")[0] == scan.split("/anat/")[0])
+        assert np.allclose(nib.load(out / f"{fused}.nii.gz").affine, ref_img.affine)
 
 
 def test_e2e_dataset_description_and_logs(e2e):
@@ -418,8 +427,8 @@ def test_e2e_subject_reports(e2e):
         assert all((out / f).is_file() for f in figures)
         kinds = [re.search(r"_desc-([a-z]+)", Path(f).name).group(1) for f in figures]
         assert kinds.count("input") == kinds.count("outline") == kinds.count("synthsr") == len(scans)
-        # registration figures for the scans of multi-scan groups (sub-01; sub-02 ses-pre)
-        assert kinds.count("registration") == {"01": 3, "02": 3, "03": 0}[subject]
+        # registration figures for the non-reference scans of multi-scan groups (sub-01; sub-02 ses-pre)
+        assert kinds.count("registration") == {"01": 2, "02": 2, "03": 0}[subject]
         assert kinds.count("fused") == {"01": 1, "02": 2, "03": 1}[subject]
         assert tiny_sha in html and "--model" in html and "Linear" in html
         assert "Results included in this manuscript come from synthsr-nipype" in html  # logs/CITATION.md

@@ -1,4 +1,5 @@
-"""The group HTML report rendered in headless Chromium: every figure loads, and a missing one shows.
+"""The HTML reports rendered in headless Chromium: every figure loads, and a missing one shows (the group page;
+sub-X.html with Methods as HTML, the segmentation legend and the TBM map).
 
 Text checks (tests/morphometry/test_group_level.py) cannot see whether the page's figures load or its script
 runs; this renders ``group/group.html`` as a reader's browser would. CI installs Chromium (.ci/run);
@@ -62,7 +63,9 @@ def test_group_report_in_headless_chromium(tmp_path):
     expected, loaded, broken = _figure_counts(dom)
     assert expected == 2 and (loaded, broken) == (2, 0), (
         f"{page}: {_body_attrs(dom)}; {re.findall(r'<p class=.figure-missing.>([^<]*)</p>', dom)}")
-    assert 'class="figure-missing"' not in dom and "All 2 figures loaded." in dom
+    assert 'class="figure-missing"' not in dom
+    # the counts are for this test, not for the reader: no "All 2 figures loaded." in the page
+    assert "figures loaded" not in dom and re.search(r'<p id="figure-status" hidden=""></p>', dom)
     assert "sub-01" in dom and "synthsr_v2" in dom
 
     shot = screenshot(page, tmp_path / "group.png")
@@ -76,3 +79,39 @@ def test_group_report_in_headless_chromium(tmp_path):
     notes = re.findall(r'<p class="figure-missing">([^<]*)</p>', dom)
     assert notes == ["figure missing: figures/volumes_icv.svg"], notes
     assert "1 of 2 figures failed to load." in dom
+
+
+def test_subject_report_in_headless_chromium(tmp_path):
+    """sub-01.html as a browser shows it: Methods is HTML (paragraphs, numbered citations linking to the
+    references, no Markdown left), the segmentation legend is there, the TBM map is drawn and loads."""
+    from synthsr_nipype.reports.subject import write_subject_report
+    from tests.reports.test_subject_report import build_outputs
+
+    out, group = build_outputs(tmp_path)
+    page = write_subject_report(out, "01", [group])
+    dom = render_dom(page)
+    expected, loaded, broken = _figure_counts(dom)
+    assert loaded == expected and broken == 0, _body_attrs(dom)
+    assert _body_attrs(dom)["data-script-errors"] == "0"
+
+    methods = dom[dom.index('<section id="methods">'):dom.index('<section id="errors">')]
+    assert "[@" not in methods and "# Methods" not in methods and "## References" not in methods
+    assert re.search(r'<p>Each anatomical scan was converted[^<]*SynthSR \[<a class="citation" '
+                     r'href="#ref-synthsr1"[^>]*>1</a>', methods), methods[:1500]
+    references = re.findall(r'<li id="ref-(\w+)">', methods)
+    assert references[:2] == ["synthsr1", "synthsr2"]
+    assert all(f'href="#ref-{key}"' in methods for key in references)
+
+    legend = re.findall(r'<ul class="legend">(.*?)</ul>', dom, flags=re.S)
+    assert len(legend) == 1
+    assert re.findall(r"</span>([^<]+)</li>", legend[0]) == ["Cerebrospinal fluid", "Gray matter", "White matter"]
+
+    tbm = re.findall(r'<img src="([^"]*desc-logjacobian_map\.svg)"', dom)
+    assert tbm == ["sub-01/figures/sub-01_space-MNI152NLin2009aSym_desc-logjacobian_map.svg"]
+    assert 'class="missing-figure"' not in dom
+    _png_is_not_blank(screenshot(page, tmp_path / "sub-01.png", width=1100, height=3000))
+
+    # the check can fail: without its figure, the TBM map is named as missing
+    (out / tbm[0]).unlink()
+    dom = render_dom(page)
+    assert f"Missing figure: {tbm[0]}" in dom

@@ -190,6 +190,40 @@ def test_single_subject_wf_graph_and_citation(tmp_path, scans):
     text = citation_markdown(wf)
     assert text.count("SynthSR [@synthsr1") == 1  # identical descriptions appear once
     assert "voxel-wise median" in text and "[pybids]" in text
+    # transforms: the non-reference scan of sub-01/ses-1 only (none for the reference, none for sub-02)
+    (registered,) = plan.groups[0].registered_jobs
+    ref_suffix = plan.groups[0].jobs[plan.groups[0].reference_job].suffixes[0]
+    sinks = [n for n in sub1.list_node_names() if n.startswith("ds_anat_wf.ds_xfm")]
+    assert sinks == [f"ds_anat_wf.ds_xfm_{plan.groups[0].jobs[registered].name}"]
+    entities = sub1.get_node(sinks[0]).inputs.entities
+    assert (entities["from"], entities["to"]) == (plan.groups[0].jobs[registered].entities["desc"],
+                                                  f"synthsr{ref_suffix}")
+    assert not [n for n in wf.get_node("single_subject_02_wf").list_node_names() if "xfm" in n]
+
+
+def test_methods_text_in_data_flow_order(tmp_path, scans):
+    """SynthSR's paragraph first, then the registration (onto the words the report's captions use), the
+    morphometry, and the software last; the transforms' target named as the registration's."""
+    from synthsr_nipype.bids import build_layout, build_plan, collect_anat
+    from synthsr_nipype.inference.fusion import REGISTRATION_TARGET
+    from synthsr_nipype.settings import MorphometryOptions
+    from synthsr_nipype.workflows import citation_markdown, init_synthsr_bids_wf
+    from synthsr_nipype.workflows.base import collect_descriptions
+
+    root = make_dataset(tmp_path / "bids", {
+        "sub-01/anat/sub-01_T2w.nii.gz": scans["t2"],
+        "sub-01/anat/sub-01_FLAIR.nii.gz": scans["flair"],
+    })
+    plan = build_plan(collect_anat(build_layout(root)), bids_dir=root, base_features=2)
+    wf = init_synthsr_bids_wf(plan=plan, output_dir=tmp_path / "out",
+                              morphometry=MorphometryOptions(seg_backend="ants", tbm=True))
+    texts = collect_descriptions(wf)
+    assert texts[0].startswith("Each anatomical scan was converted") and "SynthSR" in texts[0]
+    assert f"registered onto {REGISTRATION_TARGET}" in texts[1]
+    assert "MNI152NLin2009aSym" in texts[2] and "tensor-based morphometry" in texts[2]
+    assert texts[-1].startswith("Results included in this manuscript come from synthsr-nipype")
+    assert len(texts) == 4
+    assert citation_markdown(wf).index("[@synthsr1") < citation_markdown(wf).index("[@ants]")
 
 
 def _run_main(args):
