@@ -152,8 +152,8 @@ def child(config: dict, out_path: str, output_image: str) -> None:
     from synthsr_nipype.inference import run
     from synthsr_nipype.inference.io import load_volume
     from synthsr_nipype.inference.memory import estimate_memory_gb, network_flops, plan_inference
-    from synthsr_nipype.inference.pipeline import pad_multiple
     from synthsr_nipype.model import load_model
+    from synthsr_nipype.model.spec import pad_multiple
 
     import_s = time.perf_counter() - t_import
     threads = int(config["threads"])

@@ -27,6 +27,15 @@ def model_reference(model: str | os.PathLike[str]) -> str:
     return str(path.resolve()) if path.is_file() else os.fspath(model)
 
 
+def log_level(verbose_count: int) -> str:
+    """``-v`` count -> the level of the console and of Nipype's loggers: WARNING, INFO (``-v``), DEBUG (``-vv``).
+
+    >>> [log_level(n) for n in (0, 1, 2, 3)]
+    ['WARNING', 'INFO', 'DEBUG', 'DEBUG']
+    """
+    return "DEBUG" if verbose_count > 1 else ("INFO" if verbose_count else "WARNING")
+
+
 def default_omp_nthreads(nprocs: int) -> int:
     return max(1, min(nprocs - 1, 8))
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..inference.memory import estimate_memory_gb, estimate_threads
 from ..model.registry import channel_suffixes, model_label
-from ..model.spec import published_spec
+from ..model.spec import PAD_MULTIPLE, published_spec
 from .derivatives import (
     build_derivative_relpath,
     fused_output_entities,
@@ -26,8 +26,6 @@ from .derivatives import (
 from .grouping import Group, choose_reference, group_scans, reference_sort_key
 from .scan import ScanInfo, describe_scan
 
-#: The network input is padded to a multiple of 32 voxels per axis (as SynthSR does).
-PAD_MULTIPLE = 32
 #: Features of the first level of the released SynthSR models (used for memory estimates).
 DEFAULT_BASE_FEATURES = 24
 

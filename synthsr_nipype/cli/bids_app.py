@@ -33,7 +33,7 @@ from ..errors import (  # noqa: E402
     InputError,
     SynthSRError,
 )
-from ..settings import Settings  # noqa: E402
+from ..settings import Settings, log_level  # noqa: E402
 from .bids_parser import get_parser, settings_from_args  # noqa: E402
 
 log = logging.getLogger("synthsr_bids")
@@ -425,8 +425,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``synthsr-bids``; returns the exit code (0, 1, 2 or 3)."""
     args = get_parser().parse_args(argv)
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose_count > 1 else logging.INFO if args.verbose_count
-        else logging.WARNING,
+        level=log_level(args.verbose_count),
         format="%(levelname)s: %(message)s",
     )
     # A full disk under logs/ must not print logging's own tracebacks: the run reports it once.

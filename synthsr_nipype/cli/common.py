@@ -14,6 +14,7 @@ import nibabel as nib
 
 from ..atomic import atomic_write_nifti
 from ..errors import EXIT_FAILED, EXIT_OK, SynthSRError, UsageError
+from ..inference.memory import PRECISIONS
 
 IMAGE_EXTENSIONS = (".nii.gz", ".nii", ".mgz")
 
@@ -29,7 +30,7 @@ def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cpu", action="store_true", help="(optional) run on the CPU even if a GPU is present")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto",
                         help="(optional) compute device (default: auto = CUDA, then MPS, then CPU)")
-    parser.add_argument("--precision", choices=("fp32", "tf32", "bf16"), default="fp32",
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
                         help="(optional) network arithmetic: fp32 (default; IEEE, matches mri_synthsr), tf32 "
                              "(CUDA only, else fp32) or bf16; both faster on recent hardware, neither meets "
                              "the fidelity criteria (docs/performance.md)")

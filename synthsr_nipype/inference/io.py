@@ -14,7 +14,6 @@ from ..errors import InputImageError
 from .checks import HeaderWarning, affine_problem, data_problem, header_problem, header_warnings
 
 MAX_CHANNELS = 10
-IMAGE_SUFFIXES = (".nii.gz", ".nii", ".mgz")
 
 
 @dataclass

@@ -18,6 +18,10 @@ from dataclasses import dataclass
 
 from ..model.spec import UNetSpec
 
+#: The network's arithmetic (``run(precision=...)``, ``--precision``): bf16 halves what the cost model
+#: counts per activation on CUDA; tf32 is fp32 storage.
+PRECISIONS = ("fp32", "tf32", "bf16")
+
 GIB = 1024.0**3
 FLOAT_BYTES = 4
 # Resident set of a Python process that has imported torch, nibabel and this package (measured, Linux x86-64).

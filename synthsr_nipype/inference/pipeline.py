@@ -19,6 +19,7 @@ import torch
 
 from ..errors import DeviceError, InputImageError, ModelError
 from ..model import DEFAULT_MODEL, SynthSRModel, UNet, load_model
+from ..model.spec import pad_multiple
 from . import memory
 from .geometry import (
     align_to_ref,
@@ -33,7 +34,6 @@ from .reliability import ScanReliability, output_reliability
 from .tiling import tiled_forward
 
 log = logging.getLogger(__name__)
-PRECISIONS = ("fp32", "tf32", "bf16")
 
 ImageLike = "nib.spatialimages.SpatialImage | str | os.PathLike[str]"
 CT_RANGE = (0.0, 80.0)
@@ -77,11 +77,6 @@ def pick_device(device: str | torch.device = "auto") -> torch.device:
                                 and torch.backends.mps.is_available()):
         raise DeviceError("--device mps: Apple MPS is not available on this machine; use --device cpu or auto")
     return torch.device(device)
-
-
-def pad_multiple(model: SynthSRModel) -> int:
-    # The reference always pads to multiples of 32 (n_levels=5 in preprocess), whatever the network depth.
-    return max(32, 2 ** (model.spec.n_levels - 1))
 
 
 def _as_tensor(data: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -173,8 +168,8 @@ def predict(model: SynthSRModel, net_input: torch.Tensor, *, flip: bool, slab_ro
     (activations and weights in bfloat16).  A CUDA out-of-memory error falls back to tiles sized from the free
     device memory, then to the CPU.
     """
-    if precision not in PRECISIONS:
-        raise ModelError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    if precision not in memory.PRECISIONS:
+        raise ModelError(f"precision must be one of {', '.join(memory.PRECISIONS)}, not {precision!r}")
     batch = model.device.type == "cuda"  # one batch of 2 fills a GPU better; on a CPU it only doubles the peak
     try:
         return _predict_on(model.net, model.device, net_input, flip=flip, slab_rows=slab_rows, plan=plan,
@@ -373,7 +368,7 @@ def synthesise(images: ImageLike | Sequence[ImageLike],
     if len(items) != net.in_channels:
         raise ModelError(f"model {net.name} takes {net.in_channels} image(s) per run, got {len(items)}")
     volumes = [load_volume(item) for item in items]
-    multiple = pad_multiple(net)
+    multiple = pad_multiple(net.spec)
     if net.in_channels == 1 or net.card is not None:  # general, or a model trained by this package
         with _threads(1):
             if net.in_channels == 1:

@@ -45,3 +45,13 @@ def published_spec(base_features: int = 24, in_channels: int = 1, n_levels: int 
     return UNetSpec(prefix="unet", n_levels=n_levels, convs_per_level=convs_per_level, kernel_size=kernel_size,
                     in_channels=in_channels, out_channels=out_channels, down_widths=down, up_widths=up,
                     batch_norm=batch_norm)
+
+
+#: The reference pads every axis of the network input to a multiple of 32 (n_levels=5 in its preprocess).
+PAD_MULTIPLE = 32
+
+
+def pad_multiple(spec: UNetSpec) -> int:
+    """Voxels each padded axis is a multiple of: 32 as the reference, whatever the network depth, unless a
+    deeper network needs more (each level halves the grid)."""
+    return max(PAD_MULTIPLE, 2 ** (spec.n_levels - 1))

@@ -1,7 +1,8 @@
-"""FreeSurfer backends (``synthseg``, ``recon-all``, ``samseg``): availability, command lines, outputs.
+"""FreeSurfer backends (``synthseg``, ``recon-all``, ``samseg``): availability and outputs.
 
-Nothing here runs FreeSurfer: command lines are built as argument lists (unit-tested without
-FreeSurfer), and the parsers read the files the tools write.
+Nothing here runs FreeSurfer: the command lines are the interfaces' (``argstr`` in
+:mod:`synthsr_nipype.interfaces.freesurfer`, tested through their ``cmdline``), and the parsers
+read the files the tools write.
 """
 
 from __future__ import annotations
@@ -75,31 +76,6 @@ def freesurfer_version(environ: Mapping[str, str] | None = None) -> str | None:
         return None
     stamp = Path(home) / "build-stamp.txt"
     return stamp.read_text().strip() if stamp.is_file() else None
-
-
-# ------------------------------------------------------------------------------ command lines
-def synthseg_command(
-    in_file: str, out_file: str, *, vol_file: str | None = None, robust: bool = True, parc: bool = False,
-    threads: int = 1, cpu: bool = True,
-) -> list[str]:
-    """``mri_synthseg`` argument list (FreeSurfer ≥ 7.3)."""
-    cmd = ["mri_synthseg", "--i", str(in_file), "--o", str(out_file)]
-    if vol_file:
-        cmd += ["--vol", str(vol_file)]
-    if robust:
-        cmd.append("--robust")
-    if parc:
-        cmd.append("--parc")
-    cmd += ["--threads", str(int(threads))]
-    if cpu:
-        cmd.append("--cpu")
-    return cmd
-
-
-def samseg_command(in_files: list[str] | str, out_dir: str, *, threads: int = 1) -> list[str]:
-    """``run_samseg`` argument list (cross-sectional SAMSEG, FreeSurfer ≥ 7.2)."""
-    files = [in_files] if isinstance(in_files, str) else list(in_files)
-    return ["run_samseg", "--input", *map(str, files), "--output", str(out_dir), "--threads", str(int(threads))]
 
 
 # -------------------------------------------------------------------------------- parsers

@@ -56,13 +56,6 @@ def sample_plane(base: nib.Nifti1Image, other: nib.spatialimages.SpatialImage, a
     return map_coordinates(_volume(other), other_ijk, order=order, cval=0.0, mode="constant")
 
 
-def head_mask(data: np.ndarray) -> np.ndarray:
-    """Voxels brighter than a fifth of the 98th percentile: the head's outline, for contours."""
-    positive = data[data > 0]
-    threshold = 0.2 * float(np.percentile(positive, 98)) if positive.size else 0.0
-    return (data > threshold).astype(np.float32)
-
-
 def _draw(axes: Sequence[plt.Axes], base: nib.Nifti1Image, title: str,
           contours: Sequence[tuple[nib.spatialimages.SpatialImage, str, float]] = ()) -> None:
     """Three planes of ``base``; ``contours``: (image, colour, its outline threshold or 0 for a mask)."""

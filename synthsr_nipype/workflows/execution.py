@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from ..settings import RunOptions
+from ..settings import RunOptions, log_level
 
 LOCAL_PLUGINS = ("Linear", "MultiProc", "LegacyMultiProc")
 # Local plugins poll every 0.1 s: with many short nodes (sinks, merges) Nipype's 2 s default
@@ -26,10 +26,6 @@ LOCAL_PLUGINS = ("Linear", "MultiProc", "LegacyMultiProc")
 LOCAL_POLL_SECONDS, CLUSTER_POLL_SECONDS = 0.1, 2.0
 
 log = logging.getLogger("synthsr_bids")
-
-
-def log_level(verbose_count: int) -> str:
-    return "DEBUG" if verbose_count > 1 else ("INFO" if verbose_count else "WARNING")
 
 
 @dataclass(frozen=True)

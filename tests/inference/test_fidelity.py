@@ -23,8 +23,8 @@ from synthsr_nipype.inference import (
     prepare_general,
     prepare_hyperfine,
 )
-from synthsr_nipype.inference.pipeline import pad_multiple
 from synthsr_nipype.model import load_model
+from synthsr_nipype.model.spec import pad_multiple
 from tests.paths import DEVSET, manifest
 
 CASES = manifest()
@@ -55,10 +55,10 @@ def test_network_stages(case):
     assert model.arch["in_channels"] == case["model_arch"]["input_channels"]
     if case["kind"] == "general":
         prepared = prepare_general(load_volume(DEVSET / case["inputs"]["image"]), ct="--ct" in case["flags"],
-                                   multiple=pad_multiple(model))
+                                   multiple=pad_multiple(model.spec))
     else:
         prepared = prepare_hyperfine(load_volume(DEVSET / case["inputs"]["t1"]),
-                                     load_volume(DEVSET / case["inputs"]["t2"]), multiple=pad_multiple(model))
+                                     load_volume(DEVSET / case["inputs"]["t2"]), multiple=pad_multiple(model.spec))
     net_input = channels_last(prepared.net_input)
     reference_input = np.load(expected / "net_input.npy")
     assert net_input.shape == reference_input.shape

@@ -45,20 +45,13 @@ def test_synthseg_threads_do_not_change_the_hash(t1w):
     assert a.inputs.get_hashval()[1] == b.inputs.get_hashval()[1]
 
 
-def test_synthseg_command_builder():
-    assert fs.synthseg_command("in.nii.gz", "out.nii.gz", vol_file="v.csv", parc=True, threads=2) == [
-        "mri_synthseg", "--i", "in.nii.gz", "--o", "out.nii.gz", "--vol", "v.csv", "--robust", "--parc",
-        "--threads", "2", "--cpu",
-    ]
-
-
 def test_samseg_cmdline(t1w):
     sam = SAMSeg(in_files=[str(t1w)], threads=3, output_dir="samseg_out")
     assert sam.cmdline == f"run_samseg --input {t1w} --output samseg_out --threads 3"
     outs = sam._list_outputs()
     assert outs["seg_file"].endswith("samseg_out/seg.mgz") and outs["tiv_file"].endswith("sbtiv.stats")
-    assert fs.samseg_command(["a.nii", "b.nii"], "o", threads=2) == [
-        "run_samseg", "--input", "a.nii", "b.nii", "--output", "o", "--threads", "2"]
+    both = SAMSeg(in_files=[str(t1w), str(t1w)], output_dir="o")
+    assert both.cmdline == f"run_samseg --input {t1w} {t1w} --output o --threads 1"
 
 
 def test_recon_all_and_segstats_cmdlines(t1w, tmp_path):
