@@ -8,9 +8,10 @@ quirk kept is listed in ``../shared/fixtures/tf-reference/README.md`` section 3.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import nibabel as nib
@@ -368,32 +369,46 @@ def synthesise(images: ImageLike | Sequence[ImageLike],
     if len(items) != net.in_channels:
         raise ModelError(f"model {net.name} takes {net.in_channels} image(s) per run, got {len(items)}")
     volumes = [load_volume(item) for item in items]
-    multiple = pad_multiple(net.spec)
+    prepare = functools.partial(_prepare_for(net, volumes, ct=ct), multiple=pad_multiple(net.spec), device=dev)
     if net.in_channels == 1 or net.card is not None:  # general, or a model trained by this package
-        with _threads(1):
-            if net.in_channels == 1:
-                prepared = prepare_general(volumes[0], ct=ct, multiple=multiple, device=dev)
-            else:
-                prepared = prepare_channels(volumes, multiple=multiple, device=dev)
-        plan = _plan(net, prepared, dev, slab_rows, max_memory_gb, flip)
-        with _threads(memory.estimate_threads(prepared.padded_shape, net.spec, available=torch.get_num_threads())):
-            first, second = predict(net, prepared.net_input, flip=flip, plan=plan, precision=precision)
-        prepared.net_input = None  # free before post-processing
+        prepared, first, second = _network(net, prepare, dev, flip=flip, slab_rows=slab_rows,
+                                           max_memory_gb=max_memory_gb, precision=precision)
         with _threads(1):
             difference = pass_difference(first, second, prepared)
             pred = finish_general(combine_passes(first, second), prepared, sharpen=sharpen)
             del first, second
             return Synthesis(output_image(to_uint8(pred), prepared), volumes, difference)
+    # the Hyperfine model: no test-time flip (mri_synthsr_hyperfine), intensities in the T1's type
+    prepared, first, _ = _network(net, prepare, dev, flip=False, slab_rows=slab_rows, max_memory_gb=max_memory_gb,
+                                  precision=precision)
+    with _threads(1):
+        pred = finish_hyperfine(first, prepared)
+        return Synthesis(output_image(pred.cpu().numpy(), prepared), volumes, None)
+
+
+def _prepare_for(net: SynthSRModel, volumes: list[InputVolume], *, ct: bool) -> Callable[..., Prepared]:
+    """The preprocessing of ``net``'s kind, waiting for ``multiple`` and ``device``."""
+    if net.in_channels == 1:
+        return functools.partial(prepare_general, volumes[0], ct=ct)
+    if net.card is not None:
+        return functools.partial(prepare_channels, volumes)
     if net.in_channels == 2:
-        with _threads(1):
-            prepared = prepare_hyperfine(volumes[0], volumes[1], multiple=multiple, device=dev)
-        plan = _plan(net, prepared, dev, slab_rows, max_memory_gb, False)
-        with _threads(memory.estimate_threads(prepared.padded_shape, net.spec, available=torch.get_num_threads())):
-            first, _ = predict(net, prepared.net_input, flip=False, plan=plan, precision=precision)
-        with _threads(1):
-            pred = finish_hyperfine(first, prepared)
-            return Synthesis(output_image(pred.cpu().numpy(), prepared), volumes, None)
+        return functools.partial(prepare_hyperfine, volumes[0], volumes[1])
     raise ModelError(f"{net.path}: models with {net.in_channels} input channels are not supported")
+
+
+def _network(net: SynthSRModel, prepare: Callable[[], Prepared], dev: torch.device, *, flip: bool,
+             slab_rows: int | None, max_memory_gb: float | None,
+             precision: str) -> tuple[Prepared, torch.Tensor, torch.Tensor | None]:
+    """Every model's one path through the network, where the thread and memory rules live: ``prepare`` on one
+    thread, the memory plan, the network on the cost model's threads; the input is freed before returning."""
+    with _threads(1):
+        prepared = prepare()
+    plan = _plan(net, prepared, dev, slab_rows, max_memory_gb, flip)
+    with _threads(memory.estimate_threads(prepared.padded_shape, net.spec, available=torch.get_num_threads())):
+        first, second = predict(net, prepared.net_input, flip=flip, plan=plan, precision=precision)
+    prepared.net_input = None  # free before post-processing
+    return prepared, first, second
 
 
 @contextlib.contextmanager
