@@ -319,6 +319,8 @@ def format_plan(plan: Plan) -> str:
                 f"rigid registration to the reference output, voxel-wise median of {len(g.jobs)}"
             )
             lines.append(f"  fuse {how} -> {g.fused_relpath}")
+            for index in g.registered_jobs:
+                lines.append(f"  xfm  {Path(g.jobs[index].out_relpath).name} -> {g.xfm_relpath(index)}")
         else:
             lines.append("  nothing to run: no usable scan in this group")
         for relpath, reason in g.skipped:

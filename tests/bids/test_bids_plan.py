@@ -192,6 +192,10 @@ def test_format_plan_lists_runs_fusion_and_skips():
     assert "2 group(s); 2 SynthSR run(s); 1 fused output(s); 1 scan(s) skipped" in text
     assert "sub-01: 2 run(s), reference sub-01_T1w.nii.gz (smallest voxel volume)" in text
     assert "voxel-wise median of 2 -> sub-01/anat/sub-01_desc-synthsr_T1w.nii.gz" in text
+    # the one transform: the T2w onto the reference T1w (none for the reference itself)
+    assert text.count("  xfm  ") == 1
+    assert ("xfm  sub-01_desc-synthsrT2w_T1w.nii.gz -> "
+            "sub-01/anat/sub-01_from-synthsrT2w_to-synthsrT1w_mode-image_xfm.txt") in text
     assert "skip sub-02_T1w.nii.gz: empty file (0 bytes)" in text
     assert "nothing to run: no usable scan in this group" in text
     assert model_label("/x/y/tiny.h5") == "tiny.h5" and model_label("v2") == "v2"

@@ -591,6 +591,29 @@ def test_morph_participant_outputs_and_sidecars(morph):
     assert len(ignore) == len(set(ignore))
 
 
+def test_morph_subject_report_shows_segmentation_legend_tbm_and_ml(morph):
+    """sub-02.html of the --seg-backend ants --tbm run: per session the segmentation contours with their
+    legend, the TBM map, the volumes in mL as the table gives them, Methods as HTML in data-flow order."""
+    from synthsr_nipype.atomic import read_tsv
+    from synthsr_nipype.morphometry.volumetry import format_ml
+
+    out = morph["out"]
+    html = (out / "sub-02.html").read_text()
+    legends = re.findall(r'<ul class="legend">(.*?)</ul>', html, flags=re.S)
+    assert len(legends) == len(MORPH_GROUPS)
+    for legend in legends:
+        assert re.findall(r"</span>([^<]+)</li>", legend) == ["Cerebrospinal fluid", "Gray matter", "White matter"]
+    for sub, ses in MORPH_GROUPS:
+        svg = f"sub-{sub}/figures/sub-{sub}_ses-{ses}_space-MNI152NLin2009aSym_desc-logjacobian_map.svg"
+        assert f'<img src="{svg}"' in html and (out / svg).is_file()
+        table = read_tsv(out / f"sub-{sub}" / f"ses-{ses}" / "anat" / _morph_names(sub, ses)["morph_tsv"])
+        gm = float(table.set_index("name").loc["GM", "volume-mm3"])
+        assert f"<td>{format_ml(gm)}</td>" in html
+    methods = html[html.index('<section id="methods">'):html.index('<section id="errors">')]
+    assert "[@" not in methods and methods.index("SynthSR [<a") < methods.index("MNI152NLin2009aSym")
+    assert "sessions</th><td>ses-post, ses-pre" in html or "sessions</th><td>ses-pre, ses-post" in html
+
+
 def test_morph_outputs_reindex_with_pybids(morph):
     from bids import BIDSLayout
 
