@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .labels import group_label
 from .scan import ScanInfo
 
 #: Tie-break order of contrasts for the reference: T1w is closest to the MP-RAGE target.
@@ -23,7 +24,7 @@ class Group:
 
     @property
     def label(self) -> str:
-        return f"sub-{self.subject}" + (f"_ses-{self.session}" if self.session else "")
+        return group_label(self.subject, self.session)
 
 
 def group_scans(scans: Iterable[ScanInfo]) -> list[Group]:

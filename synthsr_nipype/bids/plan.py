@@ -24,6 +24,7 @@ from .derivatives import (
     scan_xfm_entities,
 )
 from .grouping import Group, choose_reference, group_scans, reference_sort_key
+from .labels import group_label, safe_name
 from .scan import ScanInfo, describe_scan
 
 #: Features of the first level of the released SynthSR models (used for memory estimates).
@@ -84,7 +85,14 @@ class GroupPlan:
 
     @property
     def label(self) -> str:
-        return f"sub-{self.subject}" + (f"_ses-{self.session}" if self.session else "")
+        return group_label(self.subject, self.session)
+
+    @property
+    def workflow_name(self) -> str:
+        """The name of the group's workflow (``single_subject_<sub>[_<ses>]_wf``), which its nodes'
+        names and crash files start with."""
+        session = f"_{safe_name(self.session)}" if self.session else ""
+        return f"single_subject_{safe_name(self.subject)}{session}_wf"
 
     @property
     def registered_jobs(self) -> list[int]:

@@ -32,14 +32,6 @@ MORPH_COLUMNS_META = {
 }
 
 
-def group_prefix(subject: str, session: str | None = None) -> str:
-    subject = subject[4:] if subject.startswith("sub-") else subject
-    if session:
-        session = session[4:] if session.startswith("ses-") else session
-        return f"sub-{subject}_ses-{session}"
-    return f"sub-{subject}"
-
-
 def seg_label(backend: str) -> str:
     """The ``seg-<label>`` of a backend: BIDS labels are alphanumeric (``recon-all`` → ``reconall``)."""
     return "".join(c for c in backend if c.isalnum())

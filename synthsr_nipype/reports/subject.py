@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 import time
 from collections.abc import Sequence
@@ -29,7 +28,9 @@ import nibabel as nib
 import numpy as np
 
 from ..atomic import atomic_write_bytes
+from ..bids.labels import group_label
 from ..bids.plan import GroupPlan, Job, Plan
+from ..crashes import read_crashes
 from ..inference.fusion import REGISTRATION_TARGET
 from ..morphometry.volumetry import format_ml
 from .methods import methods_html
@@ -243,17 +244,9 @@ def _tbm_figure(output_dir: Path, figures_dir: Path, group: GroupPlan) -> Figure
 def _errors(log_dir: Path | None, output_dir: Path, group: GroupPlan) -> list[tuple[str, str, str]]:
     if log_dir is None:
         return []
-    marker = f"single_subject_{group.subject}" + (f"_{group.session}" if group.session else "") + "_wf"
-    found = []
-    for crash in sorted(log_dir.glob("crash-*.txt")):
-        text = crash.read_text(errors="replace")
-        node = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("Node:")), "")
-        if f".{marker}." not in f".{node}.":
-            continue
-        error = next((ln.strip() for ln in reversed(text.splitlines()) if re.match(r"\s*\w*(Error|Exception)\b", ln)),
-                     "see the crash file")
-        found.append((node, error[:400], crash.relative_to(output_dir).as_posix()))
-    return found
+    marker = group.workflow_name
+    return [(crash.node, (crash.error or "see the crash file")[:400], crash.path.relative_to(output_dir).as_posix())
+            for crash in read_crashes(log_dir) if f".{marker}." in f".{crash.node}."]
 
 
 def _runtimes(work_dir: Path | None, group: GroupPlan) -> list[tuple[str, str]]:
@@ -261,8 +254,8 @@ def _runtimes(work_dir: Path | None, group: GroupPlan) -> list[tuple[str, str]]:
         return []
     from nipype.utils.filemanip import loadpkl
 
-    label = f"single_subject_{group.subject}" + (f"_{group.session}" if group.session else "") + "_wf"
-    root = work_dir / "synthsr_bids_wf" / label
+    # the group's workflow inside the dataset's (named by its caller: synthsr_bids_wf by default)
+    root = next(iter(sorted(work_dir.glob(f"*/{group.workflow_name}"))), work_dir / group.workflow_name)
     rows = []
     for result in sorted(root.glob("**/result_*.pklz")):
         try:
@@ -323,7 +316,7 @@ def write_subject_report(output_dir: str | os.PathLike[str], subject: str, group
     output_dir = Path(output_dir).resolve()
     log_dir = Path(log_dir).resolve() if log_dir else latest_run_dir(output_dir)
     work = Path(work_dir).resolve() if work_dir and Path(work_dir).is_dir() else None
-    figures_dir = output_dir / f"sub-{subject}" / "figures"  # made by the first figure drawn
+    figures_dir = output_dir / group_label(subject) / "figures"  # made by the first figure drawn
     sections = [_group_section(output_dir, figures_dir, g, log_dir, work) for g in groups]
     run = {}
     if log_dir is not None and (log_dir / RUN_RECORD).is_file():
@@ -340,7 +333,7 @@ def write_subject_report(output_dir: str | os.PathLike[str], subject: str, group
         generated=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
         python=sys.version.split()[0],
     )
-    return atomic_write_bytes(output_dir / f"sub-{subject}.html", page.encode())
+    return atomic_write_bytes(output_dir / f"{group_label(subject)}.html", page.encode())
 
 
 def write_subject_reports(output_dir: str | os.PathLike[str], plan: Plan, *,

@@ -9,12 +9,13 @@ from nipype.interfaces.utility import IdentityInterface, Merge
 from nipype.pipeline import engine as pe
 
 from ..bids.derivatives import bids_uri
+from ..bids.labels import safe_name
 from ..bids.plan import GroupPlan, Plan
 from ..citations import CITATIONS
 from ..inference.fusion import REGISTRATION_TARGET
 from ..interfaces.fusion import RigidFusion
 from ..settings import MorphometryOptions, SynthSROptions
-from .connections import pick, safe_name
+from .connections import pick
 from .outputs import init_ds_anat_wf
 from .synthsr import init_synthsr_wf
 
@@ -92,9 +93,7 @@ def init_single_subject_wf(
     if not group.jobs:
         raise ValueError(f"{group.label}: no usable scan, nothing to build")
     model_sha256 = dict(model_sha256 or {})
-    name = name or f"single_subject_{safe_name(group.subject)}" + (
-        f"_{safe_name(group.session)}" if group.session else ""
-    ) + "_wf"
+    name = name or group.workflow_name
     workflow = pe.Workflow(name=name)
     outputnode = pe.Node(
         IdentityInterface(fields=["out_files", "fused_file", "morph_files"]), name="outputnode"

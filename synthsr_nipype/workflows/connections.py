@@ -1,5 +1,5 @@
-"""Helpers for connecting nodes (as niworkflows' ``utils/connections.py``): node names built from
-BIDS labels and the functions that run on a connection.
+"""Functions that run on a connection between nodes (as niworkflows' ``utils/connections.py``).
+Node names built from BIDS labels use :func:`synthsr_nipype.bids.labels.safe_name`.
 
 A connection function travels as its source and runs where its destination node runs, so it
 imports nothing and refers to no name of this module (its annotations are builtins: they are
@@ -7,18 +7,6 @@ evaluated where it runs).
 """
 
 from __future__ import annotations
-
-
-def safe_name(label: str) -> str:
-    """``label`` as a part of a Nipype node name: every character that is not a letter or a digit
-    becomes ``_`` (Nipype refuses dots and dashes in names).
-
-    >>> safe_name("acq-ax_T1w")
-    'acq_ax_T1w'
-    >>> safe_name("ses-pre.1")
-    'ses_pre_1'
-    """
-    return "".join(c if c.isalnum() else "_" for c in label)
 
 
 def pick(items: object, index: int) -> object:

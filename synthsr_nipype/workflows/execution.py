@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..crashes import read_crashes
 from ..errors import InputError
 from ..settings import RunOptions, log_level
 
@@ -417,13 +418,11 @@ def _resource_log(log_dir: Path, plugin_args: dict[str, Any], *, enabled: bool):
 
 def crash_summary(log_dir: Path) -> str:
     """One line: how many crash files, and the error line of the first."""
-    crashes = sorted(log_dir.glob("crash-*.txt"))
+    crashes = read_crashes(log_dir)
     if not crashes:
         return f"see the log in {log_dir}"
     first = crashes[0]
-    lines = [ln.strip() for ln in first.read_text(errors="replace").splitlines() if ln.strip()]
-    error = next((ln for ln in reversed(lines) if "Error" in ln or "error" in ln), "")
-    return f"{len(crashes)} crash file(s) in {log_dir}; first {first.name}: {error}"[:600]
+    return f"{len(crashes)} crash file(s) in {log_dir}; first {first.path.name}: {first.error}"[:600]
 
 
 _ENOSPC = re.compile(r"No space left on device(?:: '([^']+)')?(?: -> '([^']+)')?")
@@ -467,22 +466,16 @@ def crash_lines(log_dir: Path, bids_dir: Path) -> tuple[list[str], int]:
     (:class:`~synthsr_nipype.errors.InputImageError`), else the node and its last error line.
     Also returns how many of them were bad scans."""
     lines, bad_scans = [], 0
-    for crash in sorted(log_dir.glob("crash-*.txt")):
-        text = [ln.strip() for ln in crash.read_text(errors="replace").splitlines() if ln.strip()]
-        full = _no_space(text)
+    for crash in read_crashes(log_dir):
+        full = _no_space(list(crash.lines))
         if full is not None:  # one line says it all: every later node fails the same way
             return [full], 0
-        image_error = next((ln.split("InputImageError: ", 1)[1] for ln in reversed(text)
-                            if "InputImageError: " in ln), None)
-        if image_error is not None:
+        if crash.image_error is not None:
             bad_scans += 1
-            path, _, problem = image_error.partition(": ")
+            path, _, problem = crash.image_error.partition(": ")
             if Path(path).is_relative_to(bids_dir):
                 path = Path(path).relative_to(bids_dir).as_posix()
             lines.append(f"{path}: {problem}; not processed")
             continue
-        node = next((ln.split(":", 1)[1].strip() for ln in text if ln.startswith("Node:")),
-                    crash.name)
-        error = next((ln for ln in reversed(text) if "Error" in ln or "error" in ln), "")
-        lines.append(f"node {node} failed: {error[:300]} (details: {crash})")
+        lines.append(f"node {crash.node or crash.path.name} failed: {crash.error[:300]} (details: {crash.path})")
     return lines, bad_scans

@@ -42,9 +42,9 @@ def _merge_metadata(backend_meta, synthsr_meta=None):
 
 
 def _fs_subject_id(source_entities):
-    from synthsr_nipype.morphometry.derivatives import group_prefix
+    from synthsr_nipype.bids.labels import group_label
 
-    return group_prefix(source_entities["subject"], source_entities.get("session"))
+    return group_label(source_entities["subject"], source_entities.get("session"))
 
 
 def _segstats_args(subject_id):

@@ -11,9 +11,10 @@ from nipype.interfaces.utility import IdentityInterface, Merge
 from nipype.pipeline import engine as pe
 
 from ..bids.derivatives import RAW_DATASET_NAME, bids_uri
+from ..bids.labels import safe_name
 from ..bids.plan import GroupPlan
 from ..interfaces.derivatives import DerivativesSink
-from .connections import pick, safe_name
+from .connections import pick
 
 
 def init_ds_anat_wf(*, output_dir: str | os.PathLike, group: GroupPlan, name: str = "ds_anat_wf"):

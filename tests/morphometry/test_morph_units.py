@@ -116,7 +116,6 @@ def test_derivative_names():
     assert names["morph_tsv"] == "sub-01_ses-pre_seg-ants_desc-volume_morph.tsv"
     assert names["to_template_xfm"] == f"sub-01_ses-pre_from-T1w_to-{TEMPLATE_SPACE}_mode-image_xfm.h5"
     assert names["logjacobian"] == f"sub-01_ses-pre_space-{TEMPLATE_SPACE}_desc-logjacobian_map.nii.gz"
-    assert derivatives.group_prefix("sub-02") == "sub-02"
     assert derivatives.sidecar_name(names["morph_tsv"]).endswith("_morph.json")
 
 
