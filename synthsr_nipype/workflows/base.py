@@ -37,21 +37,16 @@ def init_single_subject_wf(
             :graph2use: orig
             :simple_form: yes
 
-            from synthsr_nipype.bids import build_derivative_relpath, fused_output_entities, scan_output_entities
-            from synthsr_nipype.bids.plan import GroupPlan, Job
+            from synthsr_nipype.bids.grouping import Group
+            from synthsr_nipype.bids.plan import plan_group
+            from synthsr_nipype.bids.scan import ScanInfo
             from synthsr_nipype.workflows.base import init_single_subject_wf
 
             # a group as synthsr_nipype.bids.build_plan() makes it: sub-01, an axial and a coronal T1w
-            jobs = []
-            for acq in ("ax", "cor"):
-                source = f"sub-01/anat/sub-01_acq-{acq}_T1w.nii.gz"
-                entities = scan_output_entities({"subject": "01", "acquisition": acq, "suffix": "T1w"}, "T1w")
-                jobs.append(Job(name=f"acq_{acq}_T1w", inputs=["/data/" + source], sources=[source], suffixes=["T1w"],
-                                model="v2", entities=entities, out_relpath=build_derivative_relpath(entities)))
-            fused = fused_output_entities("01", None)
-            group = GroupPlan("01", None, jobs, reference_job=0, fused_entities=fused,
-                              fused_relpath=build_derivative_relpath(fused))
-            wf = init_single_subject_wf(group=group, output_dir="/out")
+            names = [f"sub-01/anat/sub-01_acq-{acq}_T1w.nii.gz" for acq in ("ax", "cor")]
+            scans = [ScanInfo("/data/" + name, name, {"subject": "01", "acquisition": acq}, "T1w",
+                              fov_mm=[180, 220, 200], usable=True) for name, acq in zip(names, ("ax", "cor"))]
+            wf = init_single_subject_wf(group=plan_group(Group("01", None, scans)), output_dir="/out")
 
         ``synthsr_<scan>_wf`` (one per job) → ``merge`` → ``fusion``
         (:class:`~synthsr_nipype.interfaces.RigidFusion`); the SynthSR outputs, the fused image
@@ -196,20 +191,16 @@ def init_synthsr_bids_wf(
             :graph2use: colored
             :simple_form: yes
 
-            from synthsr_nipype.bids import build_derivative_relpath, fused_output_entities, scan_output_entities
-            from synthsr_nipype.bids.plan import GroupPlan, Job, Plan
+            from synthsr_nipype.bids.grouping import Group
+            from synthsr_nipype.bids.plan import Plan, plan_group
+            from synthsr_nipype.bids.scan import ScanInfo
             from synthsr_nipype.workflows.base import init_synthsr_bids_wf
 
             # a plan as synthsr_nipype.bids.build_plan() makes it: sub-01 and sub-02, one FLAIR each
-            groups = []
-            for subject in ("01", "02"):
-                source = f"sub-{subject}/anat/sub-{subject}_FLAIR.nii.gz"
-                entities = scan_output_entities({"subject": subject, "suffix": "FLAIR"}, "FLAIR")
-                job = Job(name="FLAIR", inputs=["/data/" + source], sources=[source], suffixes=["FLAIR"],
-                          model="v2", entities=entities, out_relpath=build_derivative_relpath(entities))
-                fused = fused_output_entities(subject, None)
-                groups.append(GroupPlan(subject, None, [job], reference_job=0, fused_entities=fused,
-                                        fused_relpath=build_derivative_relpath(fused)))
+            groups = [plan_group(Group(sub, None, [ScanInfo(f"/data/sub-{sub}/anat/sub-{sub}_FLAIR.nii.gz",
+                                                            f"sub-{sub}/anat/sub-{sub}_FLAIR.nii.gz", {"subject": sub},
+                                                            "FLAIR", fov_mm=[180, 220, 200], usable=True)]))
+                      for sub in ("01", "02")]
             wf = init_synthsr_bids_wf(plan=Plan("/data", "v2", "v2", groups), output_dir="/out")
 
         ``single_subject_<sub>[_<ses>]_wf`` for each group with at least one usable scan.

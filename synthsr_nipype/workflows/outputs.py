@@ -27,18 +27,14 @@ def init_ds_anat_wf(*, output_dir: str | os.PathLike, group: GroupPlan, name: st
             :graph2use: orig
             :simple_form: yes
 
-            from synthsr_nipype.bids import build_derivative_relpath, fused_output_entities, scan_output_entities
-            from synthsr_nipype.bids.plan import GroupPlan, Job
+            from synthsr_nipype.bids.grouping import Group
+            from synthsr_nipype.bids.plan import plan_group
+            from synthsr_nipype.bids.scan import ScanInfo
             from synthsr_nipype.workflows.outputs import init_ds_anat_wf
 
-            entities = scan_output_entities({"subject": "01", "suffix": "T2w"}, "T2w")
-            job = Job(name="T2w", inputs=["/data/sub-01/anat/sub-01_T2w.nii.gz"],
-                      sources=["sub-01/anat/sub-01_T2w.nii.gz"], suffixes=["T2w"], model="v2",
-                      entities=entities, out_relpath=build_derivative_relpath(entities))
-            fused = fused_output_entities("01", None)
-            group = GroupPlan("01", None, [job], reference_job=0, fused_entities=fused,
-                              fused_relpath=build_derivative_relpath(fused))
-            wf = init_ds_anat_wf(output_dir="/out", group=group)
+            scan = ScanInfo("/data/sub-01/anat/sub-01_T2w.nii.gz", "sub-01/anat/sub-01_T2w.nii.gz", {"subject": "01"},
+                            "T2w", fov_mm=[180, 220, 200], usable=True)
+            wf = init_ds_anat_wf(output_dir="/out", group=plan_group(Group("01", None, [scan])))
 
     Inputs
     ------
