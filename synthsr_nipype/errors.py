@@ -16,6 +16,8 @@ Commands catch :class:`SynthSRError`, print its one-line message and return its 
 
 from __future__ import annotations
 
+import sys
+
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -87,3 +89,10 @@ class ModelError(SynthSRError):
 
 class AntsError(SynthSRError, RuntimeError):
     """An ANTs step failed in its worker process."""
+
+
+def report(exc: SynthSRError) -> int:
+    """What every command does with a :class:`SynthSRError`: ``ERROR: <message>`` as one line on stderr
+    (whatever the message quotes), then its exit code to return."""
+    print("ERROR: " + " ".join(str(exc).split()), file=sys.stderr)
+    return exc.exit_code

@@ -32,6 +32,7 @@ from ..errors import (  # noqa: E402
     GroupError,
     InputError,
     SynthSRError,
+    report,
 )
 from ..settings import Settings, log_level  # noqa: E402
 from .bids_parser import get_parser, settings_from_args  # noqa: E402
@@ -439,8 +440,7 @@ def main(argv: list[str] | None = None) -> int:
             return run_group(settings)
         return run_participant(settings, command_line=["synthsr-bids", *(sys.argv[1:] if argv is None else argv)])
     except SynthSRError as exc:
-        print("ERROR: " + " ".join(str(exc).split()), file=sys.stderr)  # one line, whatever it quotes
-        return exc.exit_code
+        return report(exc)
     except KeyboardInterrupt:
         print("ERROR: interrupted; rerun the same command to resume", file=sys.stderr)
         return EXIT_FAILED

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from ..atomic import atomic_write_nifti
-from ..errors import ModelNotFoundError, SynthSRError
+from ..errors import ModelNotFoundError, SynthSRError, report
 from ..inference import run
 from ..inference.simulate import simulate_acquisition
 from ..model import DEFAULT_MODEL, load_model
@@ -40,18 +40,15 @@ def main(argv: list[str] | None = None) -> int:
         model = load_model(args.model or DEFAULT_MODEL)
     except ModelNotFoundError as exc:
         if args.model is not None:
-            print(f"ERROR: {exc}", file=sys.stderr)
-            return exc.exit_code
+            return report(exc)
         print(f"model {DEFAULT_MODEL} not found (synthsr-models fetch {DEFAULT_MODEL} gets it): using the bundled "
               f"'{FALLBACK_MODEL}' model, trained by this package", file=sys.stderr)
         try:
             model = load_model(FALLBACK_MODEL)
         except SynthSRError as err:
-            print(f"ERROR: {err}", file=sys.stderr)
-            return err.exit_code
+            return report(err)
     except SynthSRError as exc:
-        print(f"ERROR: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return report(exc)
     template = load_mni152_template(resolution=1)
     clinical = simulate_acquisition(template, (1.0, 1.0, 5.0), tilt_degrees=12.0, noise=0.01)
     atomic_write_nifti(out / "clinical_5mm_axial.nii.gz", clinical)
@@ -60,8 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = run(clinical, model=model, threads=args.threads)
     except SynthSRError as exc:
-        print(f"ERROR: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return report(exc)
     atomic_write_nifti(out / "clinical_5mm_axial_synthsr.nii.gz", result)
     figure = save_comparison(clinical, result, out / "comparison.png")
     print(f"SynthSR output ({time.perf_counter() - start:.1f} s): {out / 'clinical_5mm_axial_synthsr.nii.gz'}")

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import nibabel as nib
 
 from .. import __version__
-from ..errors import ModelError, SynthSRError, UsageError
+from ..errors import ModelError, SynthSRError, UsageError, report
 from ..inference import pick_device, run
 from ..model import load_model
 from .common import (
@@ -52,8 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         if model.in_channels != 2:
             raise ModelError(f"{model.path}: a {model.in_channels}-channel model; the Hyperfine pipeline needs 2")
     except SynthSRError as exc:
-        print(f"ERROR: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return report(exc)
     def job(t1: str, t2: str) -> Callable[[], nib.Nifti1Image]:
         return lambda: run([t1, t2], model, device=device, threads=threads, precision=args.precision)
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 import urllib.parse
 
-from ..errors import EXIT_OK, SynthSRError
+from ..errors import EXIT_OK, SynthSRError, report
 from ..model.cache import sha256_file
 from ..model.card import ModelCard, is_card_model, read_card
 from ..model.fetch import fetch_model, model_url, where
@@ -90,8 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         print(path)
         return EXIT_OK
     except SynthSRError as exc:
-        print(f"ERROR: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return report(exc)
 
 
 def entry() -> None:

@@ -15,7 +15,7 @@ import nibabel as nib  # noqa: E402
 
 from .. import __version__  # noqa: E402
 from ..atomic import atomic_write_json, atomic_write_nifti  # noqa: E402
-from ..errors import ModelError, SynthSRError, UsageError  # noqa: E402
+from ..errors import ModelError, SynthSRError, UsageError, report  # noqa: E402
 from ..inference import native_image, pick_device, run, synthesise  # noqa: E402
 from ..model import load_model  # noqa: E402
 from .common import (  # noqa: E402
@@ -88,8 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         if model.in_channels != 1:
             raise ModelError(f"{model.path}: a {model.in_channels}-channel model; use synthsr-hyperfine for it")
     except SynthSRError as exc:
-        print(f"ERROR: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return report(exc)
     print(f"synthsr {__version__}: model {model.name} (sha256 {model.sha256[:12]}), device {device}", file=sys.stderr)
     options = dict(ct=args.ct, flip=not args.disable_flipping, sharpen=not args.disable_sharpening, device=device,
                    threads=threads, max_memory_gb=args.max_memory_gb, precision=args.precision)

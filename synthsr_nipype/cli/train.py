@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from ..errors import SynthSRError
+from ..errors import SynthSRError, report
 from ..train.config import NetworkConfig, TrainConfig, load_config
 
 EXIT_CODES = "exit codes: 0 success; 1 training failed (e.g. a non-finite loss); 2 bad config, flag or checkpoint; " \
@@ -166,8 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"best validation: {export(best, trainer.run_dir / 'best.safetensors')}")
         return 0
     except SynthSRError as exc:
-        print(f"ERROR: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return report(exc)
 
 
 def entry() -> None:
