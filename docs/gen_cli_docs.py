@@ -91,7 +91,7 @@ def render() -> str:
 
 
 def _help_texts() -> dict[str, str]:
-    from synthsr_nipype.cli import demo, hyperfine, models, synthsr, train
+    from synthsr_nipype.cli import demo, hyperfine, models, synthseg, synthsr, train
 
     with _columns():
         return {
@@ -100,6 +100,7 @@ def _help_texts() -> dict[str, str]:
             "synthsr-models": models.build_parser().format_help(),
             "synthsr-demo": demo.build_parser().format_help(),
             "synthsr-train": train.build_parser().format_help(),
+            "synthseg": synthseg.build_parser().format_help(),
         }
 
 

@@ -52,6 +52,7 @@ def spec_from_dict(data: dict[str, Any]) -> UNetSpec:
     spec_dict["down_widths"] = tuple(tuple(w) for w in spec_dict["down_widths"])
     spec_dict["up_widths"] = tuple(tuple(w) for w in spec_dict["up_widths"])
     spec_dict["extra_layers"] = tuple(spec_dict.get("extra_layers", ()))
+    spec_dict["skip_levels"] = tuple(bool(b) for b in spec_dict.get("skip_levels", ()))
     return UNetSpec(**spec_dict)
 
 

@@ -69,12 +69,17 @@ def read_layers(path: str | Path) -> dict[str, dict[str, np.ndarray]]:
     return layers
 
 
-def infer_spec(layers: dict[str, dict[str, np.ndarray]], path: str | Path = "") -> UNetSpec:
-    """Work out the U-Net's shape from layer names and kernel shapes, refusing anything inconsistent."""
+def infer_spec(layers: dict[str, dict[str, np.ndarray]], path: str | Path = "", *,
+               prefix: str | None = None) -> UNetSpec:
+    """Work out the U-Net's shape from layer names and kernel shapes, refusing anything inconsistent.
+
+    ``prefix`` picks one U-Net of a file that holds several (SynthSeg-robust: ``unet``, ``l2l``, ``unet2``);
+    the other layers are then ``extra_layers``.
+    """
     down = {}
     for name in layers:
         match = _DOWN.match(name)
-        if match:
+        if match and (prefix is None or match["prefix"] == prefix):
             down[name] = (match["prefix"], int(match["level"]), int(match["conv"]))
     if not down:
         raise ModelError(f"{path}: no '<prefix>_conv_downarm_<level>_<conv>' layers; not a SynthSR U-Net")
@@ -151,9 +156,17 @@ def infer_spec(layers: dict[str, dict[str, np.ndarray]], path: str | Path = "") 
         down_widths.append(tuple(widths))
 
     up_widths: list[tuple[int, ...]] = []
+    skip_levels: list[bool] = []
     for k in range(n_levels - 1):
         widths = []
-        channels = skips[n_levels - 2 - k] + channels if channels >= 0 else -1
+        # neurite's skip_n_concatenations: an up level may take the upsampled tensor alone; its first
+        # kernel's input width says which
+        first_up = layers.get(f"{prefix}_conv_uparm_{n_levels + k}_0", {}).get("kernel")
+        concat = not (first_up is not None and first_up.ndim == 5 and channels >= 0
+                      and first_up.shape[3] == channels != skips[n_levels - 2 - k] + channels)
+        skip_levels.append(concat)
+        if concat:
+            channels = skips[n_levels - 2 - k] + channels if channels >= 0 else -1
         for conv in range(n_conv):
             channels = check_conv(f"{prefix}_conv_uparm_{n_levels + k}_{conv}", ksize, channels)
             widths.append(channels)
@@ -183,4 +196,5 @@ def infer_spec(layers: dict[str, dict[str, np.ndarray]], path: str | Path = "") 
         up_widths=tuple(up_widths),
         batch_norm=batch_norm,
         extra_layers=extra,
+        skip_levels=() if all(skip_levels) else tuple(skip_levels),
     )

@@ -58,6 +58,33 @@ MODELS: dict[str, ModelInfo] = {
                       "small general model trained by this package (synthsr-train, "
                       "synthsr_nipype/train/configs/lite.yaml); ships with the package", bundled=True),
 }
+#: SynthSeg's weights (mri_synthseg; the synthsr_nipype.segmentation port), in FreeSurfer's git-annex remote
+#: like v2/lowfield.  Sizes and SHA-256 are the annex keys of FreeSurfer's tree (shared fixture README, 1.1).
+SYNTHSEG_MODELS: dict[str, ModelInfo] = {
+    "synthseg_2.0": ModelInfo("synthseg_2.0", "synthseg_2.0.h5",
+                              "f190bfd742f450ef3ca2c9df9ed4d2e0232b3a74471da5e51b7770bacdf80c3e", 53_079_152, 1,
+                              "SynthSeg 2.0 segmentation U-Net (mri_synthseg default)",
+                              upstream=Upstream("freesurfer-annex")),
+    "synthseg_robust_2.0": ModelInfo("synthseg_robust_2.0", "synthseg_robust_2.0.h5",
+                                     "7bc30bf5c3d204f20c4a6cb5a283aedbcab6af1de927cda783f59b67d19cb01c",
+                                     214_606_800, 1, "SynthSeg-robust 2.0: U-Net, denoiser and second U-Net "
+                                     "(mri_synthseg --robust)", upstream=Upstream("freesurfer-annex")),
+    "synthseg_parc_2.0": ModelInfo("synthseg_parc_2.0", "synthseg_parc_2.0.h5",
+                                   "83bb1de76fb6f173c6dacacd433f81209fc6abb1dbc179a930ec06ecabbeb684", 53_090_840,
+                                   3, "SynthSeg 2.0 cortical parcellation U-Net (mri_synthseg --parc)",
+                                   upstream=Upstream("freesurfer-annex")),
+    "synthseg_qc_2.0": ModelInfo("synthseg_qc_2.0", "synthseg_qc_2.0.h5",
+                                 "fb92e37daa0842bdd8a03bc06a3b36b0d38810e31c714659cedd09119c0abfb7", 49_878_004, 9,
+                                 "SynthSeg 2.0 automated QC regressor (mri_synthseg --qc)",
+                                 upstream=Upstream("freesurfer-annex")),
+    "synthseg_robust_1.0": ModelInfo("synthseg_robust_1.0", "synthseg_robust_1.0.h5",
+                                     "ed7c45b9fc48983a8218bff542ec2edf5ada3e28d261cec29db1d9f8d95ac8eb",
+                                     214_607_552, 1, "SynthSeg-robust 1.0 (older robust chain; mri_synthseg "
+                                     "does not load it)", upstream=Upstream("freesurfer-annex")),
+}
+MODELS.update(SYNTHSEG_MODELS)
+#: what mri_synthseg --v1 loads; not in FreeSurfer's stored tree (no published hash): found by file name only
+SYNTHSEG_V1_FILENAME = "synthseg_1.0.h5"
 DEFAULT_MODEL = "v2"
 #: Folder of the models that ship inside the package.
 BUNDLED_DIR = Path(__file__).resolve().parent / "weights"

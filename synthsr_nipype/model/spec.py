@@ -19,6 +19,12 @@ class UNetSpec:
     up_widths: tuple[tuple[int, ...], ...]  # per up level (deepest first), per conv
     batch_norm: bool
     extra_layers: tuple[str, ...] = field(default=())
+    #: per up level (deepest first): whether it concatenates the encoder's skip (neurite's
+    #: ``skip_n_concatenations`` drops the finest ones, as SynthSeg's denoiser does); empty: all do
+    skip_levels: tuple[bool, ...] = field(default=())
+
+    def concatenates(self, up_level: int) -> bool:
+        return not self.skip_levels or self.skip_levels[up_level]
 
     @property
     def base_features(self) -> int:

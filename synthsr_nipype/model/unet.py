@@ -46,7 +46,8 @@ def conv_stacks(spec: UNetSpec) -> tuple[nn.ModuleList, nn.ModuleList, nn.Conv3d
     up = nn.ModuleList()
     for level, widths in enumerate(spec.up_widths):
         convs = nn.ModuleList()
-        channels = skip_channels[spec.n_levels - 2 - level] + channels
+        if spec.concatenates(level):
+            channels = skip_channels[spec.n_levels - 2 - level] + channels
         for width in widths:
             convs.append(nn.Conv3d(channels, width, k, padding=k // 2))
             channels = width
@@ -59,6 +60,8 @@ class UNet(nn.Module):
 
     def __init__(self, spec: UNetSpec) -> None:
         super().__init__()
+        if not all(spec.concatenates(k) for k in range(len(spec.up_widths))):
+            raise ValueError("the fast U-Net needs a skip at every up level (segmentation.networks has the others)")
         self.spec = spec
         self.down, self.up, self.likelihood, self.skip_channels = conv_stacks(spec)
         # BatchNorm at inference is a per-channel affine map; stored as (scale, shift) buffers.

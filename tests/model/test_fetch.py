@@ -35,6 +35,20 @@ PUBLISHED = {
     "hyperfine": ("https://raw.githubusercontent.com/freesurfer/freesurfer/dev/mri_synthsr/"
                   "synthsr_v10_210712_hyperfine.h5"),
 }
+# SynthSeg's files: git-annex SHA256E keys (size and SHA-256 of FreeSurfer's annexed files), object folders
+# = first 3 / next 3 hex digits of the key's MD5 (git-annex hashdirlower, written out here independently)
+_SYNTHSEG_KEYS = {
+    "synthseg_2.0": "SHA256E-s53079152--f190bfd742f450ef3ca2c9df9ed4d2e0232b3a74471da5e51b7770bacdf80c3e.h5",
+    "synthseg_robust_2.0":
+        "SHA256E-s214606800--7bc30bf5c3d204f20c4a6cb5a283aedbcab6af1de927cda783f59b67d19cb01c.h5",
+    "synthseg_parc_2.0": "SHA256E-s53090840--83bb1de76fb6f173c6dacacd433f81209fc6abb1dbc179a930ec06ecabbeb684.h5",
+    "synthseg_qc_2.0": "SHA256E-s49878004--fb92e37daa0842bdd8a03bc06a3b36b0d38810e31c714659cedd09119c0abfb7.h5",
+    "synthseg_robust_1.0":
+        "SHA256E-s214607552--ed7c45b9fc48983a8218bff542ec2edf5ada3e28d261cec29db1d9f8d95ac8eb.h5",
+}
+for _name, _key in _SYNTHSEG_KEYS.items():
+    _md5 = hashlib.md5(_key.encode()).hexdigest()
+    PUBLISHED[_name] = f"{ANNEX}{_md5[:3]}/{_md5[3:6]}/{_key}/{_key}"
 TREE = "/freesurfer/freesurfer/dev/mri_synthsr/"  # raw.githubusercontent.com/<owner>/<repo>/<branch>/<path>
 #: Keras weight files with the layers of a SynthSR U-Net: 1 input channel, and the 2-channel Hyperfine layout
 ONE_CHANNEL = FIXTURE_MODELS / "tiny_weights.h5"
@@ -119,7 +133,7 @@ def publishers(http_root, monkeypatch):
     monkeypatch.delenv("SYNTHSR_MODELS_URL", raising=False)
     monkeypatch.setitem(upstream.ORIGINS, "freesurfer-annex", http_root + "/pub/dist/freesurfer/repo/annex.git/")
     monkeypatch.setitem(upstream.ORIGINS, "freesurfer-tree", http_root + "/freesurfer/freesurfer/dev/")
-    for name in ("v2", "lowfield"):
+    for name in ("v2", "lowfield", *_SYNTHSEG_KEYS):
         payload = PAYLOAD + name.encode()
         info = _with_payload(monkeypatch, name, payload)
         # git-annex's bare-repository layout: objects/<md5(key)[:3]>/<md5(key)[3:6]>/<key>/<key>
