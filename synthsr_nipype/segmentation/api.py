@@ -62,12 +62,16 @@ def _cpu_mode(n: int | None) -> Iterator[None]:
     if n:
         torch.set_num_threads(int(n))
     flushed = torch.set_flush_denormal(True)
+    # IEEE float32 on CUDA too (cuDNN convolutions default to TF32, 10-bit mantissas: far beyond the tolerances)
+    tf32 = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
     try:
         yield
     finally:
         torch.set_num_threads(before)
         if flushed:
             torch.set_flush_denormal(False)
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
 
 
 def load_for(*, robust: bool = False, parc: bool = False, qc: bool = False, v1: bool = False,
