@@ -18,9 +18,9 @@ import torch
 
 from ..errors import InputImageError
 from ..inference.geometry import align_to_ref, resample_to_1mm
+from ..model.spec import PAD_MULTIPLE
 
 MAX_CHANNELS = 10
-LEVEL_MULTIPLE = 32  # 2 ** n_levels of the U-Nets
 DEFAULT_MIN_PAD = 128
 
 
@@ -39,7 +39,7 @@ class Prepared:
     source: str
 
 
-def ceil_to(value: int, multiple: int = LEVEL_MULTIPLE) -> int:
+def ceil_to(value: int, multiple: int = PAD_MULTIPLE) -> int:
     return int(math.ceil(value / multiple) * multiple)
 
 
