@@ -375,7 +375,7 @@ def _run_participant(settings: Settings, command_line: Sequence[str], scratch: c
     bad_scans = 0
     try:
         nipype.run(workflow, log_dir=log_dir, work_dir=run.work_dir,
-                   status_callback=_stop_if_interrupted)
+                   wrap_status_callback=_stop_if_interrupted)
     except Exception as exc:  # any node failure: the crash files hold the details
         crashed, bad_scans = crash_lines(log_dir, run.bids_dir)
         if not crashed and isinstance(exc, OSError) and exc.errno == errno.ENOSPC:

@@ -112,10 +112,10 @@ def report_failure(path: str, error: BaseException) -> None:
 
 
 #: One output to make: (file named in errors, label for progress, output path, the synthesis to run).
-Job = tuple[str, str, str, Callable[[], nib.Nifti1Image]]
+BatchJob = tuple[str, str, str, Callable[[], nib.Nifti1Image]]
 
 
-def run_batch(jobs: Sequence[Job], *, skip_existing: bool = False) -> int:
+def run_batch(jobs: Sequence[BatchJob], *, skip_existing: bool = False) -> int:
     """Run every job, writing outputs atomically; a failure is reported and the others still run."""
     from ..atomic import sweep_temporaries
 

@@ -194,7 +194,7 @@ def default_slab_rows(spec: UNetSpec, device: str = "cpu",
 
 # ----------------------------------------------------------------------------- plans
 @dataclass(frozen=True)
-class Plan:
+class InferencePlan:
     """How one image is evaluated: ``tile`` None means the whole padded volume at once."""
 
     slab_rows: int | None
@@ -210,7 +210,7 @@ class Plan:
 
 def plan_inference(padded_shape: tuple[int, int, int], spec: UNetSpec, device: str = "cpu", *,
                    max_memory_gb: float | None = None, slab_rows: int | None | str = "auto",
-                   tta: bool = True, margin: int | None = None) -> Plan:
+                   tta: bool = True, margin: int | None = None) -> InferencePlan:
     """The fastest plan whose estimated peak stays under ``max_memory_gb``.
 
     Order of preference, all exact (same result up to float32 summation order):
@@ -227,7 +227,7 @@ def plan_inference(padded_shape: tuple[int, int, int], spec: UNetSpec, device: s
     rows = default_slab_rows(spec, dev, padded_shape) if slab_rows == "auto" else slab_rows
     if max_memory_gb is None or dev.startswith("cuda"):
         est = estimate_memory_gb(padded_shape, spec, dev, slab_rows=rows, tta=tta)
-        return Plan(slab_rows=rows, estimate_gb=est)
+        return InferencePlan(slab_rows=rows, estimate_gb=est)
     bound = float(max_memory_gb) * GIB / BOUND_HEADROOM
     candidates = [(r, 0) for r in [rows] + [r for r in SLAB_CHOICES if rows is None or r < rows]]
     candidates += [(r, rc) for rc in (1, 2) for r in SLAB_CHOICES]
@@ -235,16 +235,16 @@ def plan_inference(padded_shape: tuple[int, int, int], spec: UNetSpec, device: s
     for r, rc in candidates:
         est = process_bytes(padded_shape, spec, slab_rows=r, tta=tta, recompute=rc)
         if est <= bound:
-            return Plan(slab_rows=r, estimate_gb=est / GIB, recompute=rc)
+            return InferencePlan(slab_rows=r, estimate_gb=est / GIB, recompute=rc)
         if smallest is None or est < smallest[0]:
-            smallest = (est, Plan(slab_rows=r, estimate_gb=est / GIB, recompute=rc))
+            smallest = (est, InferencePlan(slab_rows=r, estimate_gb=est / GIB, recompute=rc))
     unit = 2 ** (spec.n_levels - 1)
     margin = receptive_radius(spec) if margin is None else int(math.ceil(margin / unit) * unit)
     best = None
     for core, tile, work in _tilings(padded_shape, margin, unit):
         for r in SLAB_CHOICES[-2:]:
             est = process_bytes(padded_shape, spec, slab_rows=r, tiled=tile, tta=tta, recompute=2)
-            plan = Plan(slab_rows=r, tile=core, margin=margin, estimate_gb=est / GIB, recompute=2)
+            plan = InferencePlan(slab_rows=r, tile=core, margin=margin, estimate_gb=est / GIB, recompute=2)
             if est <= bound and (best is None or (work, -r) < best[0]):
                 best = ((work, -r), plan)
             if smallest is None or est < smallest[0]:
@@ -273,7 +273,7 @@ def _tilings(shape: tuple[int, int, int], margin: int, unit: int):
 
 def gpu_tile_plan(padded_shape: tuple[int, int, int], spec: UNetSpec, *, free_bytes: float,
                   element_bytes: int = FLOAT_BYTES, margin: int | None = None, headroom: float = 0.7,
-                  split: bool = False) -> Plan:
+                  split: bool = False) -> InferencePlan:
     """Tiles whose whole-volume forward (batch 1, no slabs) fits ``headroom`` of the free device memory.
 
     ``split`` asks for tiles smaller than the volume even when the estimate says the whole fits: after an
@@ -289,7 +289,7 @@ def gpu_tile_plan(padded_shape: tuple[int, int, int], spec: UNetSpec, *, free_by
         shrinkable = [i for i in range(3) if core[i] > MIN_TILE]
         fits = need <= headroom * free_bytes and not (split and tuple(core) == tuple(padded_shape))
         if fits or not shrinkable:
-            return Plan(slab_rows=None, tile=tuple(core), margin=margin, estimate_gb=need / GIB)
+            return InferencePlan(slab_rows=None, tile=tuple(core), margin=margin, estimate_gb=need / GIB)
         axis = max(shrinkable, key=lambda i: (tile[i], i))
         core[axis] = max(MIN_TILE, core[axis] - unit)
 

@@ -161,7 +161,8 @@ def prepare_hyperfine(t1: InputVolume, t2: InputVolume, *, multiple: int = 32,
 
 @torch.inference_mode()
 def predict(model: SynthSRModel, net_input: torch.Tensor, *, flip: bool, slab_rows: int | None = None,
-            plan: memory.Plan | None = None, precision: str = "fp32") -> tuple[torch.Tensor, torch.Tensor | None]:
+            plan: memory.InferencePlan | None = None,
+            precision: str = "fp32") -> tuple[torch.Tensor, torch.Tensor | None]:
     """Raw network outputs: pass 1, and (with ``flip``) pass 2 on the L-R flipped input, *not* flipped back.
 
     On a GPU both passes run as one batch.  ``plan`` (from :func:`memory.plan_inference`) may ask for tiles;
@@ -224,7 +225,7 @@ def _precision_context(device: torch.device, precision: str) -> contextlib.Abstr
 
 
 def _predict_on(net: UNet, device: torch.device, net_input: torch.Tensor, *, flip: bool, slab_rows: int | None,
-                plan: memory.Plan | None, precision: str,
+                plan: memory.InferencePlan | None, precision: str,
                 batch_passes: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
     x = net_input.to(device)
     if precision == "bf16":
@@ -432,7 +433,7 @@ def _threads(wanted: int):
 
 
 def _plan(net: SynthSRModel, prepared: Prepared, dev: torch.device, slab_rows: int | None,
-          max_memory_gb: float | None, tta: bool) -> memory.Plan:
+          max_memory_gb: float | None, tta: bool) -> memory.InferencePlan:
     rows = "auto" if slab_rows == -1 else slab_rows
     if max_memory_gb is not None and max_memory_gb <= 0:
         raise ModelError(f"max_memory_gb must be positive, got {max_memory_gb}")

@@ -139,18 +139,19 @@ class NipypeSettings:
         if self.plugin not in LOCAL_PLUGINS:
             ensure_logname()
 
-    def run(self, workflow, *, log_dir: Path, work_dir: Path, status_callback=None) -> None:
+    def run(self, workflow, *, log_dir: Path, work_dir: Path, wrap_status_callback=None) -> None:
         """Run ``workflow``; any node failure raises (the crash files are in ``log_dir``).
 
-        ``status_callback(callback)`` wraps the per-node status callback (not for graph
-        plugins, which submit the whole graph at once)."""
+        ``wrap_status_callback(callback)`` returns the per-node status callback that calls
+        ``callback`` (a wrapper, not the callback itself; not for graph plugins, which submit the
+        whole graph at once)."""
         plugin_args = dict(self.plugin_args)
         with _resource_log(log_dir, plugin_args, enabled=self.resource_monitor), \
                 _worker_environment(log_dir, work_dir):
             if not self.is_graph_plugin:
                 inner = plugin_args.get("status_callback")
-                if status_callback is not None:
-                    inner = status_callback(inner)
+                if wrap_status_callback is not None:
+                    inner = wrap_status_callback(inner)
                 plugin_args["status_callback"] = progress_callback(workflow, log_dir / "pypeline.log", inner)
             workflow.run(plugin=self.plugin, plugin_args=plugin_args)
 

@@ -98,7 +98,7 @@ def test_bounded_plans_match_whole_volume_on_flair_crop(flair_crop_input):
     model = load_model(FULL)
     prepared = prepare_general(flair_crop_input, multiple=32)
     whole = predict(model, prepared.net_input, flip=False, slab_rows=32)
-    lean = predict(model, prepared.net_input, flip=False, plan=memory.Plan(slab_rows=8, recompute=2))
+    lean = predict(model, prepared.net_input, flip=False, plan=memory.InferencePlan(slab_rows=8, recompute=2))
     assert float((whole[0] - lean[0]).norm() / whole[0].norm()) < 1e-6
     a = to_uint8(finish_general(combine_passes(*whole), prepared)).astype(np.int16)
     b = to_uint8(finish_general(combine_passes(*lean), prepared)).astype(np.int16)
@@ -119,7 +119,7 @@ def test_run_follows_a_tiled_plan(monkeypatch):
         return real(*args, **kwargs)
 
     def tiled_plan(*args, **kwargs):
-        return memory.Plan(slab_rows=None, tile=(32, 32, 32), margin=128, estimate_gb=0.1)
+        return memory.InferencePlan(slab_rows=None, tile=(32, 32, 32), margin=128, estimate_gb=0.1)
 
     model = load_model(TINY)
     free = run(DEVSET / "inputs" / "flair_crop.nii.gz", model, device="cpu")
