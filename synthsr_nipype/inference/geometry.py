@@ -3,7 +3,8 @@
 The reference uses ``scipy.ndimage.gaussian_filter`` (mode 'reflect', truncate 4, passes on axes 0, 1, 2, each
 pass written back in the array's dtype) and ``RegularGridInterpolator`` (linear, float64).  Both are separable
 on the grids involved, so here each is a few shifted, weighted sums along one axis at a time, on whatever
-device the volume lives on.  See ``../shared/fixtures/tf-reference/README.md`` section 3 for the quirks kept.
+device the volume lives on.  The quirks kept are listed in ``docs/fidelity.md`` ("What makes it exact rather
+than close").
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 ``run`` composes them and is the one entry point used by the commands, the Nipype interface and the tests.
 The steps follow FreeSurfer's ``mri_synthsr`` (general) and ``mri_synthsr_hyperfine`` numerically; every
-quirk kept is listed in ``../shared/fixtures/tf-reference/README.md`` section 3.
+quirk kept is listed in the documentation, ``docs/fidelity.md`` ("What makes it exact rather than close").
 """
 
 from __future__ import annotations
