@@ -23,8 +23,11 @@ from .labels import ANTS_LABELS
 from .templates import get_template
 from .volumetry import label_volumes, probability_volumes
 
-#: margin kept around the rough brain of a full head when it is cut out for the registration
+#: margin kept around the brain of a full head when it is cut out for the registration
 ROUGH_MASK_MARGIN_MM = 3.0
+#: the quick affines that decide skull or no skull and find the brain of a head (the rigid/affine
+#: stages of the SyN registration then refine it)
+HEAD_AFFINE_ITERATIONS = (200, 100, 50, 0)
 # The metric mask around the template brain, so that skull and scalp of a full head (absent
 # from the brain-extracted template) do not drive the registration, while the brain edge does.
 METRIC_MASK_DILATION_MM = 6.0
@@ -55,8 +58,14 @@ def register(
 
     Template is fixed so that the SyN warp lives on the template grid (what TBM needs) and the
     inverse composite brings priors and mask onto the subject grid. The template is
-    brain-extracted, so a full head is cut to its rough brain (+3 mm) first: with the scalp in,
-    the affine stretches the template brain onto the whole head.
+    brain-extracted, so a full head is cut to its brain (+3 mm) first, found by an affine of the
+    synthetic template head (:func:`.templates.head_image`), which also starts the registration: with
+    the scalp in, the affine stretches the template brain onto the whole head (TIV 2.5 L).
+
+    ``skull_stripped=None``: an image is taken as skull-stripped only when both votes agree: no dark
+    ring outside its intensity brain (:func:`.brainmask.is_skull_stripped`) and the template brain
+    fits it better than the template head (``brain_fit`` > ``head_fit``, correlations inside the
+    template brain after each affine).
     """
     _seed(seed)
     out = Path(out_dir)
@@ -70,18 +79,31 @@ def register(
     ref = nb.load(t1w)
     data = np.asarray(ref.dataobj, dtype=np.float32)
     zooms = tuple(float(z) for z in ref.header.get_zooms()[:3])
-    # a declared skull-stripped image needs no rough mask at all
-    rough = np.zeros(data.shape, bool) if skull_stripped is True else rough_brain_mask(data, zooms)
-    stripped = is_skull_stripped(data, rough) if skull_stripped is None else bool(skull_stripped)
-    if not stripped and rough.any():
-        keep = _dilate(rough, ROUGH_MASK_MARGIN_MM, zooms)
-        moving = ants.from_numpy(moving.numpy() * keep, origin=moving.origin, spacing=moving.spacing,
-                                 direction=moving.direction)
+    vox = float(abs(np.linalg.det(ref.affine[:3, :3])))
+    facts: dict[str, Any] = {}
+    init = None
     with tempfile.TemporaryDirectory(dir=out) as tmp:
+        stripped = skull_stripped
+        if stripped is not True:
+            head = _affine(ants.image_read(str(tpl.head)), moving, tpl, Path(tmp) / "head_")
+            facts.update(head_brain_volume=float(head["brain"].sum()) * vox, head_fit=head["fit"])
+        if stripped is None:
+            # two hypotheses, the one whose brain matches the template's interior better wins; a skull
+            # ring left outside the intensity brain (is_skull_stripped) always means a head
+            brain = _affine(fixed, moving, tpl, Path(tmp) / "brain_")
+            rough = rough_brain_mask(data, zooms)
+            facts.update(brain_fit=brain["fit"], rough_brain_volume=float(rough.sum()) * vox)
+            stripped = bool(is_skull_stripped(data, rough) and brain["fit"] > head["fit"])
+        if not stripped:
+            keep = _dilate(head["brain"], ROUGH_MASK_MARGIN_MM, zooms)
+            moving = ants.from_numpy(moving.numpy() * keep, origin=moving.origin, spacing=moving.spacing,
+                                     direction=moving.direction)
+            init = head["transform"]
         reg = ants.registration(
             fixed=fixed,
             moving=moving,
             type_of_transform="SyN",
+            initial_transform=init,
             mask=fixed_mask,
             mask_all_stages=True,
             reg_iterations=tuple(reg_iterations),
@@ -94,9 +116,26 @@ def register(
         "to_template": to_template,
         "from_template": from_template,
         "affine_log_det": affine_log_det(to_template),
-        "skull_stripped": stripped,
-        "rough_brain_volume": float(rough.sum()) * float(abs(np.linalg.det(ref.affine[:3, :3]))),
+        "skull_stripped": bool(stripped),
+        **facts,
     }
+
+
+def _affine(fixed: ants.ANTsImage, moving: ants.ANTsImage, tpl: Any, prefix: Path) -> dict[str, Any]:
+    """Affine of ``moving`` onto ``fixed`` (a template brain or head, centre-of-mass start).
+
+    Returns the transform file, the template brain mask on the subject grid and ``fit``: the
+    correlation of template and subject inside the template brain, which tells a brain-sized fit of
+    the brain from one stretched over a head (or shrunk inside a stripped brain).
+    """
+    reg = ants.registration(fixed=fixed, moving=moving, type_of_transform="Affine",
+                            aff_iterations=HEAD_AFFINE_ITERATIONS, outprefix=str(prefix))
+    tmask = ants.image_read(str(tpl.mask))
+    inside = ants.resample_image_to_target(tmask, fixed, interp_type="nearestNeighbor").numpy() > 0.5
+    fit = float(np.corrcoef(fixed.numpy()[inside], reg["warpedmovout"].numpy()[inside])[0, 1])
+    brain = ants.apply_transforms(fixed=moving, moving=tmask, transformlist=reg["invtransforms"],
+                                  whichtoinvert=[True], interpolator="linear").numpy() > 0.5
+    return {"transform": reg["fwdtransforms"][0], "brain": brain, "fit": fit}
 
 
 def affine_log_det(composite_h5: str) -> float:

@@ -1,9 +1,11 @@
 """A rough brain mask of a full head, from intensities only (no template needed).
 
-It only has to be good enough to keep scalp and neck out of the template registration (the
-bundled MNI152 template is brain-extracted); the final intracranial mask is the warped
-template brain mask. Works on T1w-like and FLAIR-like heads: the brain is the largest bright
-blob once the dark skull/CSF ring cuts it from the scalp.
+It is one of the two votes on "skull-stripped or not" (:func:`is_skull_stripped`): where a dark
+skull/CSF ring cuts the brain from the scalp (real T1w, FLAIR), a head has much more non-zero
+volume than this brain. On SynthSR outputs of skull-on scans the scalp comes out about as bright
+as grey matter and the ring is gone, so this mask leaks into the scalp and the ratio says
+"stripped": the other vote, the template fit in ``ants_steps.register`` (template head against
+template brain), decides those, and the brain of a head comes from the template head, not from here.
 """
 
 from __future__ import annotations

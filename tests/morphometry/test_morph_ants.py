@@ -13,6 +13,7 @@ import nibabel as nb
 import numpy as np
 import pytest
 from nibabel.processing import resample_from_to, resample_to_output
+from scipy import ndimage
 
 from synthsr_nipype.atomic import read_tsv
 from synthsr_nipype.morphometry import ants_backend
@@ -132,3 +133,37 @@ def test_full_head_uses_warped_template_mask(tmp_path, cache):
     assert seg["mask_volume"] == pytest.approx(seg["warped_mask_volume"])
     frac = tissue_fractions(read_tsv(seg["morph_tsv"]))
     assert 0.3 < frac["GM"] < 0.55 and 0.25 < frac["WM"] < 0.5 and 0.05 < frac["CSF"] < 0.3
+
+
+@pytest.fixture(scope="module")
+def ms_synthsr(tmp_path_factory):
+    """The clinical MS T1 (skull on) through the bundled ``lite`` model: its scalp comes out about GM-bright."""
+    from synthsr_nipype.inference import run
+
+    tmp = tmp_path_factory.mktemp("ms-lite")
+    run(MS_T1, "lite", flip=False, threads=2).to_filename(tmp / "ms_lite.nii.gz")
+    return _to_2mm(tmp / "ms_lite.nii.gz", tmp / "ms_lite_2mm.nii.gz")
+
+
+@pytest.mark.skipif(not MS_T1.is_file(), reason="shared data (../shared) not available")
+def test_skull_on_synthsr_output_keeps_the_scalp_out(ms_synthsr, tmp_path, cache):
+    """No dark skull ring on a SynthSR head: the intensity brain leaks into the scalp (the old test said
+    'skull-stripped', TIV 2,484 mL); the synthetic template head tells the head from a brain."""
+    reg = ants_backend.register_to_template(ms_synthsr, tmp_path, template_resolution=2)
+    assert reg["skull_stripped"] is False
+    assert reg["head_fit"] > reg["brain_fit"], reg
+    seg = ants_backend.segment_tissues(ms_synthsr, reg["from_template"], tmp_path, template_resolution=2,
+                                       skull_stripped=reg["skull_stripped"])
+    # the field of view cuts the vertex: at most a whole brain, never the head
+    assert 1.0e6 < seg["mask_volume"] < 1.8e6, seg["mask_volume"]
+    frac = tissue_fractions(read_tsv(seg["morph_tsv"]))
+    assert 0.3 < frac["GM"] < 0.55 and 0.25 < frac["WM"] < 0.5 and 0.05 < frac["CSF"] < 0.3, frac
+    # the mask stays inside the head: off its outer 6 mm in every axial slice (the scalp; in-plane
+    # because the field of view cuts the head in z, where the brain legitimately reaches the edge)
+    data = nb.load(ms_synthsr).get_fdata()
+    mask = nb.load(seg["brain_mask"]).get_fdata() > 0
+    in_plane = np.zeros((3, 3, 3), bool)
+    in_plane[:, :, 1] = ndimage.generate_binary_structure(2, 1)
+    head = ndimage.binary_fill_holes(data > 0, structure=in_plane)
+    scalp = head & ~ndimage.binary_erosion(head, structure=in_plane, iterations=3)
+    assert (mask & scalp).sum() < 0.02 * scalp.sum(), (mask & scalp).sum() / scalp.sum()

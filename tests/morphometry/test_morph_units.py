@@ -193,3 +193,24 @@ def test_workflow_builds(backend, tmp_path):
     assert "tbm" not in {n.name for n in wf_plain._graph.nodes()}
     with pytest.raises(ValueError):
         init_morphometry_wf(seg_backend="fast")
+
+
+def test_template_head_wraps_the_brain(tpl2):
+    """The synthetic head: the template brain unchanged, a dark skull then a bright scalp shell around it."""
+    head = nb.load(tpl2.head)
+    brain = nb.load(tpl2.t1w)
+    assert np.allclose(head.header.get_zooms()[:3], 2.0)
+    # same world: the brain template's corner voxel sits inside the padded grid
+    corner = np.linalg.inv(head.affine) @ brain.affine @ np.array([0, 0, 0, 1.0])
+    pad = np.round(corner[:3]).astype(int)
+    assert np.allclose(corner[:3], pad) and (pad > 0).all()
+    h = head.get_fdata()
+    mask = np.asarray(nb.load(tpl2.mask).dataobj) > 0.5
+    inner = h[tuple(slice(p, p + n) for p, n in zip(pad, mask.shape))]
+    assert np.allclose(inner[mask], brain.get_fdata()[mask], atol=1e-3)
+    wm = np.percentile(brain.get_fdata()[mask], 90)
+    levels = np.unique(np.round(h[h > 0] / wm, 2))
+    assert {templates.HEAD_SKULL_LEVEL, templates.HEAD_SCALP_LEVEL} <= set(levels)
+    # the skull and scalp shells hold about as much volume as an adult's (~0.7-1.2 L at MNI size)
+    shell = ((h > 0).sum() - mask.sum()) * 8e-3
+    assert 500 < shell < 1500, shell
