@@ -190,3 +190,23 @@ def write_bidsignore(output_dir: str | Path, patterns: list[str]) -> Path:
     if new != lines or not dest.exists():
         atomic_write_bytes(dest, ("\n".join(new) + "\n").encode())
     return dest
+
+
+#: What the BIDS validator skips in every participant output folder: logs, each scan's ITK transform (_xfm.txt:
+#: not yet in the BIDS schema), the per-subject reports (the schema validator reports the figures folder
+#: itself: "sub-*/figures/" does not match it).
+PARTICIPANT_BIDSIGNORE = ("logs/", "*_xfm.txt", "*_xfm.json", "sub-*.html", "sub-*/figures")
+
+
+def write_readme(output_dir: str | Path) -> Path:
+    """The derivatives' README.md (what they are, where the methods and the plan are), unless one is there."""
+    from .. import __version__
+
+    readme = Path(output_dir) / "README.md"
+    if not readme.exists():
+        atomic_write_bytes(readme, (
+            f"# SynthSR derivatives\n\nSynthetic 1 mm MP-RAGE-like T1-weighted images of the raw dataset "
+            f"named in `dataset_description.json` (SourceDatasets), one per anatomical scan and one fused "
+            f"per subject and session, written by synthsr-nipype {__version__}. Methods and references: "
+            f"`logs/CITATION.md`; what ran: `logs/<run>/plan.txt`.\n").encode())
+    return readme

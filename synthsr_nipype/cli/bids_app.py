@@ -154,28 +154,23 @@ def _select(settings: Settings):
 
 def _write_outputs_scaffold(settings: Settings, plan, log_dir: Path) -> None:
     from ..atomic import atomic_write_bytes, atomic_write_text
-    from ..bids.derivatives import write_bidsignore, write_dataset_description
+    from ..bids.derivatives import (
+        PARTICIPANT_BIDSIGNORE,
+        write_bidsignore,
+        write_dataset_description,
+        write_readme,
+    )
     from ..bids.plan import format_plan
 
     output_dir = settings.run.output_dir
     write_dataset_description(output_dir, settings.run.bids_dir)
-    # logs, each scan's ITK transform (_xfm.txt: not yet in the BIDS schema), the per-subject reports
-    # (the schema validator reports the figures folder itself: "sub-*/figures/" does not match it)
-    ignore = ["logs/", "*_xfm.txt", "*_xfm.json", "sub-*.html", "sub-*/figures"]
+    ignore = list(PARTICIPANT_BIDSIGNORE)
     if settings.morphometry.enabled:  # community suffixes (_morph.tsv, _map.nii.gz), group/
         from ..morphometry.derivatives import bidsignore_patterns
 
         ignore += bidsignore_patterns()
     write_bidsignore(output_dir, ignore)
-    readme = output_dir / "README.md"
-    if not readme.exists():
-        from .. import __version__
-
-        atomic_write_bytes(readme, (
-            f"# SynthSR derivatives\n\nSynthetic 1 mm MP-RAGE-like T1-weighted images of the raw dataset "
-            f"named in `dataset_description.json` (SourceDatasets), one per anatomical scan and one fused "
-            f"per subject and session, written by synthsr-nipype {__version__}. Methods and references: "
-            f"`logs/CITATION.md`; what ran: `logs/<run>/plan.txt`.\n").encode())
+    write_readme(output_dir)
     atomic_write_bytes(log_dir / "plan.txt", (format_plan(plan) + "\n").encode())
     atomic_write_text(log_dir / "settings.json", settings.to_json())
 
