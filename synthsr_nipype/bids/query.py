@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -238,3 +239,44 @@ def describe_selection(
     if bids_filters:
         parts.append(f"filters {sorted(bids_filters)}")
     return ", ".join(parts)
+
+
+@dataclass
+class Selection:
+    """The scans a run selects, as :func:`select_scans` finds them."""
+
+    #: the indexed scans (pybids' files), for :func:`~synthsr_nipype.bids.plan.build_plan`
+    files: list[Any] = field(default_factory=list)
+    #: scans named like a selected one that pybids did not index, with the reason
+    unindexed: list[tuple[Path, str]] = field(default_factory=list)
+    #: the filter file's queries (``reference`` chooses a group's reference scan)
+    filters: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: the selection in words, for "nothing matched (...)" lines
+    description: str = ""
+
+
+def select_scans(
+    bids_dir: str | Path,
+    *,
+    suffixes: Sequence[str] = DEFAULT_SUFFIXES,
+    participant_label: Sequence[str] | None = None,
+    session_label: Sequence[str] | None = None,
+    bids_filter_file: str | Path | None = None,
+    database_dir: str | Path | None = None,
+    validate: bool = True,
+) -> Selection:
+    """The one selection of a dataset's anatomical scans (``synthsr-bids`` and the ``BIDSPlan``
+    interface): labels as users type them, the filter file, the layout, the indexed scans and the
+    unindexed ones that must not vanish without a word."""
+    from .labels import normalize_labels
+
+    participants = normalize_labels(participant_label, "sub")
+    sessions = normalize_labels(session_label, "ses")
+    filters = load_bids_filters(bids_filter_file)
+    layout = build_layout(bids_dir, database_dir=database_dir, validate=validate)
+    files = collect_anat(layout, suffixes=suffixes, participant_labels=participants, session_labels=sessions,
+                         bids_filters=filters)
+    unindexed = unindexed_scans(layout, suffixes=suffixes, participant_labels=participants, session_labels=sessions)
+    description = describe_selection(suffixes=suffixes, participant_labels=participants, session_labels=sessions,
+                                     bids_filters=filters)
+    return Selection(files=files, unindexed=unindexed, filters=filters, description=description)

@@ -91,38 +91,14 @@ def _model_info(model: str, *, required: bool) -> dict[str, Any]:
 
 def _select(settings: Settings):
     """Layout, query and plan; raises an InputError with one line when nothing can run."""
-    from ..bids.labels import normalize_labels
     from ..bids.plan import DEFAULT_BASE_FEATURES, build_plan
-    from ..bids.query import (
-        build_layout,
-        collect_anat,
-        describe_selection,
-        load_bids_filters,
-        unindexed_scans,
-    )
+    from ..bids.query import select_scans
     from ..model.registry import channel_suffixes
 
     run, model = settings.run, settings.synthsr.model
-    participants = normalize_labels(run.participant_label, "sub")
-    sessions = normalize_labels(run.session_label, "ses")
-    filters = load_bids_filters(run.bids_filter_file)
-    layout = build_layout(run.bids_dir, database_dir=run.bids_database_dir, validate=run.validate)
-    files = collect_anat(
-        layout,
-        suffixes=run.suffixes,
-        participant_labels=participants,
-        session_labels=sessions,
-        bids_filters=filters,
-    )
-    unindexed = unindexed_scans(
-        layout, suffixes=run.suffixes, participant_labels=participants, session_labels=sessions
-    )
-    selection = describe_selection(
-        suffixes=run.suffixes,
-        participant_labels=participants,
-        session_labels=sessions,
-        bids_filters=filters,
-    )
+    selected = select_scans(run.bids_dir, suffixes=run.suffixes, participant_label=run.participant_label,
+                            session_label=run.session_label, bids_filter_file=run.bids_filter_file,
+                            database_dir=run.bids_database_dir, validate=run.validate)
     models: dict[str, dict[str, Any]] = {}
     in_channels = None
     # a model card that names the channels needs no loading to plan
@@ -131,14 +107,14 @@ def _select(settings: Settings):
         in_channels = models[model].get("arch", {}).get("in_channels")
     base = models.get(model, {}).get("arch", {}).get("base_features", DEFAULT_BASE_FEATURES)
     plan = build_plan(
-        files,
+        selected.files,
         bids_dir=run.bids_dir,
         model=model,
         general_model=settings.synthsr.general_model,
         in_channels=in_channels,
-        reference_filter=filters.get("reference"),
+        reference_filter=selected.filters.get("reference"),
         base_features=int(base),
-        unindexed=unindexed,
+        unindexed=selected.unindexed,
     )
     if run.dry_run:  # the error a real run would stop with: only models the plan really uses
         from ..model.registry import resolve_model_path
@@ -149,7 +125,7 @@ def _select(settings: Settings):
             except SynthSRError as exc:
                 models.setdefault(name, {})["error"] = str(exc)
                 models[name]["exit_code"] = exc.exit_code
-    return plan, selection, models
+    return plan, selected.description, models
 
 
 def _write_outputs_scaffold(settings: Settings, plan, log_dir: Path) -> None:

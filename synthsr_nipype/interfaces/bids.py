@@ -26,6 +26,7 @@ class _BIDSPlanInputSpec(BaseInterfaceInputSpec):
     general_model = traits.Str("v2", usedefault=True)
     model_channels = traits.Int(1, usedefault=True, desc="input channels of the model")
     validate = traits.Bool(True, usedefault=True, desc="let pybids validate file names")
+    database_dir = Directory(desc="pybids database folder (reused between runs; --bids-database-dir)")
 
 
 class _BIDSPlanOutputSpec(TraitedSpec):
@@ -35,33 +36,30 @@ class _BIDSPlanOutputSpec(TraitedSpec):
 
 
 class BIDSPlan(SimpleInterface):
-    """Query, describe and group a dataset's anatomical scans (:mod:`synthsr_nipype.bids`)."""
+    """Query, describe and group a dataset's anatomical scans: the selection and the plan of
+    ``synthsr-bids`` (:func:`synthsr_nipype.bids.query.select_scans`, :func:`~synthsr_nipype.bids.plan.build_plan`)."""
 
     input_spec = _BIDSPlanInputSpec
     output_spec = _BIDSPlanOutputSpec
 
     def _run_interface(self, runtime):
         from ..atomic import atomic_write_bytes, atomic_write_json
-        from ..bids.labels import normalize_labels
         from ..bids.plan import build_plan, format_plan
-        from ..bids.query import build_layout, collect_anat, load_bids_filters
+        from ..bids.query import select_scans
 
-        filters = load_bids_filters(self.inputs.bids_filter_file or None)
-        layout = build_layout(self.inputs.bids_dir, validate=self.inputs.validate)
-        files = collect_anat(
-            layout,
-            suffixes=self.inputs.suffixes,
-            participant_labels=normalize_labels(self.inputs.participant_label or None, "sub"),
-            session_labels=normalize_labels(self.inputs.session_label or None, "ses"),
-            bids_filters=filters,
-        )
+        selected = select_scans(self.inputs.bids_dir, suffixes=self.inputs.suffixes,
+                                participant_label=self.inputs.participant_label or None,
+                                session_label=self.inputs.session_label or None,
+                                bids_filter_file=self.inputs.bids_filter_file or None,
+                                database_dir=self.inputs.database_dir or None, validate=self.inputs.validate)
         plan = build_plan(
-            files,
+            selected.files,
             bids_dir=self.inputs.bids_dir,
             model=self.inputs.model,
             general_model=self.inputs.general_model,
             in_channels=self.inputs.model_channels,
-            reference_filter=filters.get("reference"),
+            reference_filter=selected.filters.get("reference"),
+            unindexed=selected.unindexed,
         )
         cwd = Path(runtime.cwd)
         atomic_write_json(cwd / "plan.json", plan.to_dict())
