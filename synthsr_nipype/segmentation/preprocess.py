@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from dataclasses import dataclass
 
 import nibabel as nib
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 
 from ..errors import InputImageError
+from ..inference.checks import HeaderWarning
 from ..inference.geometry import align_to_ref, resample_to_1mm
 from ..model.spec import PAD_MULTIPLE
 
@@ -72,7 +74,8 @@ def _volume(data: np.ndarray, name: str) -> np.ndarray:
         reason = " (a last axis of at most 10 entries is taken as channels)" if n_dims == 2 else ""
         raise InputImageError(name, f"input should have 3 dimensions, had {n_dims}{reason}; shape {data.shape}")
     if data.ndim == 4:
-        print(f"{name}: detected more than 1 channel, keeping the average")
+        warnings.warn(HeaderWarning(name, f"{data.shape[-1]} channels on the last axis: their average is "
+                                          "segmented (as mri_synthseg)"), stacklevel=3)
         data = np.mean(data, axis=-1)
     if not np.all(np.isfinite(data)):
         raise InputImageError(name, "image holds NaN or infinite values")
