@@ -23,7 +23,8 @@ from typing import Any
 from .errors import AntsError
 
 #: modules whose functions the worker process may run
-STEP_MODULES = ("synthsr_nipype.morphometry.ants_steps", "synthsr_nipype.inference.fusion_ants")
+STEP_MODULES = ("synthsr_nipype.morphometry.ants_steps", "synthsr_nipype.morphometry.thickness_steps",
+                "synthsr_nipype.inference.fusion_ants")
 
 
 def ants_version() -> str:

@@ -61,6 +61,7 @@ class MorphometryOptions:
 
     seg_backend: str | None = None
     tbm: bool = False
+    thickness: bool = False
     template_resolution: int = 1
     fs_license_file: str | None = None
     fs_subjects_dir: str | None = None
@@ -68,7 +69,7 @@ class MorphometryOptions:
     synthseg_parc: bool = False
 
     def __post_init__(self) -> None:
-        backend = backend_or_none(self.seg_backend) or ("ants" if self.tbm else None)
+        backend = backend_or_none(self.seg_backend) or ("ants" if self.tbm or self.thickness else None)
         object.__setattr__(self, "seg_backend", backend)
 
     @property
@@ -80,6 +81,7 @@ class MorphometryOptions:
         return {
             "seg_backend": self.seg_backend,
             "tbm": self.tbm,
+            "thickness": self.thickness,
             "template_resolution": self.template_resolution,
             "fs_license_file": self.fs_license_file,
             "fs_subjects_dir": self.fs_subjects_dir,

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 from ..bids.query import DEFAULT_SUFFIXES
+from ..errors import UsageError
 from ..morphometry import BACKENDS
 from ..settings import (
     MorphometryOptions,
@@ -174,6 +175,11 @@ def get_parser() -> argparse.ArgumentParser:
         "alone, it implies --seg-backend ants",
     )
     g_morph.add_argument(
+        "--thickness", action="store_true",
+        help="also write the cortical thickness map and per-hemisphere table (DiReCT, antspyx "
+        "kelly_kapowski, from the ants backend's GM/WM posteriors); alone, it implies --seg-backend ants",
+    )
+    g_morph.add_argument(
         "--template-resolution", type=int, choices=[1, 2], default=1, metavar="{1,2}",
         help="grid (mm) of the MNI152NLin2009aSym template used by the ants backend and TBM; "
         "2 is ~4x faster and coarser",
@@ -285,10 +291,13 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         omp_nthreads=omp_nthreads,
         fusion_method=args.fusion,
     )
+    if participant and args.thickness and args.seg_backend not in ("none", "ants"):
+        raise UsageError(f"--thickness needs the GM/WM posteriors of --seg-backend ants, not {args.seg_backend}")
     if participant:
         morphometry = MorphometryOptions(
             seg_backend=args.seg_backend,
             tbm=args.tbm,
+            thickness=args.thickness,
             template_resolution=args.template_resolution,
             fs_license_file=str(args.fs_license_file) if args.fs_license_file else None,
             fs_subjects_dir=str(_absolute(args.fs_subjects_dir)) if args.fs_subjects_dir else None,

@@ -16,7 +16,7 @@ from nipype.interfaces.base import (
     traits,
 )
 
-from ..morphometry import ants_backend
+from ..morphometry import ants_backend, thickness
 from ..morphometry.ants_backend import DEFAULT_SEED
 
 
@@ -125,4 +125,37 @@ class TBM(SimpleInterface):
             template_resolution=self.inputs.template_resolution, num_threads=self.inputs.num_threads,
         )
         self._results["logjacobian"] = res["logjacobian"]
+        return runtime
+
+
+class _ThicknessInputSpec(BaseInterfaceInputSpec):
+    dseg = File(exists=True, mandatory=True, desc="ants segmentation (1 CSF, 2 GM, 3 WM)")
+    probsegs = traits.List(File(exists=True), mandatory=True, minlen=3, maxlen=3, desc="CSF, GM, WM posteriors")
+    from_template = File(exists=True, mandatory=True, desc="template→T1w transform (for the hemispheres)")
+    template_resolution = traits.Enum(1, 2, usedefault=True)
+    num_threads = traits.Int(1, usedefault=True, desc="ITK threads")
+
+
+class _ThicknessOutputSpec(TraitedSpec):
+    thickness = File(exists=True, desc="thickness map (mm)")
+    thickness_tsv = File(exists=True, desc="mean thickness per hemisphere and over the cortex")
+    mean_thickness = traits.Float(desc="mean cortical thickness (mm)")
+
+
+class CorticalThickness(SimpleInterface):
+    """DiReCT cortical thickness from the ants backend's GM/WM posteriors, per hemisphere."""
+
+    input_spec = _ThicknessInputSpec
+    output_spec = _ThicknessOutputSpec
+
+    def _run_interface(self, runtime):
+        hemis = thickness.hemisphere_regions(self.inputs.from_template, self.inputs.dseg,
+                                             os.path.join(runtime.cwd, "hemispheres.nii.gz"),
+                                             template_resolution=self.inputs.template_resolution)
+        _, gm, wm = self.inputs.probsegs
+        res = thickness.cortical_thickness(self.inputs.dseg, gm, wm, runtime.cwd, regions=hemis,
+                                           region_names=thickness.HEMISPHERES,
+                                           num_threads=self.inputs.num_threads)
+        for key in ("thickness", "thickness_tsv", "mean_thickness"):
+            self._results[key] = res[key]
         return runtime

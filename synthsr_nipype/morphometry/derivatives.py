@@ -10,6 +10,8 @@ Names (in ``sub-<s>/[ses-<t>/]anat/``, ``<group>`` = ``sub-<s>[_ses-<t>]``)::
     <group>_from-T1w_to-MNI152NLin2009aSym_mode-image_xfm.h5     (ants / --tbm)
     <group>_from-MNI152NLin2009aSym_to-T1w_mode-image_xfm.h5
     <group>_space-MNI152NLin2009aSym_desc-logjacobian_map.nii.gz (--tbm)
+    <group>_seg-<backend>_desc-thickness_map.nii.gz              (--thickness)
+    <group>_seg-<backend>_desc-thickness_morph.tsv  (+ .json)    (--thickness)
 
 ``<backend>`` is the backend's alphanumeric label: ``ants``, ``synthseg``, ``samseg``, ``reconall``.
 """
@@ -59,6 +61,8 @@ def output_entities(backend: str) -> dict[str, tuple[dict[str, str], str]]:
             {"from": TEMPLATE_SPACE, "to": "T1w", "mode": "image", "suffix": "xfm"}, ".h5"),
         "logjacobian": (
             {"space": TEMPLATE_SPACE, "desc": "logjacobian", "suffix": "map"}, ".nii.gz"),
+        "thickness": ({**seg, "desc": "thickness", "suffix": "map"}, ".nii.gz"),
+        "thickness_tsv": ({**seg, "desc": "thickness", "suffix": "morph"}, ".tsv"),
     }
     for tissue in TISSUES:
         outputs[f"probseg_{tissue}"] = ({**seg, "label": tissue, "suffix": "probseg"}, ".nii.gz")
@@ -85,6 +89,17 @@ def sidecar_metadata(field: str) -> dict[str, Any] | None:
         return None
     if field == "morph_tsv":
         return dict(MORPH_COLUMNS_META)
+    if field == "thickness_tsv":
+        return {
+            "index": {"Description": "Region label value; n/a for the whole cortex"},
+            "name": {"Description": "Region (FreeSurfer name)"},
+            "thickness-mm": {"Description": "Mean DiReCT cortical thickness over the region's measured "
+                             "grey-matter voxels", "Units": "mm"},
+            "volume-mm3": {"Description": "Volume of the measured grey-matter voxels", "Units": "mm^3"},
+        }
+    if field == "thickness":
+        return {"Description": "DiReCT (ANTs kelly_kapowski) cortical thickness; 0 outside the grey matter",
+                "Units": "mm"}
     if field == "logjacobian":
         return {
             "Description": "log det Jacobian of the T1w-to-template SyN warp, affine part removed "

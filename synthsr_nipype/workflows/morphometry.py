@@ -10,6 +10,7 @@ from nipype.pipeline import engine as pe
 from ..interfaces.segmentation import (
     TBM,
     AntsSegmentation,
+    CorticalThickness,
     TemplateRegistration,
 )
 from ..morphometry import BACKENDS, TEMPLATE_SPACE
@@ -17,10 +18,10 @@ from ..morphometry.ants_backend import DEFAULT_SEED
 
 #: the outputs written as derivatives (with ``output_dir``)
 DERIVATIVE_FIELDS = ("dseg", "dseg_tsv", "probsegs", "brain_mask", "morph_tsv", "to_template_xfm",
-                     "from_template_xfm", "logjacobian")
+                     "from_template_xfm", "logjacobian", "thickness", "thickness_tsv")
 OUTPUT_FIELDS = [
     "dseg", "dseg_tsv", "probsegs", "brain_mask", "morph_tsv", "tiv", "logjacobian",
-    "to_template_xfm", "from_template_xfm", "metadata", "out_files",
+    "to_template_xfm", "from_template_xfm", "thickness", "thickness_tsv", "metadata", "out_files",
 ]
 
 
@@ -60,6 +61,7 @@ def init_morphometry_wf(
     *,
     seg_backend: str = "ants",
     tbm: bool = False,
+    thickness: bool = False,
     omp_nthreads: int = 1,
     template_resolution: int = 1,
     seed: int = DEFAULT_SEED,
@@ -89,6 +91,8 @@ def init_morphometry_wf(
         ``recon-all`` (FreeSurfer, aseg volumes via mri_segstats) or ``samseg`` (run_samseg).
     tbm : :obj:`bool`
         Also write the log-Jacobian map of the T1w→template SyN warp (tensor-based morphometry).
+    thickness : :obj:`bool`
+        Also write the DiReCT cortical thickness map and its per-hemisphere table (``ants`` backend).
     omp_nthreads : :obj:`int`
         Threads of the multi-threaded nodes (FreeSurfer tools; ANTs only when not ``deterministic``).
     template_resolution : :obj:`int`
@@ -128,6 +132,8 @@ def init_morphometry_wf(
         Segmentation, its look-up table, CSF/GM/WM posteriors and mask (``ants``), volumes.
     logjacobian, to_template_xfm, from_template_xfm
         TBM map in template space and the ANTs transforms (``ants`` backend or ``tbm``).
+    thickness, thickness_tsv
+        Cortical thickness map (mm) and table (``thickness``).
     metadata
         Sidecar content (backend, version, seed, model).
     out_files
@@ -135,6 +141,8 @@ def init_morphometry_wf(
     """
     if seg_backend not in BACKENDS:
         raise ValueError(f"seg_backend must be one of {BACKENDS}, not {seg_backend!r}")
+    if thickness and seg_backend != "ants":
+        raise ValueError(f"thickness needs the GM/WM posteriors of the ants backend, not {seg_backend!r}")
     workflow = pe.Workflow(name=name)
     ants_threads = 1 if deterministic else max(1, int(omp_nthreads))
     desc = {
@@ -153,6 +161,11 @@ def init_morphometry_wf(
         desc += (
             "For tensor-based morphometry, the log-determinant of the Jacobian of the SyN warp "
             f"(affine part removed) was computed in {TEMPLATE_SPACE} space. "
+        )
+    if thickness:
+        desc += (
+            "Cortical thickness was estimated with DiReCT (ANTs kelly_kapowski) from the grey- and "
+            "white-matter posteriors and averaged per hemisphere. "
         )
     workflow.__desc__ = desc
 
@@ -259,6 +272,15 @@ def init_morphometry_wf(
             (reg, tbm_node, [("to_template", "to_template")]),
         ])
         outputs.append((tbm_node, "logjacobian", "logjacobian"))
+
+    if thickness:
+        ct = pe.Node(CorticalThickness(template_resolution=template_resolution, num_threads=ants_threads),
+                     name="cortical_thickness", n_procs=ants_threads, mem_gb=2.0)
+        workflow.connect([
+            (seg, ct, [("dseg", "dseg"), ("probsegs", "probsegs")]),
+            (reg, ct, [("from_template", "from_template")]),
+        ])
+        outputs += [(ct, "thickness", "thickness"), (ct, "thickness_tsv", "thickness_tsv")]
 
     for node, src, dst in outputs:
         workflow.connect(node, src, outputnode, dst)

@@ -117,6 +117,9 @@ def test_derivative_names():
     assert names["to_template_xfm"] == f"sub-01_ses-pre_from-T1w_to-{TEMPLATE_SPACE}_mode-image_xfm.h5"
     assert names["logjacobian"] == f"sub-01_ses-pre_space-{TEMPLATE_SPACE}_desc-logjacobian_map.nii.gz"
     assert derivatives.sidecar_name(names["morph_tsv"]).endswith("_morph.json")
+    assert names["thickness"] == "sub-01_ses-pre_seg-ants_desc-thickness_map.nii.gz"
+    assert names["thickness_tsv"] == "sub-01_ses-pre_seg-ants_desc-thickness_morph.tsv"
+    assert derivatives.sidecar_metadata("thickness_tsv")["thickness-mm"]["Units"] == "mm"
 
 
 def test_write_derivatives_sidecars_and_bidsignore(tmp_path):

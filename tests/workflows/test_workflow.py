@@ -476,6 +476,18 @@ def test_single_subject_wf_with_morphometry_graph(tmp_path, scans):
     sink = morph.get_node("ds_morphometry_wf").get_node("ds_dseg")
     assert sink.inputs.base_directory == str(tmp_path / "out")
     assert sink.inputs.entities == {"segmentation": "ants", "suffix": "dseg"}
+    assert morph.get_node("cortical_thickness") is None
+    # --thickness alone: ants, DiReCT on its posteriors, map and table written as derivatives
+    wf = init_single_subject_wf(group=group, output_dir=str(tmp_path / "out"),
+                                morphometry=MorphometryOptions(thickness=True, template_resolution=2))
+    morph = wf.get_node("morphometry_wf")
+    edges = {(u.name, v.name): d["connect"] for u, v, d in morph._graph.edges(data=True)}
+    assert ("probsegs", "probsegs") in edges[("ants_seg", "cortical_thickness")]
+    assert ("from_template", "from_template") in edges[("template_reg", "cortical_thickness")]
+    ds = morph.get_node("ds_morphometry_wf")
+    assert ds.get_node("ds_thickness").inputs.entities == {"segmentation": "ants", "desc": "thickness",
+                                                           "suffix": "map"}
+    assert ds.get_node("ds_thickness_tsv").inputs.entities["suffix"] == "morph"
 
 
 @pytest.mark.parametrize(
@@ -515,6 +527,12 @@ def test_seg_backend_choice_and_tbm_default():
     assert args.seg_backend == "none" and _seg_backend(args) is None  # SynthSR only
     assert isinstance(args.model, DefaultStr) and args.model == "v2"
     assert _seg_backend(parse([*base, "--tbm"])) == "ants"
+    assert _seg_backend(parse([*base, "--thickness"])) == "ants"
+    from synthsr_nipype.errors import UsageError
+
+    with pytest.raises(UsageError, match="--thickness needs the GM/WM posteriors of --seg-backend ants, not samseg"):
+        settings_from_args(parse([*base, "--thickness", "--seg-backend", "samseg"]))
+    assert settings_from_args(parse([*base, "--thickness"])).morphometry.workflow_kwargs()["thickness"] is True
     assert _seg_backend(parse([*base, "--seg-backend", "synthseg", "--tbm"])) == "synthseg"
     # at the group level --seg-backend selects volumes: none means any, --tbm implies nothing
     group = [str(SHARED), "out", "group"]

@@ -1,0 +1,86 @@
+"""Cortical thickness without FreeSurfer: DiReCT (antspyx ``kelly_kapowski``) from GM/WM posteriors.
+
+DiReCT (Das et al. 2009, the thickness of antsCorticalThickness.sh) diffuses the white-matter
+boundary outwards through the grey-matter posterior and measures, per voxel, how far it had to go:
+a volumetric thickness, no surfaces. The table gives the mean over the grey-matter voxels of each
+region where DiReCT found a thickness (> 0): the parcellation's regions when there is one, else one
+region per hemisphere (the template's, warped onto the subject).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import nibabel as nb
+import numpy as np
+import pandas as pd
+
+from ..atomic import atomic_write_tsv
+from ..isolation import run_isolated
+
+STEPS = "synthsr_nipype.morphometry.thickness_steps"
+THICKNESS_COLUMNS = ["index", "name", "thickness-mm", "volume-mm3"]
+#: the regions of the hemisphere table (FreeSurfer's names of the cortex labels)
+HEMISPHERES = {1: "Left-Cerebral-Cortex", 2: "Right-Cerebral-Cortex"}
+#: name of the all-regions row of every thickness table
+CORTEX_NAME = "Cortex"
+
+
+def cortical_thickness(
+    dseg: str | os.PathLike,
+    gm: str | os.PathLike,
+    wm: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    regions: str | os.PathLike,
+    region_names: Mapping[int, str],
+    gm_label: int = 2,
+    wm_label: int = 3,
+    num_threads: int = 1,
+    iterations: int | None = None,
+) -> dict[str, Any]:
+    """Thickness map (``desc-thickness_map.nii.gz``, mm) and per-region table (``desc-thickness_morph.tsv``).
+
+    ``dseg`` holds ``gm_label``/``wm_label``; ``gm``/``wm`` are their posteriors on its grid;
+    ``regions`` is a label image on the same grid named by ``region_names``.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    extra = {} if iterations is None else {"iterations": int(iterations)}
+    res = run_isolated(STEPS, "thickness", str(Path(dseg).resolve()), str(Path(gm).resolve()),
+                       str(Path(wm).resolve()), str((out / "desc-thickness_map.nii.gz").resolve()),
+                       num_threads=num_threads, gm_label=gm_label, wm_label=wm_label, **extra)
+    table = region_table(res["thickness"], regions, region_names)
+    res["thickness_tsv"] = str(atomic_write_tsv(out / "desc-thickness_morph.tsv", table))
+    res["mean_thickness"] = float(table.set_index("name").at[CORTEX_NAME, "thickness-mm"])
+    return res
+
+
+def region_table(thickness: str | os.PathLike, regions: str | os.PathLike,
+                 region_names: Mapping[int, str]) -> pd.DataFrame:
+    """Mean thickness and measured volume per region, then over all of them (``Cortex``, index n/a)."""
+    th_img = nb.load(thickness)
+    th = np.asarray(th_img.dataobj, dtype=np.float32)
+    lab = np.asarray(nb.load(regions).dataobj).astype(np.int64)
+    vox = float(abs(np.linalg.det(th_img.affine[:3, :3])))
+    measured = th > 0
+    rows: list[tuple[int | None, str, float, float]] = []
+    for index, name in region_names.items():
+        sel = measured & (lab == index)
+        rows.append((index, name, float(th[sel].mean()) if sel.any() else float("nan"), float(sel.sum()) * vox))
+    sel = measured & np.isin(lab, list(region_names))
+    rows.append((None, CORTEX_NAME, float(th[sel].mean()) if sel.any() else float("nan"), float(sel.sum()) * vox))
+    table = pd.DataFrame(rows, columns=THICKNESS_COLUMNS)
+    table["index"] = table["index"].astype("Int64")
+    return table.round({"thickness-mm": 4, "volume-mm3": 3})
+
+
+def hemisphere_regions(from_template: str | os.PathLike, reference: str | os.PathLike,
+                       out_file: str | os.PathLike, *, template_resolution: int = 1) -> str:
+    """The template's left (1) / right (2) hemisphere labels on the grid of ``reference``."""
+    Path(out_file).parent.mkdir(parents=True, exist_ok=True)
+    return run_isolated(STEPS, "hemispheres", str(Path(from_template).resolve()), str(Path(reference).resolve()),
+                        str(Path(out_file).resolve()), template_resolution=template_resolution)["hemispheres"]

@@ -1,0 +1,54 @@
+"""DiReCT cortical thickness, run inside a fresh worker process (see :mod:`.thickness`).
+
+Imported only by the worker of :mod:`synthsr_nipype.isolation`, after the ITK thread count is set.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ants
+import nibabel as nb
+import numpy as np
+
+from ..atomic import atomic_write_nifti
+from .templates import get_template
+
+#: DiReCT settings of antsCorticalThickness.sh (its defaults: 45 iterations, gradient step 0.025,
+#: smoothing 1.5; thickness prior none)
+DIRECT_ITERATIONS = 45
+DIRECT_GRADIENT_STEP = 0.025
+DIRECT_SMOOTHING = 1.5
+
+
+def thickness(dseg: str, gm: str, wm: str, out_file: str, *, gm_label: int, wm_label: int,
+              iterations: int = DIRECT_ITERATIONS) -> dict[str, Any]:
+    """DiReCT (``ants.kelly_kapowski``) thickness in mm on the grid of ``dseg``; 0 outside the grey matter."""
+    seg = ants.image_read(dseg)
+    # DiReCT reads the labels and the two posteriors; other labels (CSF, background) bound the cortex
+    th = ants.kelly_kapowski(s=seg, g=ants.image_read(gm), w=ants.image_read(wm), its=iterations,
+                             r=DIRECT_GRADIENT_STEP, m=DIRECT_SMOOTHING, gm_label=gm_label, wm_label=wm_label)
+    ref = nb.load(dseg)
+    data = np.asarray(th.numpy(), dtype=np.float32)
+    data[np.asarray(ref.dataobj) != gm_label] = 0.0
+    img = nb.Nifti1Image(data, ref.affine)
+    img.header.set_xyzt_units("mm")
+    atomic_write_nifti(out_file, img)
+    return {"thickness": out_file}
+
+
+def hemispheres(from_template: str, reference: str, out_file: str, *, template_resolution: int) -> dict[str, Any]:
+    """The template's hemispheres (1 left: x < 0 in MNI space, 2 right) on the subject grid."""
+    tpl = get_template(template_resolution)
+    mask = nb.load(tpl.mask)
+    ijk = np.indices(mask.shape).reshape(3, -1)
+    x = (mask.affine[:3, :3] @ ijk + mask.affine[:3, 3:])[0].reshape(mask.shape)
+    inside = np.asarray(mask.dataobj) > 0.5
+    labels = np.where(inside, np.where(x < 0, 1, 2), 0).astype(np.float32)
+    fixed = ants.image_read(reference)
+    moving = ants.image_read(str(tpl.mask)).new_image_like(labels)
+    warped = ants.apply_transforms(fixed=fixed, moving=moving, transformlist=[from_template],
+                                   interpolator="nearestNeighbor").numpy()
+    ref = nb.load(reference)
+    atomic_write_nifti(out_file, nb.Nifti1Image(np.rint(warped).astype(np.uint8), ref.affine))
+    return {"hemispheres": out_file}
