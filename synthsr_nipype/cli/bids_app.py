@@ -1,7 +1,8 @@
 """``synthsr-bids bids_dir output_dir {participant,group}``: the BIDS-App entry point.
 
 It only orchestrates: the arguments become frozen settings (:mod:`.bids_parser`,
-:mod:`synthsr_nipype.settings`), Nipype is set up and run by
+:mod:`synthsr_nipype.settings`), the places and dependencies are checked (:mod:`.bids_checks`), the
+selection, plan and scaffold are made (:mod:`.bids_plan`), Nipype is set up and run by
 :mod:`synthsr_nipype.workflows.execution`, the group level is
 :func:`synthsr_nipype.morphometry.group_level.run_group_level`. User errors end with one line
 on stderr and a documented exit code (see :data:`~synthsr_nipype.cli.bids_parser.EXIT_CODES`).
@@ -16,11 +17,8 @@ import os
 import signal
 import sys
 import threading
-import uuid
 from collections.abc import Sequence
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 # Nipype asks a web service for updates on import; a BIDS-App on a cluster node must not.
 os.environ.setdefault("NIPYPE_NO_ET", "1")
@@ -28,200 +26,17 @@ os.environ.setdefault("NIPYPE_NO_ET", "1")
 from ..errors import (  # noqa: E402
     EXIT_FAILED,
     EXIT_OK,
-    DependencyError,
     GroupError,
     InputError,
     SynthSRError,
     report,
 )
 from ..settings import Settings, log_level  # noqa: E402
+from .bids_checks import check_morphometry_dependencies, check_paths  # noqa: E402
 from .bids_parser import get_parser, settings_from_args  # noqa: E402
+from .bids_plan import model_info, new_run_id, nothing_to_run, select, write_outputs_scaffold  # noqa: E402
 
 log = logging.getLogger("synthsr_bids")
-
-
-def _is_within(path: Path, parent: Path) -> bool:
-    try:
-        path.resolve().relative_to(parent.resolve())
-        return True
-    except ValueError:
-        return False
-
-
-def _place_problem(path: Path, what: str) -> str:
-    """Why ``path`` cannot be (or become) a writable folder, or ``""``; nothing is created."""
-    if path.is_symlink() and not path.exists():
-        return f"{what} {path} is a dangling symbolic link (to {os.readlink(path)})"
-    existing = path
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir():
-        return (f"{what} {path} is a file, not a folder" if existing == path
-                else f"{what} {path}: {existing} is a file, not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        return f"{what} {path}: {existing} is not writable (permissions or a read-only file system)"
-    return ""
-
-
-def _check_device(device: str) -> None:
-    """A device that is not on this machine ends the run before any work: exit 2, one line."""
-    if device in ("auto", "cpu"):
-        return
-    from ..inference import pick_device
-
-    pick_device(device)  # raises DependencyError
-
-
-def _run_id() -> str:
-    return f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}_{uuid.uuid4()}"
-
-
-def _model_info(model: str, *, required: bool) -> dict[str, Any]:
-    """SHA-256, name and architecture of a model; errors become exit codes 2/3."""
-    from ..model import load_model
-
-    try:
-        net = load_model(model, device="cpu")
-    except SynthSRError as exc:
-        if required:
-            raise
-        return {"error": str(exc)}
-    return {"sha256": net.sha256, "name": net.name, "arch": dict(net.arch)}
-
-
-def _select(settings: Settings):
-    """Layout, query and plan; raises an InputError with one line when nothing can run."""
-    from ..bids.plan import DEFAULT_BASE_FEATURES, build_plan
-    from ..bids.query import select_scans
-    from ..model.registry import channel_suffixes
-
-    run, model = settings.run, settings.synthsr.model
-    selected = select_scans(run.bids_dir, suffixes=run.suffixes, participant_label=run.participant_label,
-                            session_label=run.session_label, bids_filter_file=run.bids_filter_file,
-                            database_dir=run.bids_database_dir, validate=run.validate)
-    models: dict[str, dict[str, Any]] = {}
-    in_channels = None
-    # a model card that names the channels needs no loading to plan
-    if channel_suffixes(model) is None and (not run.dry_run or Path(model).suffix == ".h5"):
-        models[model] = _model_info(model, required=not run.dry_run)
-        in_channels = models[model].get("arch", {}).get("in_channels")
-    base = models.get(model, {}).get("arch", {}).get("base_features", DEFAULT_BASE_FEATURES)
-    plan = build_plan(
-        selected.files,
-        bids_dir=run.bids_dir,
-        model=model,
-        general_model=settings.synthsr.general_model,
-        in_channels=in_channels,
-        reference_filter=selected.filters.get("reference"),
-        base_features=int(base),
-        unindexed=selected.unindexed,
-    )
-    if run.dry_run:  # the error a real run would stop with: only models the plan really uses
-        from ..model.registry import resolve_model_path
-
-        for name in dict.fromkeys([model] + [job.model for job in plan.jobs]):
-            try:
-                resolve_model_path(name)
-            except SynthSRError as exc:
-                models.setdefault(name, {})["error"] = str(exc)
-                models[name]["exit_code"] = exc.exit_code
-    return plan, selected.description, models
-
-
-def _write_outputs_scaffold(settings: Settings, plan, log_dir: Path) -> None:
-    from ..atomic import atomic_write_bytes, atomic_write_text
-    from ..bids.derivatives import (
-        PARTICIPANT_BIDSIGNORE,
-        write_bidsignore,
-        write_dataset_description,
-        write_readme,
-    )
-    from ..bids.plan import format_plan
-
-    output_dir = settings.run.output_dir
-    write_dataset_description(output_dir, settings.run.bids_dir)
-    ignore = list(PARTICIPANT_BIDSIGNORE)
-    if settings.morphometry.enabled:  # community suffixes (_morph.tsv, _map.nii.gz), group/
-        from ..morphometry.derivatives import bidsignore_patterns
-
-        ignore += bidsignore_patterns()
-    write_bidsignore(output_dir, ignore)
-    write_readme(output_dir)
-    atomic_write_bytes(log_dir / "plan.txt", (format_plan(plan) + "\n").encode())
-    atomic_write_text(log_dir / "settings.json", settings.to_json())
-
-
-def _nothing_to_run(settings: Settings, plan, selection: str) -> str:
-    """Why the selection cannot run ("" when it can): no usable scan in the dataset, or a
-    participant selected by label without one (as fMRIPrep does for a missing T1w)."""
-    def detail(groups) -> str:
-        skipped = [s for g in groups for s in g.skipped]
-        if not skipped:
-            return ""
-        return (f"; {len(skipped)} matching scan(s) skipped, e.g. {Path(skipped[0][0]).name}: "
-                f"{skipped[0][1]}")
-
-    if not plan.jobs:
-        return f"no usable anatomical scan matched ({selection}){detail(plan.groups)}"
-    if settings.run.participant_label:
-        from ..bids.labels import normalize_labels
-
-        lacking = [
-            sub for sub in normalize_labels(settings.run.participant_label, "sub") or []
-            if not any(g.jobs for g in plan.groups if g.subject == sub)
-        ]
-        if lacking:
-            groups = [g for g in plan.groups if g.subject in lacking]
-            return (f"participant(s) {', '.join(lacking)} have no usable anatomical scan "
-                    f"({selection}){detail(groups)}")
-    return ""
-
-
-def _check_morphometry_dependencies(settings: Settings) -> None:
-    """A backend that cannot run here ends the run before any work: exit 2, one line."""
-    backend = settings.morphometry.seg_backend
-    if backend is None:
-        return
-    from ..morphometry.freesurfer import check_backend_available
-
-    problem = check_backend_available(
-        backend, fs_license_file=settings.morphometry.fs_license_file
-    )
-    if problem:
-        raise DependencyError(f"--seg-backend {backend}: {problem}")
-
-
-def _check_paths(settings: Settings) -> None:
-    run = settings.run
-    if _is_within(run.work_dir, run.bids_dir):
-        raise InputError(f"work directory {run.work_dir} is inside the BIDS dataset; use -w elsewhere")
-    # Outputs inside the raw dataset would be indexed as raw scans by the next run, except
-    # under derivatives/ (which pybids never indexes as raw data).
-    if _is_within(run.output_dir, run.bids_dir) and not _is_within(
-        run.output_dir, run.bids_dir / "derivatives"
-    ):
-        raise InputError(
-            f"output directory {run.output_dir} is inside the BIDS dataset; use "
-            f"{run.bids_dir / 'derivatives'}/... or a folder outside it"
-        )
-    if run.bids_database_dir is not None and _is_within(run.bids_database_dir, run.bids_dir):
-        raise InputError(
-            f"--bids-database-dir {run.bids_database_dir} is inside the BIDS dataset, which is "
-            "never written to; use a folder outside it"
-        )
-    for place, what in ((run.output_dir, "output directory"), (run.work_dir, "work directory"),
-                        (run.bids_database_dir, "--bids-database-dir")):
-        problem = place and _place_problem(place, what)
-        if problem:
-            raise InputError(problem)
-    _check_device(settings.synthsr.device)
-    if run.resource_monitor:
-        try:
-            import psutil  # noqa: F401  (nipype's monitor needs it; not a nipype dependency)
-        except ImportError:
-            raise DependencyError("--resource-monitor needs psutil: pip install psutil") from None
-    if run.omp_nthreads > run.nprocs:
-        log.warning("--omp-nthreads %d > --nprocs %d", run.omp_nthreads, run.nprocs)
 
 
 def run_group(settings: Settings) -> int:
@@ -263,16 +78,16 @@ def _run_participant(settings: Settings, command_line: Sequence[str], scratch: c
 
     run = settings.run
     # Before anything is read or written: a missing FreeSurfer (or licence) is exit 2.
-    _check_morphometry_dependencies(settings)
-    _check_paths(settings)
+    check_morphometry_dependencies(settings)
+    check_paths(settings)
     nipype = None
     if not run.dry_run and not run.reports_only:
         nipype = NipypeSettings.from_run(run)
         nipype.check(run.use_plugin)
-    plan, selection, models = _select(settings)
+    plan, selection, models = select(settings)
     from ..bids.plan import format_plan, scan_warnings, skipped_scans
 
-    problem = _nothing_to_run(settings, plan, selection)
+    problem = nothing_to_run(settings, plan, selection)
     if run.reports_only:
         from ..reports.subject import latest_run_dir
 
@@ -303,7 +118,7 @@ def _run_participant(settings: Settings, command_line: Sequence[str], scratch: c
 
     # Models of the plan other than --model (the general model next to a multi-channel one).
     for name in sorted({job.model for job in plan.jobs} - set(models)):
-        models[name] = _model_info(name, required=True)
+        models[name] = model_info(name, required=True)
 
     from ..atomic import atomic_write_bytes, sweep_temporaries
     from ..workflows.base import citation_markdown, init_synthsr_bids_wf
@@ -311,12 +126,12 @@ def _run_participant(settings: Settings, command_line: Sequence[str], scratch: c
 
     for stale in sweep_temporaries(run.output_dir) if run.output_dir.is_dir() else []:
         log.info("removed %s, left by a run that was killed", stale)
-    run_id = _run_id()
+    run_id = new_run_id()
     log_dir = run.output_dir / "logs" / run_id
     log_dir.mkdir(parents=True, exist_ok=True)
     run.work_dir.mkdir(parents=True, exist_ok=True)
     nipype.init(log_dir)
-    _write_outputs_scaffold(settings, plan, log_dir)
+    write_outputs_scaffold(settings, plan, log_dir)
     from ..reports.subject import record_run
 
     record_run(log_dir, argv=command_line, plugin=nipype.plugin, plugin_args=nipype.plugin_args)
