@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from synthsr_nipype.cli.bids_parser import get_parser, settings_from_args
+from synthsr_nipype.cli.bids_parser import get_parser
+from synthsr_nipype.cli.bids_settings import settings_from_args
 from synthsr_nipype.settings import MorphometryOptions, Settings
 from tests.paths import SHARED, TINY
 

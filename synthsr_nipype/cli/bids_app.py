@@ -33,8 +33,9 @@ from ..errors import (  # noqa: E402
 )
 from ..settings import Settings, log_level  # noqa: E402
 from .bids_checks import check_morphometry_dependencies, check_paths  # noqa: E402
-from .bids_parser import get_parser, settings_from_args  # noqa: E402
+from .bids_parser import get_parser  # noqa: E402
 from .bids_plan import model_info, new_run_id, nothing_to_run, select, write_outputs_scaffold  # noqa: E402
+from .bids_settings import settings_from_args  # noqa: E402
 
 log = logging.getLogger("synthsr_bids")
 

@@ -8,16 +8,7 @@ import re
 from pathlib import Path
 
 from ..bids.query import DEFAULT_SUFFIXES
-from ..errors import UsageError
 from ..morphometry import BACKENDS
-from ..settings import (
-    MorphometryOptions,
-    RunOptions,
-    Settings,
-    SynthSROptions,
-    default_omp_nthreads,
-    model_reference,
-)
 
 EXIT_CODES = (
     "exit codes: 0 success (and --dry-run); 1 bad input (some selected scans not processed, "
@@ -248,77 +239,3 @@ def get_parser() -> argparse.ArgumentParser:
         help="more messages (-v: progress of nodes, -vv: debug)",
     )
     return parser
-
-
-def settings_from_args(args: argparse.Namespace) -> Settings:
-    """The run's frozen settings from the parsed arguments (the rules are in
-    :mod:`synthsr_nipype.settings`; ``args`` is left as it is)."""
-    participant = args.analysis_level == "participant"
-    device = str(args.device)
-    use_gpu = participant and not args.dry_run and _uses_gpu(device)
-    omp_nthreads = args.omp_nthreads or default_omp_nthreads(args.nprocs)
-    run = RunOptions(
-        bids_dir=Path(args.bids_dir).resolve(),
-        output_dir=Path(args.output_dir).absolute(),
-        work_dir=Path(args.work_dir).absolute(),
-        analysis_level=args.analysis_level,
-        participant_label=tuple(args.participant_label) if args.participant_label else None,
-        session_label=tuple(args.session_label) if args.session_label else None,
-        suffixes=tuple(args.suffixes),
-        bids_filter_file=args.bids_filter_file,
-        bids_database_dir=_absolute(args.bids_database_dir),
-        validate=not args.skip_bids_validation,
-        nprocs=args.nprocs,
-        omp_nthreads=omp_nthreads,
-        mem_gb=args.mem_gb,
-        use_plugin=args.use_plugin,
-        resource_monitor=args.resource_monitor,
-        stop_on_first_crash=args.stop_on_first_crash,
-        write_graph=args.write_graph,
-        dry_run=args.dry_run,
-        reports_only=args.reports_only,
-        verbose_count=args.verbose_count,
-        model_given=not isinstance(args.model, DefaultStr),
-    )
-    synthsr = SynthSROptions(
-        model=model_reference(args.model) if participant else str(args.model),
-        general_model=model_reference(args.general_model),
-        ct=args.ct,
-        flip=not args.disable_flipping,
-        sharpen=not args.disable_sharpening,
-        device=device,
-        use_gpu=use_gpu,
-        omp_nthreads=omp_nthreads,
-        fusion_method=args.fusion,
-    )
-    if participant and args.thickness and args.seg_backend not in ("none", "ants"):
-        raise UsageError(f"--thickness needs the GM/WM posteriors of --seg-backend ants, not {args.seg_backend}")
-    if participant:
-        morphometry = MorphometryOptions(
-            seg_backend=args.seg_backend,
-            tbm=args.tbm,
-            thickness=args.thickness,
-            template_resolution=args.template_resolution,
-            fs_license_file=str(args.fs_license_file) if args.fs_license_file else None,
-            fs_subjects_dir=str(_absolute(args.fs_subjects_dir)) if args.fs_subjects_dir else None,
-            synthseg_robust=args.synthseg_robust,
-            synthseg_parc=args.synthseg_parc,
-        )
-    else:  # the group level selects volumes by backend; --tbm has nothing to imply there
-        morphometry = MorphometryOptions(seg_backend=args.seg_backend)
-    return Settings(run=run, synthsr=synthsr, morphometry=morphometry)
-
-
-def _absolute(path: Path | None) -> Path | None:
-    return None if path is None else Path(path).absolute()
-
-
-def _uses_gpu(device: str) -> bool:
-    """Whether SynthSR nodes will run on a CUDA GPU (then they take MultiProc GPU slots)."""
-    if device.startswith("cuda"):
-        return True
-    if device == "auto":
-        import torch
-
-        return bool(torch.cuda.is_available())
-    return False

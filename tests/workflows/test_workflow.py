@@ -405,7 +405,8 @@ def test_bad_plugin_file(tmp_path, scans, capsys):
 def test_plugin_poll_interval(tmp_path, yaml_text, plugin, poll):
     """Local plugins poll every 0.1 s; cluster plugins keep 2 s (each poll queries the scheduler once
     per pending job) unless the YAML says otherwise, which Nipype itself would ignore in plugin_args."""
-    from synthsr_nipype.cli.bids_parser import get_parser, settings_from_args
+    from synthsr_nipype.cli.bids_parser import get_parser
+    from synthsr_nipype.cli.bids_settings import settings_from_args
     from synthsr_nipype.workflows.execution import NipypeSettings
 
     argv = [str(tmp_path), str(tmp_path / "out"), "participant", "--nprocs", "2", "--dry-run"]
@@ -515,7 +516,8 @@ def test_freesurfer_backend_missing_exit_2_before_any_work(tmp_path, scans, caps
 
 
 def test_seg_backend_choice_and_tbm_default():
-    from synthsr_nipype.cli.bids_parser import DefaultStr, get_parser, settings_from_args
+    from synthsr_nipype.cli.bids_parser import DefaultStr, get_parser
+    from synthsr_nipype.cli.bids_settings import settings_from_args
 
     parse = get_parser().parse_args
     base = [str(SHARED), "out", "participant", "--dry-run"]
