@@ -39,12 +39,13 @@ def _save_svg(fig: Figure, path: str | os.PathLike) -> Path:
 
 def plot_distributions(
     wide: pd.DataFrame, structures: list[str], out_file: str | os.PathLike, *, normalise: bool = False,
-    outliers: pd.DataFrame | None = None, title: str = "",
+    outliers: pd.DataFrame | None = None, title: str = "", unit: str = "mL",
 ) -> Path:
     """One panel per structure: box plot of the group with every subject/session marked.
 
     ``normalise`` divides by TIV (ICV-normalised volumes, in % of TIV). Subjects flagged in
     ``outliers`` (rows with participant_id, session_id, name) are drawn in red and named.
+    ``unit``: ``mL`` for volumes in mm³ (shown in mL), anything else labels the values as they are.
     """
     ncols = min(4, max(1, len(structures)))
     nrows = math.ceil(len(structures) / ncols)
@@ -58,7 +59,7 @@ def plot_distributions(
         values = wide[name].astype(float)
         if normalise:
             values = 100.0 * values / wide[TIV_NAME].astype(float)
-        else:
+        elif unit == "mL":
             values = values / MM3_PER_ML  # mL reads better than mm³
         finite = values[np.isfinite(values)]
         if len(finite):
@@ -72,7 +73,7 @@ def plot_distributions(
                 ax.annotate(labels[i], (v, jitter[i]), fontsize=6, xytext=(2, 3), textcoords="offset points")
         ax.set_title(name, fontsize=9)
         ax.set_yticks([])
-        ax.set_xlabel("% of TIV" if normalise else "mL", fontsize=8)
+        ax.set_xlabel("% of TIV" if normalise else unit, fontsize=8)
         ax.tick_params(labelsize=7)
     if title:
         fig.suptitle(title, fontsize=10)

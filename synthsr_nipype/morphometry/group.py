@@ -48,10 +48,12 @@ def collect_volumes(
     model: str | None = None,
     participant_label: list[str] | None = None,
     session_label: list[str] | None = None,
+    desc: str = "volume",
 ) -> pd.DataFrame:
-    """Long table of every participant ``_desc-volume_morph.tsv`` under ``output_dir`` (pybids).
+    """Long table of every participant ``_desc-<desc>_morph.tsv`` under ``output_dir`` (pybids).
 
-    Columns: participant_id, session_id, seg_backend, synthsr_model, index, name, volume-mm3.
+    Columns: participant_id, session_id, seg_backend, synthsr_model, then the table's own
+    (``volume``: index, name, volume-mm3; ``thickness``: index, name, thickness-mm, volume-mm3).
     """
     from bids import BIDSLayout
 
@@ -60,7 +62,7 @@ def collect_volumes(
         raise GroupError(f"{root} is not a derivatives dataset (no dataset_description.json); "
                          "run the participant level first")
     layout = BIDSLayout(root, validate=False, config=["bids", "derivatives"])
-    query: dict[str, Any] = {"suffix": "morph", "desc": "volume", "extension": ".tsv"}
+    query: dict[str, Any] = {"suffix": "morph", "desc": desc, "extension": ".tsv"}
     if participant_label:
         query["subject"] = [p[4:] if p.startswith("sub-") else p for p in participant_label]
     if session_label:  # then subjects without sessions are left out, as at the participant level
@@ -79,7 +81,8 @@ def collect_volumes(
         selected = "".join(f" for {flag} {' '.join(labels)}" for flag, labels in
                            (("--participant-label", participant_label), ("--session-label", session_label))
                            if labels)
-        raise GroupError(f"no participant volumes (*_desc-volume_morph.tsv) found under {root}{selected}; "
+        what = "volumes" if desc == "volume" else f"{desc} tables"
+        raise GroupError(f"no participant {what} (*_desc-{desc}_morph.tsv) found under {root}{selected}; "
                          "the participant level writes them only with --seg-backend or --tbm")
     long = pd.concat(frames, ignore_index=True)
     if seg_backend is not None:
@@ -98,9 +101,9 @@ def collect_volumes(
     return long.sort_values(["participant_id", "session_id", "name"], kind="stable").reset_index(drop=True)
 
 
-def wide_table(long: pd.DataFrame) -> pd.DataFrame:
-    """One row per subject/session, one column per structure, TIV last."""
-    wide = long.pivot_table(index=ID_COLUMNS, columns="name", values="volume-mm3", aggfunc="first", sort=False)
+def wide_table(long: pd.DataFrame, value: str = "volume-mm3") -> pd.DataFrame:
+    """One row per subject/session, one column per structure (its ``value``), TIV last."""
+    wide = long.pivot_table(index=ID_COLUMNS, columns="name", values=value, aggfunc="first", sort=False)
     # structures in the order of the first participant's table, TIV at the end
     order = [n for n in dict.fromkeys(long["name"]) if n != TIV_NAME]
     if TIV_NAME in wide.columns:

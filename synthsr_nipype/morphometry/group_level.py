@@ -6,6 +6,7 @@ Writes under ``<output_dir>/group/``::
     volumes.tsv          one row per subject/session, one column per structure (+ TIV)
     volumes_long.tsv     the same in long format
     zscores.tsv          per-structure z-scores (raw and ICV-normalised) with |z| > 3 flags
+    thickness.tsv, thickness_zscores.tsv   mean cortical thickness per region (--thickness runs)
     figures/volumes.svg, figures/volumes_icv.svg
     group.html
 """
@@ -16,11 +17,14 @@ import logging
 import os
 from pathlib import Path
 
+import pandas as pd
+
 from ..atomic import atomic_write_tsv
 from ..bids.derivatives import write_bidsignore
+from ..errors import GroupError
 from .derivatives import bidsignore_patterns
 from .figures import plot_distributions
-from .group import collect_volumes, wide_table, zscores
+from .group import ID_COLUMNS, collect_volumes, wide_table, zscores
 from .labels import TIV_NAME
 from .report import write_group_report
 
@@ -64,6 +68,14 @@ def run_group_level(
             plot_distributions(wide, tissue, group / "figures" / "volumes_icv.svg", normalise=True,
                                outliers=z[z["outlier"]], title=f"ICV-normalised volumes ({backend})")
         )
+    thickness = _thickness_tables(out, group, seg_backend=backend, model=model,
+                                  participant_label=participant_label, session_label=session_label)
+    if thickness is not None:
+        figures["Mean cortical thickness per region (mm; DiReCT)"] = str(
+            plot_distributions(thickness, [c for c in thickness.columns if c not in ID_COLUMNS],
+                               group / "figures" / "thickness.svg", title=f"Cortical thickness ({backend})",
+                               unit="mm")
+        )
     write_group_report(group / "group.html", wide=wide, zscores=z, figures=figures,
                        title="synthsr-nipype group volumetry")
     write_bidsignore(out, bidsignore_patterns())
@@ -71,3 +83,16 @@ def run_group_level(
     LOGGER.info("group level: %d rows, %d structures, %d outlier volumes → %s",
                 len(wide), len(structures), n_out, group)
     return group
+
+
+def _thickness_tables(out: Path, group: Path, **selection) -> pd.DataFrame | None:
+    """``thickness.tsv`` (wide, mm) and ``thickness_zscores.tsv`` when the participants have thickness tables."""
+    try:
+        long = collect_volumes(out, desc="thickness", **selection)
+    except GroupError:
+        return None  # no --thickness at the participant level
+    wide = wide_table(long, value="thickness-mm")
+    z = zscores(wide).rename(columns={"volume-mm3": "thickness-mm"}).drop(columns=["icv_fraction", "z_icv"])
+    atomic_write_tsv(group / "thickness.tsv", wide)
+    atomic_write_tsv(group / "thickness_zscores.tsv", z)
+    return wide

@@ -97,6 +97,34 @@ def test_group_tables_zscores_figures(tmp_path):
     assert (group / "figures" / "volumes.svg").read_bytes() == first
 
 
+def test_group_thickness_tables(tmp_path):
+    """--thickness participants: thickness.tsv (mm per region), its z-scores, a figure in group.html."""
+    from synthsr_nipype.morphometry.thickness import THICKNESS_COLUMNS
+
+    root = _cohort(_dataset(tmp_path / "out"))
+    assert not (run_group_level(root) / "thickness.tsv").exists()  # none written without thickness tables
+    rng = np.random.default_rng(1)
+    for anat in sorted(root.glob("sub-*/**/anat")):
+        morph = next(anat.glob("*_desc-volume_morph.tsv"))
+        left, right = 2.4 + rng.normal(0, 0.05), 2.5 + rng.normal(0, 0.05)
+        rows = [(1, "Left-Cerebral-Cortex", left, 3e5), (2, "Right-Cerebral-Cortex", right, 3e5),
+                (None, "Cortex", (left + right) / 2, 6e5)]
+        pd.DataFrame(rows, columns=THICKNESS_COLUMNS).to_csv(
+            anat / morph.name.replace("desc-volume", "desc-thickness"), sep="\t", index=False, na_rep="n/a")
+    group = run_group_level(root)
+    wide = read_tsv(group / "thickness.tsv")
+    assert list(wide.columns) == ["participant_id", "session_id", "seg_backend", "synthsr_model",
+                                  "Cortex", "Left-Cerebral-Cortex", "Right-Cerebral-Cortex"]
+    assert len(wide) == 12 and wide["Cortex"].between(2.2, 2.7).all()
+    z = read_tsv(group / "thickness_zscores.tsv")
+    assert {"thickness-mm", "z", "outlier"} <= set(z.columns) and "z_icv" not in z.columns
+    assert z[z["name"] == "Cortex"]["z"].std() == pytest.approx(1)
+    assert "figures/thickness.svg" in (group / "group.html").read_text()
+    assert "<svg" in (group / "figures" / "thickness.svg").read_text()
+    # the volumes are untouched by the thickness tables
+    assert list(read_tsv(group / "volumes.tsv").columns)[-1] == "TIV"
+
+
 def test_group_refuses_to_mix_backends(tmp_path):
     root = _dataset(tmp_path / "out")
     _participant(root, "01", None, {"CSF": 1.0, "GM": 2.0, "WM": 3.0})
