@@ -34,7 +34,7 @@ def model_url(info: ModelInfo, base_url: str | None = None) -> str:
     base = base_url or os.environ.get("SYNTHSR_MODELS_URL")
     if base:
         return base.rstrip("/") + "/" + info.filename
-    url = upstream_url(info)
+    url = upstream_url(info.upstream, info.filename, info.sha256, info.size)
     if url is None:
         raise FetchError(f"model '{info.name}' ships with the package; there is nothing to download")
     return url

@@ -13,10 +13,6 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from .registry import ModelInfo
 
 #: Publisher name -> the root its paths are relative to.  Tests point these at a local server laid out the same.
 ORIGINS: dict[str, str] = {
@@ -47,15 +43,22 @@ def hashdirlower(key: str) -> str:
     return f"{digest[:3]}/{digest[3:6]}"
 
 
-def upstream_url(info: ModelInfo) -> str | None:
-    """The publisher's address for a registry entry, or None when there is nothing to download."""
-    source = info.upstream
+def upstream_url(source: Upstream | None, filename: str, sha256: str | None, size: int | None) -> str | None:
+    """The publisher's address of a file (a registry entry's ``upstream``, file name, SHA-256 and size), or
+    None when there is nothing to download.  It takes the facts, not the registry's ``ModelInfo``: the
+    registry imports this module, not the other way round.
+
+    >>> from synthsr_nipype.model.registry import MODELS
+    >>> v1 = MODELS["v1"]
+    >>> upstream_url(v1.upstream, v1.filename, v1.sha256, v1.size)
+    'https://raw.githubusercontent.com/freesurfer/freesurfer/dev/mri_synthsr/synthsr_v10_210712.h5'
+    """
     if source is None:
         return None
     root = ORIGINS[source.origin]
     if source.path is not None:
         return root + source.path
-    if info.sha256 is None or info.size is None:
-        raise ValueError(f"model '{info.name}': a git-annex object needs the file's SHA-256 and size")
-    key = annex_key(info.sha256, info.size, info.filename)
+    if sha256 is None or size is None:
+        raise ValueError(f"{filename}: a git-annex object needs the file's SHA-256 and size")
+    key = annex_key(sha256, size, filename)
     return f"{root}annex/objects/{hashdirlower(key)}/{key}/{key}"
