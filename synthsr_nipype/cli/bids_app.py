@@ -23,6 +23,8 @@ from pathlib import Path
 # Nipype asks a web service for updates on import; a BIDS-App on a cluster node must not.
 os.environ.setdefault("NIPYPE_NO_ET", "1")
 
+from ..atomic import atomic_write_bytes, sweep_temporaries  # noqa: E402
+from ..bids.labels import normalize_labels  # noqa: E402
 from ..errors import (  # noqa: E402
     EXIT_FAILED,
     EXIT_OK,
@@ -42,7 +44,6 @@ log = logging.getLogger("synthsr_bids")
 
 def run_group(settings: Settings) -> int:
     """``group``: collect the participant volumes of ``output_dir`` into ``output_dir/group``."""
-    from ..bids.labels import normalize_labels
     from ..model.registry import model_label
     from ..morphometry.group_level import run_group_level
 
@@ -121,7 +122,6 @@ def _run_participant(settings: Settings, command_line: Sequence[str], scratch: c
     for name in sorted({job.model for job in plan.jobs} - set(models)):
         models[name] = model_info(name, required=True)
 
-    from ..atomic import atomic_write_bytes, sweep_temporaries
     from ..workflows.base import citation_markdown, init_synthsr_bids_wf
     from ..workflows.execution import crash_lines, crash_summary, no_space_line
 

@@ -10,7 +10,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ..atomic import atomic_write_bytes, atomic_write_text
+from ..bids.derivatives import (
+    PARTICIPANT_BIDSIGNORE,
+    write_bidsignore,
+    write_dataset_description,
+    write_readme,
+)
+from ..bids.labels import normalize_labels
+from ..bids.query import select_scans
 from ..errors import SynthSRError
+from ..morphometry.derivatives import bidsignore_patterns
 from ..settings import Settings
 
 
@@ -35,7 +45,6 @@ def model_info(model: str, *, required: bool) -> dict[str, Any]:
 def select(settings: Settings):
     """Layout, query and plan; raises an InputError with one line when nothing can run."""
     from ..bids.plan import DEFAULT_BASE_FEATURES, build_plan
-    from ..bids.query import select_scans
     from ..model.registry import channel_suffixes
 
     run, model = settings.run, settings.synthsr.model
@@ -72,21 +81,12 @@ def select(settings: Settings):
 
 
 def write_outputs_scaffold(settings: Settings, plan, log_dir: Path) -> None:
-    from ..atomic import atomic_write_bytes, atomic_write_text
-    from ..bids.derivatives import (
-        PARTICIPANT_BIDSIGNORE,
-        write_bidsignore,
-        write_dataset_description,
-        write_readme,
-    )
     from ..bids.plan import format_plan
 
     output_dir = settings.run.output_dir
     write_dataset_description(output_dir, settings.run.bids_dir)
     ignore = list(PARTICIPANT_BIDSIGNORE)
     if settings.morphometry.enabled:  # community suffixes (_morph.tsv, _map.nii.gz), group/
-        from ..morphometry.derivatives import bidsignore_patterns
-
         ignore += bidsignore_patterns()
     write_bidsignore(output_dir, ignore)
     write_readme(output_dir)
@@ -107,8 +107,6 @@ def nothing_to_run(settings: Settings, plan, selection: str) -> str:
     if not plan.jobs:
         return f"no usable anatomical scan matched ({selection}){detail(plan.groups)}"
     if settings.run.participant_label:
-        from ..bids.labels import normalize_labels
-
         lacking = [
             sub for sub in normalize_labels(settings.run.participant_label, "sub") or []
             if not any(g.jobs for g in plan.groups if g.subject == sub)
