@@ -53,6 +53,7 @@ class SynthSROptions:
     use_gpu: bool = False
     omp_nthreads: int = 1
     fusion_method: str = "median"
+    output_space: str = "1mm"  # "native": also each output on its input scan's grid
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,12 @@ from ..citations import how_to_acknowledge
 #: Extended pattern for anatomical derivatives. pybids' own derivatives pattern for T1w
 #: lacks task/run/echo/part..., which raw anatomical names may carry (ds004332 has task-).
 #: It is tried only after pybids' patterns, so names match pybids wherever pybids can name.
+#: ``mask``: the reliability maps (docs/qc.md); ``res-native``: outputs on the input scan's grid.
 EXTENDED_ANAT_PATTERN = (
     "sub-{subject}[/ses-{session}]/{datatype<anat>|anat}/sub-{subject}[_ses-{session}]"
     "[_task-{task}][_acq-{acquisition}][_ce-{ceagent}][_rec-{reconstruction}][_run-{run}]"
     "[_echo-{echo}][_flip-{flip}][_inv-{inv}][_mt-{mt}][_part-{part}][_space-{space}]"
-    "[_chunk-{chunk}][_desc-{desc}]_{suffix<T1w>}{extension<.nii|.nii.gz|.json>|.nii.gz}"
+    "[_chunk-{chunk}][_res-{res}][_desc-{desc}]_{suffix<T1w|mask>}{extension<.nii|.nii.gz|.json>|.nii.gz}"
 )
 #: Transforms (pybids' derivatives config knows ``from``, ``to`` and ``mode`` but has no pattern for them).
 XFM_PATTERN = (
@@ -73,6 +74,21 @@ def scan_output_entities(source: Mapping[str, Any], source_suffix: str) -> dict[
     """Entities of a per-scan output: the source's, plus ``desc-synthsr<Suffix>``, ``T1w``."""
     ents = {k: str(v) for k, v in source.items() if v is not None}
     ents.update(desc=f"synthsr{source_suffix}", suffix="T1w", datatype="anat")
+    return ents
+
+
+def reliability_entities(image_entities: Mapping[str, Any]) -> dict[str, str]:
+    """Entities of an image's reliability map: the image's, ``desc-<its desc>Reliability``, ``mask``
+    (``sub-01_acq-ax_desc-synthsrFLAIRReliability_mask``; the fused image's: ``desc-synthsrReliability``)."""
+    ents = {k: str(v) for k, v in image_entities.items() if v is not None}
+    ents.update(desc=f"{ents['desc']}Reliability", suffix="mask", datatype="anat")
+    return ents
+
+
+def native_entities(scan_entities: Mapping[str, Any]) -> dict[str, str]:
+    """Entities of a per-scan output resampled onto its input's grid: the output's plus ``res-native``."""
+    ents = {k: str(v) for k, v in scan_entities.items() if v is not None}
+    ents["res"] = "native"
     return ents
 
 

@@ -144,6 +144,11 @@ def get_parser() -> argparse.ArgumentParser:
         help="voxel-wise combination of a group's registered outputs",
     )
     g_model.add_argument(
+        "--output-space", choices=["1mm", "native"], default="1mm",
+        help="native: also write each scan's SynthSR output resampled onto that scan's grid and field of view "
+             "(..._res-native_desc-synthsr<Suffix>_T1w.nii.gz; default 1mm: the 1 mm outputs only)",
+    )
+    g_model.add_argument(
         "--device", type=_device, default="auto", help="auto, cpu, cuda, cuda:N or mps (not part of the cache key)"
     )
 

@@ -58,6 +58,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         use_gpu=use_gpu,
         omp_nthreads=omp_nthreads,
         fusion_method=args.fusion,
+        output_space=args.output_space,
     )
     if participant and args.thickness and args.seg_backend not in ("none", "ants"):
         raise UsageError(f"--thickness needs the GM/WM posteriors of --seg-backend ants, not {args.seg_backend}")

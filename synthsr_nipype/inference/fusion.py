@@ -51,6 +51,7 @@ class FusionResult:
     image: Any  # nibabel.Nifti1Image on the reference grid
     transforms: list[np.ndarray | None] = field(default_factory=list)  # per input, 4x4 (LPS)
     metadata: dict[str, Any] = field(default_factory=dict)
+    reliability: np.ndarray | None = None  # fused reliability map on the reference grid (with ``maps``)
 
 
 def write_itk_affine(matrix: np.ndarray | None, path: str | os.PathLike) -> Path:
@@ -94,6 +95,7 @@ def fuse_images(
     method: str = "median",
     threads: int = 1,
     settings: RigidSettings = RigidSettings(),
+    maps: Sequence[Any] | None = None,
 ) -> FusionResult:
     """Register ``images`` rigidly to ``images[reference]`` and combine them voxel-wise.
 
@@ -107,6 +109,9 @@ def fuse_images(
         ``"median"`` (default) or ``"mean"``.
     threads
         ITK threads for registration (1 gives bit-identical results across runs).
+    maps
+        Each image's reliability map on its own grid (:mod:`.reliability`): resampled with its
+        registration, they give the fused image's map and QC numbers (``metadata["ReliabilityQC"]``).
 
     Returns
     -------
@@ -131,7 +136,10 @@ def fuse_images(
         "FusionReferenceIndex": reference,
     }
     if len(nimgs) == 1:
-        return FusionResult(image=ref_img, transforms=[None], metadata=meta)
+        result = FusionResult(image=ref_img, transforms=[None], metadata=meta)
+        if maps is not None:
+            _fused_reliability(result, [_as_nifti(maps[0])], None, np.asarray(ref_img.dataobj, dtype=np.float32))
+        return result
 
     from ..isolation import ants_version, run_isolated
 
@@ -166,4 +174,43 @@ def fuse_images(
         "NumberOfThreads": max(1, int(threads)),
         "Interpolation": "linear",
     }
-    return FusionResult(image=out, transforms=transforms, metadata=meta)
+    result = FusionResult(image=out, transforms=transforms, metadata=meta)
+    if maps is not None:
+        _fused_reliability(result, [_as_nifti(m) for m in maps], data, fused)
+    return result
+
+
+_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+def map_onto_reference(image: Any, transform: np.ndarray | None, reference: Any) -> np.ndarray:
+    """``image`` (a per-scan map) resampled onto ``reference``'s grid with its rigid ``transform`` (ITK/LPS,
+    reference points to moving points, as :func:`fuse_images` returns it); linear, 0 outside."""
+    import torch
+
+    from .geometry import resample_like
+
+    moving_to_ref = np.eye(4) if transform is None else np.linalg.inv(_LPS @ transform @ _LPS)
+    data = torch.from_numpy(np.asarray(image.dataobj, dtype=np.float64))
+    moved = resample_like(data, moving_to_ref @ image.affine, tuple(reference.shape[:3]), reference.affine)
+    return moved.numpy().astype(np.float32)
+
+
+def _fused_reliability(result: FusionResult, maps: list, stack: np.ndarray | None, fused: np.ndarray) -> None:
+    from . import reliability
+
+    ref = result.image
+    moved = [map_onto_reference(m, t, ref) for m, t in zip(maps, result.transforms)]
+    result.reliability = reliability.fused_reliability(moved, stack, fused)
+    brain = reliability.brain_region(fused)
+    qc: dict[str, Any] = {"MeanReliability": round(float(result.reliability[brain].mean()), 4) if brain.any() else 0.0,
+                          "MeanScansCovering": round(float(reliability.scans_covering(moved)[brain].mean()), 4)
+                          if brain.any() else 0.0}
+    if stack is not None:
+        # each registered scan's median absolute difference from the fused image in the brain, normalised like the
+        # TTA disagreement: a scan that registered badly (or moved) differs by a large part of the contrast
+        scale = reliability.disagreement_scale(fused)
+        qc["RegistrationResidual"] = [round(float(np.median(np.abs(s[brain] - fused[brain])) / scale), 4)
+                                      for s in stack]
+    result.metadata["ReliabilityQC"] = qc
+    result.metadata["QCFlags"] = reliability.qc_flags(qc)

@@ -237,6 +237,11 @@ def qc_flags(qc: dict[str, float | None]) -> list[str]:
     if qc.get("UncoveredFraction") is not None and qc["UncoveredFraction"] > uncovered + 1e-3:
         flags.append(f"{100 * qc['UncoveredFraction']:.0f} % of the brain has no slice within {UNCOVERED_MM:g} mm "
                      f"(> {100 * uncovered:.0f} %, contiguous {UNCOVERED_REFERENCE_MM:g} mm slices)")
+    residuals = qc.get("RegistrationResidual") or []
+    if residuals and max(residuals) > TTA_THRESHOLD:
+        # the same yardstick: a registered scan off the fused image by a quarter of the contrast is misplaced
+        flags.append(f"a registered scan differs from the fused image ({max(residuals):.2f} > {TTA_THRESHOLD:g} of "
+                     "the grey/white contrast)")
     if qc.get("TTADisagreement") is not None and qc["TTADisagreement"] > TTA_THRESHOLD:
         flags.append(f"left-right passes disagree ({qc['TTADisagreement']:.2f} > {TTA_THRESHOLD:g} of the "
                      "grey/white contrast)")

@@ -19,6 +19,9 @@ class _RigidFusionInputSpec(BaseInterfaceInputSpec):
     in_files = InputMultiObject(File(exists=True), mandatory=True, desc="SynthSR outputs")
     reference_index = traits.Int(0, usedefault=True, desc="index of the reference output")
     method = traits.Enum("median", "mean", usedefault=True, desc="voxel-wise combination")
+    reliability_files = InputMultiObject(
+        File(exists=True), desc="each output's reliability map (same order): the fused image gets its own map"
+    )
 
 
 class _RigidFusionOutputSpec(TraitedSpec):
@@ -27,6 +30,8 @@ class _RigidFusionOutputSpec(TraitedSpec):
     out_transforms = OutputMultiObject(
         File(), desc="rigid transforms (ITK text, LPS; identity for the reference), one per input"
     )
+    out_reliability = File(desc="the fused image's reliability map (with reliability_files)")
+    out_reliability_json = File(desc="its formula and QC numbers")
 
 
 class RigidFusion(SimpleInterface):
@@ -36,7 +41,10 @@ class RigidFusion(SimpleInterface):
     output_spec = _RigidFusionOutputSpec
 
     def _run_interface(self, runtime):
+        from nipype.interfaces.base import isdefined
+
         from ..atomic import atomic_copy, atomic_write_json, atomic_write_nifti
+        from ..inference import reliability
         from ..inference.fusion import fuse_images, write_itk_affine
 
         files = list(self.inputs.in_files)
@@ -48,6 +56,7 @@ class RigidFusion(SimpleInterface):
             method=self.inputs.method,
             # One ITK thread: multi-threaded metric sums differ in the last bits between runs.
             threads=1,
+            maps=list(self.inputs.reliability_files) if isdefined(self.inputs.reliability_files) else None,
         )
         if len(files) == 1:
             atomic_copy(files[0], out_file)  # pass-through keeps the bytes
@@ -56,6 +65,12 @@ class RigidFusion(SimpleInterface):
         transforms = []
         for i, matrix in enumerate(result.transforms):
             transforms.append(str(write_itk_affine(matrix, cwd / f"transform{i:02d}.txt")))
+        if result.reliability is not None:
+            qc = result.metadata["ReliabilityQC"]
+            rel_file = atomic_write_nifti(cwd / "reliability.nii.gz",
+                                          reliability.map_image(result.reliability, result.image))
+            rel_json = atomic_write_json(cwd / "reliability.json", reliability.sidecar(qc, fused=len(files) > 1))
+            self._results.update(out_reliability=str(rel_file), out_reliability_json=str(rel_json))
         out_json = cwd / "fusion.json"
         atomic_write_json(out_json, result.metadata)
         self._results.update(

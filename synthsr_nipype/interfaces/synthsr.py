@@ -27,6 +27,10 @@ class _SynthSRInputSpec(BaseInterfaceInputSpec):
     ct = traits.Bool(False, usedefault=True, desc="input is a CT scan")
     flip = traits.Bool(True, usedefault=True, desc="average with the left-right flipped prediction")
     sharpen = traits.Bool(True, usedefault=True, desc="sharpen the output")
+    reliability = traits.Bool(True, usedefault=True,
+                              desc="also write the output's reliability map and its QC numbers (docs/qc.md)")
+    output_space = traits.Enum("1mm", "native", usedefault=True,
+                               desc="native: also write the output resampled onto the first input's grid")
     out_name = traits.Str("synthsr.nii.gz", usedefault=True, hash_files=False, desc="output file name")
     # Where and how fast it runs does not change the result: excluded from the cache key.
     device = traits.Str("auto", usedefault=True, nohash=True, desc="cpu, cuda, cuda:N, mps or auto")
@@ -37,7 +41,10 @@ class _SynthSRInputSpec(BaseInterfaceInputSpec):
 
 class _SynthSROutputSpec(TraitedSpec):
     out_file = File(exists=True, desc="synthetic 1 mm MP-RAGE-like image")
-    out_json = File(exists=True, desc="provenance (model, SHA-256, flags, version, header warnings)")
+    out_json = File(exists=True, desc="provenance (model, SHA-256, flags, version, header warnings, QC numbers)")
+    out_reliability = File(desc="reliability map on the output's grid (float 0-1)")
+    out_reliability_json = File(desc="the map's formula, inputs and QC numbers")
+    out_native = File(desc="the output on the first input's grid (output_space native)")
 
 
 class SynthSR(SimpleInterface):
@@ -56,7 +63,7 @@ class SynthSR(SimpleInterface):
     def _run_interface(self, runtime):
         from ..atomic import atomic_write_json, atomic_write_nifti
         from ..bids.sidecars import synthsr_metadata
-        from ..inference import run
+        from ..inference import native_image, reliability, synthesise
         from ..inference.checks import HeaderWarning
         from ..model import load_model
         from ..model.registry import model_label
@@ -67,7 +74,7 @@ class SynthSR(SimpleInterface):
         net = load_model(self.inputs.model, device="cpu")
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", HeaderWarning)
-            image = run(
+            syn = synthesise(
                 list(self.inputs.in_files),
                 model=net,
                 ct=self.inputs.ct,
@@ -81,8 +88,13 @@ class SynthSR(SimpleInterface):
         for w in caught:  # anything else goes on as usual
             if not isinstance(w.message, HeaderWarning):
                 warnings.showwarning(w.message, w.category, w.filename, w.lineno)
-        out_file = Path(runtime.cwd) / self.inputs.out_name
+        image = syn.image
+        cwd = Path(runtime.cwd)
+        out_file = cwd / self.inputs.out_name
         atomic_write_nifti(out_file, image)
+        if self.inputs.output_space == "native":
+            self._results["out_native"] = str(atomic_write_nifti(cwd / "native.nii.gz",
+                                                                 native_image(image, syn.volumes[0])))
         meta = synthsr_metadata(
             model_name=model_label(net.name),
             model_sha256=net.sha256,
@@ -92,7 +104,14 @@ class SynthSR(SimpleInterface):
             sharpen=self.inputs.sharpen,
             header_warnings=notes,
         )
-        out_json = Path(runtime.cwd) / "synthsr.json"
+        if self.inputs.reliability:
+            rel = syn.reliability()
+            meta["ReliabilityQC"] = rel.qc
+            meta["QCFlags"] = reliability.qc_flags(rel.qc)
+            rel_file = atomic_write_nifti(cwd / "reliability.nii.gz", reliability.map_image(rel.reliability, image))
+            rel_json = atomic_write_json(cwd / "reliability.json", reliability.sidecar(rel.qc))
+            self._results.update(out_reliability=str(rel_file), out_reliability_json=str(rel_json))
+        out_json = cwd / "synthsr.json"
         atomic_write_json(out_json, meta)
         self._results["out_file"] = str(out_file)
         self._results["out_json"] = str(out_json)

@@ -31,6 +31,9 @@ MORPH_COLUMNS_META = {
     "index": {"Description": "Label value in the _dseg image; n/a for derived totals (TIV)"},
     "name": {"Description": "Structure name (see the _dseg.tsv look-up table)"},
     "volume-mm3": {"Description": "Volume of the structure", "Units": "mm^3"},
+    "mean-reliability": {"Description": "Mean reliability (0-1) of the structure's voxels in the fused image's "
+                                        "reliability map (docs/qc.md); for TIV, of the whole segmentation. A "
+                                        "structure no slice covered can be filtered on it"},
 }
 
 

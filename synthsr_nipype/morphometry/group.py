@@ -117,17 +117,24 @@ def zscores(wide: pd.DataFrame, threshold: float = OUTLIER_Z) -> pd.DataFrame:
     """Long table of z-scores per structure (raw and ICV-normalised), with outlier flags.
 
     z uses the sample standard deviation (ddof=1); with n subjects no |z| can exceed
-    (n-1)/sqrt(n), so flags need n ≥ 11 to be possible at |z| > 3.
+    (n-1)/sqrt(n), so flags need n ≥ 11 to be possible at |z| > 3: below
+    :data:`~.plausibility.MIN_N_STATISTICS` rows the z columns are n/a (the volumes and
+    fractions are kept).
     """
+    from .plausibility import MIN_N_STATISTICS
+
     structures = [c for c in wide.columns if c not in ID_COLUMNS]
+    small = len(wide) < MIN_N_STATISTICS
     rows = []
     tiv = wide[TIV_NAME] if TIV_NAME in wide.columns else None
     for name in structures:
         vol = wide[name].astype(float)
-        z = (vol - vol.mean()) / vol.std(ddof=1) if vol.count() > 1 else pd.Series(np.nan, index=vol.index)
+        z = ((vol - vol.mean()) / vol.std(ddof=1) if vol.count() > 1 and not small
+             else pd.Series(np.nan, index=vol.index))
         if tiv is not None and name != TIV_NAME:
             frac = vol / tiv
-            z_icv = (frac - frac.mean()) / frac.std(ddof=1) if frac.count() > 1 else pd.Series(np.nan, index=vol.index)
+            z_icv = ((frac - frac.mean()) / frac.std(ddof=1) if frac.count() > 1 and not small
+                     else pd.Series(np.nan, index=vol.index))
         else:
             frac = z_icv = pd.Series(np.nan, index=vol.index)
         for i in wide.index:
@@ -142,3 +149,45 @@ def zscores(wide: pd.DataFrame, threshold: float = OUTLIER_Z) -> pd.DataFrame:
                 "outlier": bool(abs(z[i]) > threshold or abs(z_icv[i]) > threshold),
             })
     return pd.DataFrame(rows)
+
+
+QC_COLUMNS = ["participant_id", "session_id", "image", "kind", "MeanReliability", "UncoveredFraction",
+              "TTADisagreement", "RegistrationResidual", "flags", "report"]
+
+
+def collect_qc(output_dir: str | os.PathLike, *, participant_label: list[str] | None = None,
+               session_label: list[str] | None = None) -> pd.DataFrame:
+    """Every SynthSR output's and fused image's QC numbers (their sidecars' ``ReliabilityQC``, docs/qc.md),
+    worst mean reliability first, each with its subject's report."""
+    root = Path(output_dir)
+    subjects = {p[4:] if p.startswith("sub-") else p for p in participant_label or []}
+    sessions = {s[4:] if s.startswith("ses-") else s for s in session_label or []}
+    rows = []
+    for sidecar in sorted(root.glob("sub-*/**/anat/sub-*_T1w.json")):
+        if "_res-native_" in sidecar.name:
+            continue
+        try:
+            meta = json.loads(sidecar.read_text())
+        except (OSError, ValueError):
+            continue
+        qc = meta.get("ReliabilityQC")
+        if not isinstance(qc, dict):
+            continue
+        parts = dict(part.split("-", 1) for part in sidecar.name.split("_")[:-1] if "-" in part)
+        if (subjects and parts.get("sub") not in subjects) or (sessions and parts.get("ses") not in sessions):
+            continue
+        residual = qc.get("RegistrationResidual")
+        rows.append({
+            "participant_id": f"sub-{parts['sub']}",
+            "session_id": f"ses-{parts['ses']}" if parts.get("ses") else "n/a",
+            "image": sidecar.relative_to(root).as_posix()[: -len(".json")] + ".nii.gz",
+            "kind": "fused" if parts.get("desc") == "synthsr" else "scan",
+            "MeanReliability": qc.get("MeanReliability"),
+            "UncoveredFraction": qc.get("UncoveredFraction"),
+            "TTADisagreement": qc.get("TTADisagreement"),
+            "RegistrationResidual": max(residual) if residual else None,
+            "flags": "; ".join(meta.get("QCFlags", [])),
+            "report": f"sub-{parts['sub']}.html",
+        })
+    table = pd.DataFrame(rows, columns=QC_COLUMNS)
+    return table.sort_values("MeanReliability", kind="stable").reset_index(drop=True)

@@ -6,8 +6,11 @@ Writes under ``<output_dir>/group/``::
     volumes.tsv          one row per subject/session, one column per structure (+ TIV)
     volumes_long.tsv     the same in long format
     zscores.tsv          per-structure z-scores (raw and ICV-normalised) with |z| > 3 flags
+                         (n/a below plausibility.MIN_N_STATISTICS rows)
+    plausibility.tsv     values outside published adult ranges (plausibility.RANGES)
+    qc.tsv               every SynthSR output's and fused image's QC numbers, worst first
     thickness.tsv, thickness_zscores.tsv   mean cortical thickness per region (--thickness runs)
-    figures/volumes.svg, figures/volumes_icv.svg
+    figures/volumes.svg, figures/volumes_icv.svg   (from MIN_N_STATISTICS rows on)
     group.html
 """
 
@@ -24,8 +27,9 @@ from ..bids.derivatives import write_bidsignore
 from ..errors import GroupError
 from .derivatives import bidsignore_patterns
 from .figures import plot_distributions
-from .group import ID_COLUMNS, collect_volumes, wide_table, zscores
+from .group import ID_COLUMNS, collect_qc, collect_volumes, wide_table, zscores
 from .labels import TIV_NAME
+from .plausibility import MIN_N_STATISTICS, plausibility_flags
 from .report import write_group_report
 
 LOGGER = logging.getLogger("synthsr_nipype.group")
@@ -54,15 +58,19 @@ def run_group_level(
     atomic_write_tsv(group / "volumes.tsv", wide)
     atomic_write_tsv(group / "volumes_long.tsv", long)
     atomic_write_tsv(group / "zscores.tsv", z)
-    structures = [c for c in wide.columns if c not in ("participant_id", "session_id", "seg_backend", "synthsr_model")]
+    implausible = plausibility_flags(wide, ID_COLUMNS)
+    atomic_write_tsv(group / "plausibility.tsv", implausible)
+    qc = collect_qc(out, participant_label=participant_label, session_label=session_label)
+    atomic_write_tsv(group / "qc.tsv", qc)
+    structures = [c for c in wide.columns if c not in ID_COLUMNS]
     backend = wide["seg_backend"].iloc[0]
-    figures = {
-        "Volumes per structure (mL); each dot one subject/session, red: |z| > 3": str(
+    figures = {}
+    if len(wide) >= MIN_N_STATISTICS:  # distributions of fewer values mislead: the page shows the values
+        figures["Volumes per structure (mL); each dot one subject/session, red: |z| > 3"] = str(
             plot_distributions(wide, structures, group / "figures" / "volumes.svg", outliers=z[z["outlier"]],
                                title=f"Volumes ({backend})")
-        ),
-    }
-    if TIV_NAME in wide.columns and len(structures) > 1:
+        )
+    if TIV_NAME in wide.columns and len(structures) > 1 and len(wide) >= MIN_N_STATISTICS:
         tissue = [s for s in structures if s != TIV_NAME]
         figures["ICV-normalised volumes (% of TIV)"] = str(
             plot_distributions(wide, tissue, group / "figures" / "volumes_icv.svg", normalise=True,
@@ -70,14 +78,14 @@ def run_group_level(
         )
     thickness = _thickness_tables(out, group, seg_backend=backend, model=model,
                                   participant_label=participant_label, session_label=session_label)
-    if thickness is not None:
+    if thickness is not None and len(thickness) >= MIN_N_STATISTICS:
         figures["Mean cortical thickness per region (mm; DiReCT)"] = str(
             plot_distributions(thickness, [c for c in thickness.columns if c not in ID_COLUMNS],
                                group / "figures" / "thickness.svg", title=f"Cortical thickness ({backend})",
                                unit="mm")
         )
     write_group_report(group / "group.html", wide=wide, zscores=z, figures=figures,
-                       title="synthsr-nipype group volumetry")
+                       title="synthsr-nipype group volumetry", qc=qc, implausible=implausible)
     write_bidsignore(out, bidsignore_patterns())
     n_out = int(z["outlier"].sum())
     LOGGER.info("group level: %d rows, %d structures, %d outlier volumes → %s",

@@ -72,22 +72,57 @@ window.addEventListener("load", function () {
 </script>"""
 
 
+def _qc_table(qc: pd.DataFrame, out: Path) -> str:
+    """Scans ranked by mean reliability (worst first), each linked to its subject's report."""
+    if qc.empty:
+        return "<p>No reliability QC in the participant outputs (made before this version?).</p>"
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in qc.columns)
+    rows = []
+    for _, row in qc.iterrows():
+        cells = []
+        for column, value in row.items():
+            if column == "report":
+                href = html.escape(os.path.relpath(out.parent.parent / str(value), out.parent))
+                cells.append(f'<td><a href="{href}">{html.escape(str(value))}</a></td>')
+            elif isinstance(value, float):
+                cells.append("<td>n/a</td>" if pd.isna(value) else f"<td>{value:.3f}</td>")
+            else:
+                cells.append(f"<td>{html.escape(str(value)) if value is not None else 'n/a'}</td>")
+        rows.append(f'<tr{" class=qc-flagged" if row["flags"] else ""}>' + "".join(cells) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
 def write_group_report(
-    out_file: str | os.PathLike, *, wide: pd.DataFrame, zscores: pd.DataFrame, figures: dict[str, str], title: str
+    out_file: str | os.PathLike, *, wide: pd.DataFrame, zscores: pd.DataFrame, figures: dict[str, str], title: str,
+    qc: pd.DataFrame | None = None, implausible: pd.DataFrame | None = None,
 ) -> Path:
     """Self-contained page (figures linked relative to it) that reports missing figures itself.
 
     A figure that does not load is replaced by a visible "figure missing" note, and ``<body>`` gets
     ``data-figures-loaded`` / ``data-figures-broken`` once the page has loaded (see module docstring).
     """
+    from .plausibility import MIN_N_STATISTICS
+
     out = Path(out_file)
+    small = len(wide) < MIN_N_STATISTICS
+    qc = qc if qc is not None else pd.DataFrame()
+    implausible = implausible if implausible is not None else pd.DataFrame()
     backend = ", ".join(sorted(wide["seg_backend"].unique()))
     model = ", ".join(sorted(wide["synthsr_model"].unique()))
     flagged = zscores[zscores["outlier"]]
     outliers = (
-        "<p>No volume with |z| &gt; 3.</p>" if flagged.empty
+        f'<p class="small-sample">Only {len(wide)} subject/session row(s), fewer than {MIN_N_STATISTICS}: no '
+        "z-scores, outlier flags or distribution figures (with n values no |z| can exceed (n-1)/&radic;n, so "
+        "|z| &gt; 3 is impossible below n = 11). The values are in the table below.</p>" if small
+        else "<p>No volume with |z| &gt; 3.</p>" if flagged.empty
         else _table(flagged[["participant_id", "session_id", "name", "volume-mm3", "z", "z_icv"]]
                     .rename(columns={"volume-mm3": "volume"}), volumes=("volume",))
+    )
+    plausibility = (
+        "<p>Every TIV, tissue fraction and ventricle volume is inside its published adult range.</p>"
+        if implausible.empty else '<p class="implausible">Outside the published adult range (look at the '
+        "images before using these volumes; ranges and sources in docs/morphometry.md):</p>"
+        + _table(implausible, "{:.3f}")
     )
     figs = "".join(
         f'<figure><img class="report-figure" src="{html.escape(os.path.relpath(path, out.parent))}" '
@@ -99,14 +134,17 @@ def write_group_report(
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:80em}}table{{border-collapse:collapse;font-size:85%}}
 td,th{{border:1px solid #ccc;padding:2px 6px;text-align:right}}img{{max-width:100%}}
-.figure-missing{{color:#b00;font-weight:bold;border:2px solid #b00;padding:4px}}</style>
+.figure-missing{{color:#b00;font-weight:bold;border:2px solid #b00;padding:4px}}
+.qc-flagged td,.implausible{{color:#b00}}</style>
 {_SELF_CHECK}</head>
 <body data-figures-expected="{len(figures)}"><h1>{html.escape(title)}</h1>
 <p>{len(wide)} subject/session rows; segmentation backend: <b>{html.escape(backend)}</b>;
 SynthSR model: <b>{html.escape(model)}</b>. Volumes in mL (the TSV files keep mm³); z-scores use the
 sample standard deviation.
 Volumes measured on synthetic (SynthSR) images: check the images before trusting them.</p>
+<h2>Plausibility</h2>{plausibility}
 <h2>Outliers (|z| &gt; 3)</h2>{outliers}
+<h2>Scan QC (worst mean reliability first; docs/qc.md)</h2>{_qc_table(qc, out)}
 <h2>Figures</h2><p id="figure-status" hidden></p>{figs}
 <h2>Volumes</h2>{_table(wide, volumes=tuple(c for c in wide.columns if c not in ID_COLUMNS))}
 </body></html>

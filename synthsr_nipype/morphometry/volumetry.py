@@ -69,3 +69,30 @@ def tissue_fractions(table: pd.DataFrame, tissues: Iterable[str] = ("CSF", "GM",
     vols = table.set_index("name")["volume-mm3"]
     total = float(sum(vols[t] for t in tissues))
     return {t: float(vols[t]) / total for t in tissues}
+
+
+def structure_reliability(table: pd.DataFrame, dseg: nb.spatialimages.SpatialImage,
+                          reliability: nb.spatialimages.SpatialImage) -> pd.DataFrame:
+    """``table`` with a ``mean-reliability`` column: the mean of the reliability map over each row's label in
+    ``dseg`` (the map resampled onto the segmentation's grid when they differ; TIV: every labelled voxel)."""
+    from nibabel.processing import resample_from_to
+
+    labels = np.asarray(dseg.dataobj).astype(np.int64)
+    if reliability.shape[:3] != labels.shape or not np.allclose(reliability.affine, dseg.affine, atol=1e-4):
+        reliability = resample_from_to(reliability, (labels.shape, dseg.affine), order=1)
+    values = np.asarray(reliability.dataobj, dtype=np.float64)
+    sums = np.bincount(labels.ravel(), weights=values.ravel())
+    counts = np.bincount(labels.ravel())
+    means = []
+    for index in table["index"]:
+        if pd.isna(index):
+            inside = labels > 0
+            means.append(float(values[inside].mean()) if inside.any() else np.nan)
+        elif int(index) < counts.size and counts[int(index)]:
+            means.append(float(sums[int(index)] / counts[int(index)]))
+        else:
+            means.append(np.nan)
+    out = table.copy()
+    out["index"] = out["index"].astype("Int64")  # read back from TSV as float: keep the label integers
+    out["mean-reliability"] = np.round(means, 4)
+    return out

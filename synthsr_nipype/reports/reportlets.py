@@ -207,3 +207,20 @@ def plot_logjacobian(map_path: str | os.PathLike[str], template_path: str | os.P
     bar.set_label(label, color="white", fontsize=7)
     bar.ax.tick_params(colors="white", labelsize=7)
     return _save(figure, out_svg)
+
+
+def plot_reliability(output_path: str | os.PathLike[str], map_path: str | os.PathLike[str],
+                     out_svg: str | os.PathLike[str]) -> Path:
+    """The output with its reliability map over it (red: the network's prior, green: measured; docs/qc.md)."""
+    base = _canonical(nib.load(output_path))
+    reliability = nib.load(map_path)
+    figure, axes = _figure()
+    _draw(axes[0], base, "reliability over the output: red = prior only, green = measured")
+    zooms = base.header.get_zooms()[:3]
+    for axis, ax in enumerate(axes[0]):
+        values = sample_plane(base, reliability, axis, order=0)
+        keep = [a for a in range(3) if a != axis]
+        ax.imshow(np.ma.masked_where(sample_plane(base, base, axis, order=0) <= 0, values), cmap="RdYlGn",
+                  vmin=0, vmax=1, alpha=0.45, origin="lower", interpolation="nearest",
+                  aspect=zooms[keep[1]] / zooms[keep[0]])
+    return _save(figure, out_svg)

@@ -173,6 +173,11 @@ def _scan_section(output_dir: Path, figures_dir: Path, group: GroupPlan, job: Jo
     reportlets.plot_outline(output, job.inputs[0], figures_dir / _figure_name(job, "outline"))
     section.figures.append(Figure(rel(figures_dir / _figure_name(job, "outline")),
                                   "The input's outline (red) over the output: they must coincide."))
+    qc = _reliability(output_dir, figures_dir, output, job.entities, _figure_name(job, "reliability"))
+    section.figures += [qc.figure] if qc.figure else []
+    section.facts += qc.facts
+    section.notes += qc.flags
+    section.absent += qc.absent
     index = group.jobs.index(job)
     reference = output_dir / group.jobs[group.reference_job or 0].out_relpath
     if len(group.jobs) > 1 and index not in group.registered_jobs:
@@ -188,6 +193,31 @@ def _scan_section(output_dir: Path, figures_dir: Path, group: GroupPlan, job: Jo
         else:
             section.absent.append(f"no registration figure: {xfm.name} or {reference.name} is missing")
     return section
+
+
+@dataclass
+class ReliabilityFacts:
+    figure: Figure | None
+    facts: list[tuple[str, str]]
+    flags: list[str]  # the QC thresholds crossed (docs/qc.md)
+    absent: list[str]
+
+
+def _reliability(output_dir: Path, figures_dir: Path, image: Path, entities: dict, name: str) -> ReliabilityFacts:
+    """An image's reliability map drawn over it, its QC numbers and flags (from its sidecar)."""
+    from ..bids.derivatives import build_derivative_relpath, reliability_entities
+    from . import reportlets
+
+    target = output_dir / build_derivative_relpath(reliability_entities(entities))
+    if not target.is_file():
+        return ReliabilityFacts(None, [], [], [f"no reliability map ({target.name})"])
+    reportlets.plot_reliability(image, target, figures_dir / name)
+    figure = Figure((figures_dir / name).relative_to(output_dir).as_posix(),
+                    f"Reliability ({target.name}): red where the output is the network's prior, green where it "
+                    "was measured and both passes agree (docs/qc.md).")
+    meta = _sidecar(image)
+    facts = [(f"QC {key}", str(value)) for key, value in meta.get("ReliabilityQC", {}).items() if value is not None]
+    return ReliabilityFacts(figure, facts, [f"QC flag: {flag}" for flag in meta.get("QCFlags", [])], [])
 
 
 def _volumes(output_dir: Path, group: GroupPlan) -> tuple[tuple[list[str], list[list[str]]] | None, Path | None]:
@@ -286,6 +316,13 @@ def _group_section(output_dir: Path, figures_dir: Path, group: GroupPlan, log_di
         reportlets.plot_views(fused, figures_dir / name, "fused image (1 mm)")
         fused_figures.append(Figure((figures_dir / name).relative_to(output_dir).as_posix(),
                                     f"Fused image: {Path(group.fused_relpath).name}."))
+        name = _stem(group.fused_relpath).replace("_desc-synthsr", "_desc-reliabilityFused") + ".svg"
+        fused_qc = _reliability(output_dir, figures_dir, fused, group.fused_entities, name)
+        if fused_qc.figure:
+            # the fused image has no facts table: its QC numbers and flags go in the caption
+            numbers = "; ".join(f"{k} {v}" for k, v in fused_qc.facts + [(f, "") for f in fused_qc.flags])
+            fused_figures.append(Figure(fused_qc.figure.src, f"{fused_qc.figure.caption} {numbers}."))
+        absent += fused_qc.absent
         if dseg is not None:
             name = _stem(group.fused_relpath).replace("_desc-synthsr", "_desc-segmentation") + ".svg"
             legend = reportlets.segmentation_legend(dseg)

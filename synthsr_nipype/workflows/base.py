@@ -94,7 +94,8 @@ def init_single_subject_wf(
         IdentityInterface(fields=["out_files", "fused_file", "morph_files"]), name="outputnode"
     )
     merge = pe.Node(Merge(len(group.jobs)), name="merge", run_without_submitting=True)
-    ds_anat_wf = init_ds_anat_wf(output_dir=output_dir, group=group)
+    merge_rel = pe.Node(Merge(len(group.jobs)), name="merge_reliability", run_without_submitting=True)
+    ds_anat_wf = init_ds_anat_wf(output_dir=output_dir, group=group, native=synthsr.output_space == "native")
     for index, job in enumerate(group.jobs):
         job_wf = init_synthsr_wf(
             model=job.model,
@@ -107,16 +108,22 @@ def init_single_subject_wf(
             # the cost model's thread advice, within the user's cap: small jobs leave slots free
             omp_nthreads=max(1, min(synthsr.omp_nthreads, job.n_procs)),
             mem_gb=job.mem_gb,
+            output_space=synthsr.output_space,
             name=f"synthsr_{safe_name(job.name)}_wf",
         )
         job_wf.inputs.inputnode.in_files = list(job.inputs)
         # fmt: off
         workflow.connect([
             (job_wf, ds_anat_wf, [("outputnode.out_file", f"inputnode.scan_file_{index}"),
-                                  ("outputnode.out_json", f"inputnode.scan_json_{index}")]),
+                                  ("outputnode.out_json", f"inputnode.scan_json_{index}"),
+                                  ("outputnode.out_reliability", f"inputnode.rel_file_{index}"),
+                                  ("outputnode.out_reliability_json", f"inputnode.rel_json_{index}")]),
             (job_wf, merge, [("outputnode.out_file", f"in{index + 1}")]),
+            (job_wf, merge_rel, [("outputnode.out_reliability", f"in{index + 1}")]),
         ])
         # fmt: on
+        if synthsr.output_space == "native":
+            workflow.connect(job_wf, "outputnode.out_native", ds_anat_wf, f"inputnode.native_{index}")
         if index == (group.reference_job or 0):
             ref_json = (job_wf, "outputnode.out_json")
 
@@ -140,10 +147,13 @@ def init_single_subject_wf(
     # fmt: off
     workflow.connect([
         (merge, fusion, [("out", "in_files")]),
+        (merge_rel, fusion, [("out", "reliability_files")]),
         (ref_json[0], merge_json, [(ref_json[1], "in1")]),
         (fusion, merge_json, [("out_json", "in2")]),
         (fusion, ds_anat_wf, [("out_file", "inputnode.fused_file"),
-                              ("out_json", "inputnode.fusion_json")]),
+                              ("out_json", "inputnode.fusion_json"),
+                              ("out_reliability", "inputnode.fused_rel_file"),
+                              ("out_reliability_json", "inputnode.fused_rel_json")]),
         (merge_json, ds_anat_wf, [("out", "inputnode.fused_json")]),
         (ds_anat_wf, outputnode, [("outputnode.out_files", "out_files"),
                                   ("outputnode.fused_file", "fused_file")]),
@@ -166,6 +176,7 @@ def init_single_subject_wf(
         # fmt: off
         workflow.connect([
             (ds_anat_wf, morph_wf, [("outputnode.fused_file", "inputnode.t1w")]),
+            (fusion, morph_wf, [("out_reliability", "inputnode.reliability")]),
             # the reference scan's SynthSR sidecar: its Model is recorded for the group level
             (ref_json[0], morph_wf, [(ref_json[1], "inputnode.synthsr_metadata")]),
             (morph_wf, outputnode, [("outputnode.out_files", "morph_files")]),

@@ -57,6 +57,22 @@ def _as_list(*items):
     return [i for i in items if i]
 
 
+def _add_reliability(morph_tsv, dseg, reliability=None):
+    """The volume table with each structure's mean reliability (unchanged without a map). A Function node's
+    body: it runs in the node's process and imports what it needs there."""
+    import os
+
+    import nibabel as nb
+
+    from synthsr_nipype.atomic import atomic_write_tsv, read_tsv
+    from synthsr_nipype.morphometry.volumetry import structure_reliability
+
+    if not reliability:
+        return morph_tsv
+    table = structure_reliability(read_tsv(morph_tsv), nb.load(dseg), nb.load(reliability))
+    return str(atomic_write_tsv(os.path.join(os.getcwd(), os.path.basename(morph_tsv)), table))
+
+
 def init_morphometry_wf(
     *,
     seg_backend: str = "ants",
@@ -170,7 +186,8 @@ def init_morphometry_wf(
     workflow.__desc__ = desc
 
     inputnode = pe.Node(
-        niu.IdentityInterface(fields=["t1w", "source_entities", "sources", "synthsr_metadata"]), name="inputnode"
+        niu.IdentityInterface(fields=["t1w", "source_entities", "sources", "synthsr_metadata", "reliability"]),
+        name="inputnode"
     )
     outputnode = pe.Node(niu.IdentityInterface(fields=OUTPUT_FIELDS), name="outputnode")
     merge_meta = pe.Node(
@@ -281,6 +298,16 @@ def init_morphometry_wf(
             (reg, ct, [("from_template", "from_template")]),
         ])
         outputs += [(ct, "thickness", "thickness"), (ct, "thickness_tsv", "thickness_tsv")]
+    sources = {dst: (node, src) for node, src, dst in outputs}
+    if "morph_tsv" in sources and "dseg" in sources:
+        # each structure's mean reliability (docs/qc.md), from the fused image's map
+        add_rel = pe.Node(niu.Function(function=_add_reliability, input_names=["morph_tsv", "dseg", "reliability"],
+                                       output_names=["morph_tsv"]), name="morph_reliability")
+        workflow.connect([(inputnode, add_rel, [("reliability", "reliability")])])
+        for field in ("morph_tsv", "dseg"):
+            workflow.connect(*sources[field], add_rel, field)
+        outputs = [(add_rel, "morph_tsv", dst) if dst == "morph_tsv" else (node, src, dst)
+                   for node, src, dst in outputs]
 
     for node, src, dst in outputs:
         workflow.connect(node, src, outputnode, dst)

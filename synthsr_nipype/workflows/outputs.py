@@ -10,17 +10,27 @@ from pathlib import Path
 from nipype.interfaces.utility import IdentityInterface, Merge
 from nipype.pipeline import engine as pe
 
-from ..bids.derivatives import RAW_DATASET_NAME, bids_uri
+from ..bids.derivatives import (
+    RAW_DATASET_NAME,
+    bids_uri,
+    build_derivative_relpath,
+    native_entities,
+    reliability_entities,
+)
 from ..bids.labels import safe_name
 from ..bids.plan import GroupPlan
 from ..interfaces.derivatives import DerivativesSink
 from .connections import pick
 
 
-def init_ds_anat_wf(*, output_dir: str | os.PathLike, group: GroupPlan, name: str = "ds_anat_wf"):
+def init_ds_anat_wf(*, output_dir: str | os.PathLike, group: GroupPlan, native: bool = False,
+                    name: str = "ds_anat_wf"):
     """The SynthSR derivatives of one group: each scan's image, the fused image, the transform of
     each scan registered onto the reference's synthetic image (none for the reference itself or a
-    single-scan group: :attr:`~synthsr_nipype.bids.plan.GroupPlan.registered_jobs`), all with sidecars.
+    single-scan group: :attr:`~synthsr_nipype.bids.plan.GroupPlan.registered_jobs`), the reliability
+    maps of each scan's image and of the fused image (``..._desc-<desc>Reliability_mask``, docs/qc.md)
+    and, with ``native``, each scan's image on its input's grid (``..._res-native_...``), all with
+    sidecars.
 
     Workflow Graph
         .. workflow::
@@ -45,6 +55,10 @@ def init_ds_anat_wf(*, output_dir: str | os.PathLike, group: GroupPlan, name: st
     xfm_<i>, fusion_json
         Job ``i``'s rigid transform onto the reference's synthetic image (connected for the
         registered jobs only) and the fusion's JSON.
+    rel_file_<i>, rel_json_<i>, fused_rel_file, fused_rel_json
+        The reliability maps and their sidecars.
+    native_<i>
+        With ``native``: job ``i``'s output on its input's grid.
 
     Outputs
     -------
@@ -54,10 +68,12 @@ def init_ds_anat_wf(*, output_dir: str | os.PathLike, group: GroupPlan, name: st
         The fused derivative.
     """
     n_jobs = len(group.jobs)
-    fields = [f"{kind}_{i}" for i in range(n_jobs) for kind in ("scan_file", "scan_json", "xfm")]
+    kinds = ("scan_file", "scan_json", "xfm", "rel_file", "rel_json", *(("native",) if native else ()))
+    fields = [f"{kind}_{i}" for i in range(n_jobs) for kind in kinds]
     workflow = pe.Workflow(name=name)
     inputnode = pe.Node(
-        IdentityInterface(fields=[*fields, "fused_file", "fused_json", "fusion_json"]),
+        IdentityInterface(fields=[*fields, "fused_file", "fused_json", "fusion_json", "fused_rel_file",
+                                  "fused_rel_json"]),
         name="inputnode",
     )
     outputnode = pe.Node(IdentityInterface(fields=["out_files", "fused_file"]), name="outputnode")
@@ -79,6 +95,24 @@ def init_ds_anat_wf(*, output_dir: str | os.PathLike, group: GroupPlan, name: st
             (ds_scan, merge, [("out_file", f"in{index + 1}")]),
         ])
         # fmt: on
+        ds_rel = pe.Node(
+            DerivativesSink(base_directory=str(output_dir), entities=reliability_entities(job.entities),
+                            sources=[bids_uri(job.out_relpath)]),
+            name=f"ds_reliability_{safe_name(job.name)}",
+            run_without_submitting=True,
+        )
+        workflow.connect([(inputnode, ds_rel, [(f"rel_file_{index}", "in_file"), (f"rel_json_{index}", "in_json")])])
+        if native:
+            ds_native = pe.Node(
+                DerivativesSink(base_directory=str(output_dir), entities=native_entities(job.entities),
+                                sources=[bids_uri(job.out_relpath), *(bids_uri(s, RAW_DATASET_NAME)
+                                                                       for s in job.sources[:1])]),
+                name=f"ds_native_{safe_name(job.name)}",
+                run_without_submitting=True,
+            )
+            # the scan's SynthSR sidecar: the same provenance, the grid is the input's
+            workflow.connect([(inputnode, ds_native, [(f"native_{index}", "in_file"),
+                                                      (f"scan_json_{index}", "in_json")])])
     reference = group.jobs[group.reference_job or 0]
     for index in group.registered_jobs:
         job = group.jobs[index]
@@ -105,8 +139,17 @@ def init_ds_anat_wf(*, output_dir: str | os.PathLike, group: GroupPlan, name: st
         name="ds_fused",
         run_without_submitting=True,
     )
+    ds_fused_rel = pe.Node(
+        DerivativesSink(base_directory=str(output_dir), entities=reliability_entities(group.fused_entities),
+                        sources=[bids_uri(group.fused_relpath),
+                                 *(bids_uri(build_derivative_relpath(reliability_entities(job.entities)))
+                                   for job in group.jobs)]),
+        name="ds_fused_reliability",
+        run_without_submitting=True,
+    )
     # fmt: off
     workflow.connect([
+        (inputnode, ds_fused_rel, [("fused_rel_file", "in_file"), ("fused_rel_json", "in_json")]),
         (inputnode, ds_fused, [("fused_file", "in_file"), ("fused_json", "in_json")]),
         (merge, outputnode, [("out", "out_files")]),
         (ds_fused, outputnode, [("out_file", "fused_file")]),

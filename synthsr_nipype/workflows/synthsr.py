@@ -19,6 +19,7 @@ def init_synthsr_wf(
     use_gpu: bool = False,
     omp_nthreads: int = 1,
     mem_gb: float = 2.0,
+    output_space: str = "1mm",
     name: str = "synthsr_wf",
 ):
     """Predict a 1 mm MP-RAGE-like image from one scan (or one set of model channels).
@@ -45,6 +46,8 @@ def init_synthsr_wf(
         Where and with how many threads it runs; they do not change results (not hashed).
     mem_gb
         Memory estimate for the scheduler (see :func:`synthsr_nipype.bids.estimate_mem_gb`).
+    output_space
+        ``native``: also the output resampled onto the input scan's grid (``out_native``).
     name
         Workflow name.
 
@@ -58,7 +61,11 @@ def init_synthsr_wf(
     out_file
         The synthetic 1 mm T1w image.
     out_json
-        Its provenance (model, SHA-256, flags, version).
+        Its provenance (model, SHA-256, flags, version, QC numbers).
+    out_reliability, out_reliability_json
+        Its reliability map and the map's sidecar (docs/qc.md).
+    out_native
+        With ``output_space="native"``: the output on the input's grid.
     """
     from ..model.registry import model_argument, model_label
 
@@ -74,7 +81,8 @@ def init_synthsr_wf(
         f"{', sharpening' if sharpen else ''}), as implemented in PyTorch by synthsr-nipype."
     )
     inputnode = pe.Node(IdentityInterface(fields=["in_files"]), name="inputnode")
-    outputnode = pe.Node(IdentityInterface(fields=["out_file", "out_json"]), name="outputnode")
+    outputnode = pe.Node(IdentityInterface(
+        fields=["out_file", "out_json", "out_reliability", "out_reliability_json", "out_native"]), name="outputnode")
     synthsr = pe.Node(
         SynthSR(
             model=model,
@@ -84,6 +92,7 @@ def init_synthsr_wf(
             device=device,
             use_gpu=use_gpu,
             num_threads=omp_nthreads,
+            output_space=output_space,
         ),
         name="synthsr",
         n_procs=omp_nthreads,
@@ -91,10 +100,14 @@ def init_synthsr_wf(
     )
     if model_sha256:
         synthsr.inputs.model_sha256 = model_sha256
+    if output_space == "native":
+        workflow.connect(synthsr, "out_native", outputnode, "out_native")
     # fmt: off
     workflow.connect([
         (inputnode, synthsr, [("in_files", "in_files")]),
-        (synthsr, outputnode, [("out_file", "out_file"), ("out_json", "out_json")]),
+        (synthsr, outputnode, [("out_file", "out_file"), ("out_json", "out_json"),
+                               ("out_reliability", "out_reliability"),
+                               ("out_reliability_json", "out_reliability_json")]),
     ])
     # fmt: on
     return workflow

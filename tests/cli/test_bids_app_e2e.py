@@ -201,6 +201,14 @@ EXPECTED_XFMS = {
 }
 
 
+# each output's reliability map (docs/qc.md): desc-<the output's desc>Reliability, suffix mask
+EXPECTED_RELIABILITY = {
+    stem.replace("_T1w", "").rsplit("_desc-", 1)[0] + "_desc-" + stem.rsplit("_desc-", 1)[1].replace("_T1w", "")
+    + "Reliability_mask": stem
+    for stem in [*EXPECTED_SCANS, *EXPECTED_FUSED]
+}
+
+
 @pytest.fixture(scope="module")
 def e2e(tmp_path_factory):
     """Build the dataset and run it once in-process with the Linear plugin."""
@@ -251,6 +259,7 @@ def test_e2e_exit_code_and_files(e2e):
     expected = {f"{stem}{ext}" for stem in [*EXPECTED_SCANS, *EXPECTED_FUSED]
                 for ext in (".nii.gz", ".json")}
     expected |= {f"{stem}{ext}" for stem in EXPECTED_XFMS for ext in (".txt", ".json")}
+    expected |= {f"{stem}{ext}" for stem in EXPECTED_RELIABILITY for ext in (".nii.gz", ".json")}
     assert written == expected
     # No temporary files left behind (outputs appear only when complete).
     assert not [p for p in out.rglob(".*") if p.name != ".bidsignore"]
@@ -284,6 +293,33 @@ def test_e2e_sidecars(e2e):
         assert len(meta["Sources"]) == n
         for uri in meta["Sources"]:  # the per-scan derivatives of this dataset
             assert uri.startswith("bids::") and (out / uri[len("bids::"):]).is_file()
+
+
+def test_e2e_reliability_maps_and_qc(e2e):
+    """Every SynthSR output and fused image has its reliability map (float, [0, 1], on its grid) and its QC
+    numbers in its own sidecar; three 5 mm scans fused are more reliable than any one of them (issue 25)."""
+    out = e2e["out"]
+    means = {}
+    for stem, image in EXPECTED_RELIABILITY.items():
+        rel, img = nib.load(out / f"{stem}.nii.gz"), nib.load(out / f"{image}.nii.gz")
+        data = rel.get_fdata()
+        assert rel.get_data_dtype() == np.float32 and rel.shape == img.shape
+        assert np.allclose(rel.affine, img.affine, atol=1e-4)
+        assert data.min() >= 0 and data.max() <= 1 and data.max() > 0
+        meta = json.loads((out / f"{stem}.json").read_text())
+        assert meta["Sources"][0] == f"bids::{image}.nii.gz" and "Formula" in meta
+        qc = json.loads((out / f"{image}.json").read_text())["ReliabilityQC"]
+        assert qc == meta["QC"] and 0 <= qc["MeanReliability"] <= 1
+        means[image] = qc["MeanReliability"]
+    for stem in EXPECTED_SCANS:
+        qc = json.loads((out / f"{stem}.json").read_text())["ReliabilityQC"]
+        assert 0 <= qc["UncoveredFraction"] <= 1 and 0 <= qc["TTADisagreement"] <= 1
+    pre = "sub-02/ses-pre/anat/sub-02_ses-pre_"
+    singles = [means[f"{pre}acq-{acq}_desc-synthsrT1w_T1w"] for acq in ("ax", "cor", "obl")]
+    print(f"sub-02 ses-pre mean reliability: single scans {singles}, fused {means[pre + 'desc-synthsr_T1w']}")
+    assert means[pre + "desc-synthsr_T1w"] > max(singles)
+    fused = json.loads((out / f"{pre}desc-synthsr_T1w.json").read_text())["ReliabilityQC"]
+    assert len(fused["RegistrationResidual"]) == 3 and fused["MeanScansCovering"] > 1
 
 
 def test_e2e_transforms(e2e):
@@ -353,7 +389,8 @@ def test_e2e_pybids_reindex_and_roundtrip(e2e):
     layout = BIDSLayout(str(out), config=["bids", "derivatives"], validate=False)
     files = {Path(f.path).relative_to(out).as_posix(): f for f in layout.get()
              if Path(f.path).name.startswith("sub-") and not _is_report(Path(f.path).relative_to(out))}
-    assert len(files) == 2 * (len(EXPECTED_SCANS) + len(EXPECTED_FUSED) + len(EXPECTED_XFMS))
+    assert len(files) == 2 * (len(EXPECTED_SCANS) + len(EXPECTED_FUSED) + len(EXPECTED_XFMS)
+                              + len(EXPECTED_RELIABILITY))
     patterns = pybids_derivative_patterns() + [EXTENDED_ANAT_PATTERN, XFM_PATTERN]
     keys = {"ses": "session", "acq": "acquisition", "desc": "desc", "from": "from", "to": "to", "mode": "mode"}
     for rel, bids_file in files.items():
@@ -367,7 +404,8 @@ def test_e2e_pybids_reindex_and_roundtrip(e2e):
             expected[keys[key]] = value
         assert {k: str(v) for k, v in ents.items()} == expected, rel
         assert build_path(ents, patterns, strict=True) == rel, rel
-        assert stem in EXPECTED_SCANS or stem in EXPECTED_FUSED or stem in EXPECTED_XFMS, name
+        assert any(stem in group for group in (EXPECTED_SCANS, EXPECTED_FUSED, EXPECTED_XFMS,
+                                               EXPECTED_RELIABILITY)), name
 
 
 def test_e2e_interrupt_rerun_multiproc_identical(e2e):
@@ -430,6 +468,9 @@ def test_e2e_subject_reports(e2e):
         # registration figures for the non-reference scans of multi-scan groups (sub-01; sub-02 ses-pre)
         assert kinds.count("registration") == {"01": 2, "02": 2, "03": 0}[subject]
         assert kinds.count("fused") == {"01": 1, "02": 2, "03": 1}[subject]
+        # the reliability map over every output and every fused image (issue 25)
+        assert kinds.count("reliability") == len(scans) + kinds.count("fused")
+        assert "QC MeanReliability" in html
         assert tiny_sha in html and "--model" in html and "Linear" in html
         assert "Results included in this manuscript come from synthsr-nipype" in html  # logs/CITATION.md
         assert re.search(r"<code>synthsr_[\w.]+</code></td><td>[0-9.]+ s</td>", html), "no run times"
@@ -643,8 +684,6 @@ def test_morph_outputs_reindex_with_pybids(morph):
 
 
 def test_group_level_tables_figures_and_html(morph):
-    import xml.etree.ElementTree as ET
-
     from synthsr_nipype.atomic import read_tsv
 
     assert morph["group_code"] == 0
@@ -672,14 +711,20 @@ def test_group_level_tables_figures_and_html(morph):
     assert list(z.columns) == ["participant_id", "session_id", "name", "volume-mm3", "z",
                                "icv_fraction", "z_icv", "outlier"]
     assert len(z) == len(MORPH_GROUPS) * 4
-    # two rows: z = +-1/sqrt(2) (sample SD), never an outlier
-    assert np.allclose(np.abs(z["z"]), 1 / np.sqrt(2)) and not z["outlier"].any()
+    # two rows: no z-scores (every z would be +-1/sqrt(2)), no distributions; the values are shown
+    assert z["z"].isna().all() and not z["outlier"].any()
     html = (group / "group.html").read_text()
-    for svg in ("volumes.svg", "volumes_icv.svg"):
-        root = ET.parse(group / "figures" / svg).getroot()
-        assert root.tag.endswith("svg")
-        assert f"figures/{svg}" in html
+    assert "fewer than 11" in html and not (group / "figures" / "volumes.svg").exists()
     assert "sub-02" in html and TINY.name in html
+    # the scans ranked by QC, each linked to its report; each structure's mean reliability in the tables
+    qc = read_tsv(group / "qc.tsv")
+    # ses-pre: 3 scans + fused; ses-post: 1 + fused
+    assert len(qc) == 6 and list(qc["MeanReliability"]) == sorted(qc["MeanReliability"])
+    assert '<a href="../sub-02.html">' in html
+    for _, row in wide.iterrows():
+        table = read_tsv(out / row["participant_id"] / row["session_id"] / "anat"
+                         / _morph_names(row["participant_id"][4:], row["session_id"][4:])["morph_tsv"])
+        assert table["mean-reliability"].between(0, 1).all()
 
 
 def test_group_level_refuses_to_mix_and_selects(morph, tmp_path, capsys):

@@ -191,3 +191,25 @@ def test_written_transform_resamples_like_the_fusion(images, tmp_path):
     assert np.allclose(ants.read_transform(str(tmp_path / "identity.txt")).apply_to_point(tuple(point)), point)
     with pytest.raises(ValueError, match="4x4"):
         write_itk_affine(np.eye(3), tmp_path / "bad.txt")
+
+
+def test_reliability_maps_follow_the_registration(images):
+    """Each scan's map reaches the fused grid through its registration, exactly as ANTs moves the image itself
+    (the moved image, given as its own 'map', lands where ANTs put it), and the fused QC is recorded."""
+    from synthsr_nipype.inference.fusion import map_onto_reference
+
+    ref, moved, _ = images
+    result = fuse_images([moved, moved, ref], reference=2, maps=[moved, moved, ref])
+    mapped = map_onto_reference(moved, result.transforms[0], ref)
+    # the fused image is the median of (moved, moved, ref): the registered moved image, cast to uint8
+    inner = np.asarray(result.image.dataobj) > 0
+    assert np.abs(mapped[inner] - np.asarray(result.image.dataobj)[inner]).mean() < 1.0
+    assert _corr(mapped, ref.get_fdata()) > 0.99
+    unit = [nib.Nifti1Image(np.ones(ref.shape, np.float32), img.affine) for img in (moved, moved, ref)]
+    fused = fuse_images([moved, moved, ref], reference=2, maps=unit)
+    assert fused.reliability.shape == ref.shape and 0 <= fused.reliability.min() and fused.reliability.max() <= 1
+    qc = fused.metadata["ReliabilityQC"]
+    assert qc["MeanReliability"] > 0.9 and len(qc["RegistrationResidual"]) == 3
+    assert max(qc["RegistrationResidual"]) < 0.1  # the same anatomy, registered
+    single = fuse_images([ref], maps=[unit[2]])
+    assert np.allclose(single.reliability, 1.0)

@@ -173,6 +173,11 @@ def test_participant_workflow_then_group(tmp_path, monkeypatch):
         wf.inputs.inputnode.source_entities = {"subject": sub}
         wf.inputs.inputnode.sources = [f"bids::sub-{sub}/anat/sub-{sub}_desc-synthsr_T1w.nii.gz"]
         wf.inputs.inputnode.synthsr_metadata = {"Model": {"Name": "tiny-fixture", "SHA256": "ab"}}
+        if sub == "01":  # a reliability map of 0.25 on the left half of the image, 1 on the right
+            half = np.ones(img.shape[:3], np.float32)
+            half[: img.shape[0] // 2] = 0.25
+            nb.Nifti1Image(half, img.affine).to_filename(tmp_path / "rel.nii.gz")
+            wf.inputs.inputnode.reliability = str(tmp_path / "rel.nii.gz")
         wf.run()
         anat = out / f"sub-{sub}" / "anat"
         names = derivative_names(sub, None, "ants")
@@ -184,10 +189,100 @@ def test_participant_workflow_then_group(tmp_path, monkeypatch):
         assert side["SynthSRModel"]["Name"] == "tiny-fixture" and side["RandomSeed"] and side["SoftwareVersion"]
         assert json.loads((anat / names["logjacobian"].replace(".nii.gz", ".json")).read_text())[
             "SpatialReference"] == "MNI152NLin2009aSym"
+        table = read_tsv(anat / names["morph_tsv"])
+        if sub == "01":  # each structure straddles both halves: its mean lies between
+            assert table["mean-reliability"].between(0.3, 0.95).all(), table
+        else:
+            assert "mean-reliability" not in table.columns
     assert run_group_level(out) == out / "group"
     wide = read_tsv(out / "group" / "volumes.tsv")
     assert wide["participant_id"].tolist() == ["sub-01", "sub-02"]
     assert list(wide.columns)[4:] == ["CSF", "GM", "WM", "TIV"]
     assert set(wide["synthsr_model"]) == {"tiny-fixture"}
     assert (wide[["CSF", "GM", "WM"]].sum(axis=1) / wide["TIV"]).between(0.995, 1.005).all()
-    assert (out / "group" / "figures" / "volumes_icv.svg").stat().st_size > 1000
+    # two rows: values, not distributions (MIN_N_STATISTICS)
+    assert not (out / "group" / "figures" / "volumes_icv.svg").exists()
+
+
+def test_small_sample_shows_values_not_statistics(tmp_path):
+    """n = 2: no z-scores (every z would be +-0.7071), no distributions; the page says so (issue 25)."""
+    from synthsr_nipype.morphometry.plausibility import MIN_N_STATISTICS
+
+    root = _cohort(_dataset(tmp_path / "out"), n=2)
+    run_group_level(root)
+    group = root / "group"
+    z = read_tsv(group / "zscores.tsv")
+    assert z["z"].isna().all() and z["z_icv"].isna().all() and not z["outlier"].any()
+    assert z["volume-mm3"].notna().all()
+    assert not (group / "figures" / "volumes.svg").exists()
+    html = (group / "group.html").read_text()
+    assert f"fewer than {MIN_N_STATISTICS}" in html and "sub-02" in html
+    # the documented n is where |z| > 3 first becomes possible: (n - 1) / sqrt(n) > 3
+    assert (MIN_N_STATISTICS - 1) / np.sqrt(MIN_N_STATISTICS) > 3 >= (MIN_N_STATISTICS - 2) / np.sqrt(
+        MIN_N_STATISTICS - 1)
+
+
+def test_implausible_volumes_are_flagged(tmp_path):
+    """The new user's skull-on case: TIV 2,559 mL, grey matter 1,330 mL; flagged whatever the sample size."""
+    root = _dataset(tmp_path / "out")
+    _participant(root, "01", None, {"CSF": 700e3, "GM": 1330e3, "WM": 529e3})
+    _participant(root, "02", None, {"CSF": 250e3, "GM": 650e3, "WM": 550e3})
+    run_group_level(root)
+    flags = read_tsv(root / "group" / "plausibility.tsv")
+    assert set(zip(flags["participant_id"], flags["quantity"])) == {("sub-01", "TIV")}
+    assert flags["value"].item() == pytest.approx(2559.0) and "Buckner" in flags["source"].item()
+    html = (root / "group" / "group.html").read_text()
+    assert "Outside the published adult range" in html and "2559" in html
+
+
+def test_group_qc_table_ranks_scans_and_links_reports(tmp_path):
+    root = _cohort(_dataset(tmp_path / "out"), n=3)
+    for sub, desc, mean, flags in (("01", "synthsrFLAIR", 0.41, ["mean reliability 0.41 < 0.50"]),
+                                   ("01", "synthsr", 0.7, []), ("03", "synthsrT2w", 0.9, [])):
+        anat = root / f"sub-{sub}" / "anat"
+        (anat / f"sub-{sub}_desc-{desc}_T1w.json").write_text(json.dumps(
+            {"ReliabilityQC": {"MeanReliability": mean, "UncoveredFraction": 0.2, "TTADisagreement": 0.03},
+             "QCFlags": flags}))
+    run_group_level(root)
+    qc = read_tsv(root / "group" / "qc.tsv")
+    assert list(qc["MeanReliability"]) == [0.41, 0.7, 0.9]
+    assert list(qc["kind"]) == ["scan", "fused", "scan"] and qc["flags"][0].startswith("mean reliability")
+    html = (root / "group" / "group.html").read_text()
+    assert '<a href="../sub-01.html">' in html and "qc-flagged" in html
+
+
+def test_plausibility_table_in_the_docs_matches_the_code():
+    import re
+
+    from synthsr_nipype.morphometry.plausibility import RANGES
+    from tests.paths import DOCS
+
+    text = (DOCS / "morphometry.md").read_text()
+    for rng in RANGES:
+        low, high = (f"{v:,.0f}" if v >= 100 else f"{v:g}" for v in (rng.low, rng.high))
+        row = re.search(rf"^\| {re.escape(rng.quantity)}[^|]* \| ([^|]+) \|", text, flags=re.M)
+        assert row, rng.quantity
+        assert row.group(1).replace(" mL", "").strip() in (f"{low}-{high}", f"{rng.low:.2f}-{rng.high:.2f}"), row
+        assert rng.source.split(",")[0] in text
+
+
+def test_structure_reliability_column(tmp_path):
+    from synthsr_nipype.atomic import atomic_write_tsv
+    from synthsr_nipype.morphometry.volumetry import structure_reliability
+
+    labels = np.zeros((8, 8, 8), np.int16)
+    labels[:4], labels[4:] = 1, 2
+    rel = np.where(labels == 1, 0.2, 0.9).astype(np.float32)
+    table = morph_table(with_tiv([(1, "CSF", 10.0), (2, "GM", 20.0), (3, "WM", 0.0)], 30.0))
+    atomic_write_tsv(tmp_path / "m.tsv", table)
+    out = structure_reliability(read_tsv(tmp_path / "m.tsv"), nb.Nifti1Image(labels, np.eye(4)),
+                                nb.Nifti1Image(rel, np.eye(4)))
+    assert list(out["mean-reliability"][:2]) == pytest.approx([0.2, 0.9])
+    assert pd.isna(out["mean-reliability"][2]) and out["mean-reliability"][3] == pytest.approx(0.55)
+    assert str(out["index"].dtype) == "Int64"
+    # a map on another grid (2 mm) is resampled onto the segmentation's
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    affine[:3, 3] = 0.5  # 2 mm voxel centres between the 1 mm ones
+    coarse = nb.Nifti1Image(rel[::2, ::2, ::2], affine)
+    out2 = structure_reliability(table, nb.Nifti1Image(labels, np.eye(4)), coarse)
+    assert out2["mean-reliability"][0] < out2["mean-reliability"][1] <= 0.9  # (0 beyond the coarse field of view)

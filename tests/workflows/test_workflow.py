@@ -105,6 +105,16 @@ def test_synthsr_interface_runs(tmp_path, scans):
     assert meta["Model"]["Name"] == TINY.name and len(meta["Model"]["SHA256"]) == 64
     assert meta["InputChannels"] == ["t2.nii.gz"]
     assert "HeaderWarnings" not in meta
+    # the reliability map of the same run (issue 25): the output's grid, in [0, 1], QC in the sidecar
+    rel = nib.load(res.outputs.out_reliability)
+    assert rel.shape == out.shape and np.allclose(rel.affine, out.affine)
+    assert 0 <= rel.get_fdata().min() and rel.get_fdata().max() <= 1
+    assert set(meta["ReliabilityQC"]) == {"MeanReliability", "UncoveredFraction", "TTADisagreement"}
+    assert isinstance(meta["QCFlags"], list)
+    native = pe.Node(SynthSR(in_files=[str(src)], model=str(TINY), device="cpu", output_space="native"),
+                     name="n", base_dir=str(tmp_path)).run()
+    moved = nib.load(native.outputs.out_native)
+    assert moved.shape == scans["t2"].shape and np.allclose(moved.affine, scans["t2"].affine, atol=1e-5)
 
 
 def test_synthsr_interface_qform_sform_disagree(tmp_path, scans):
@@ -253,9 +263,15 @@ def test_multichannel_and_general_models_run(tmp_path, scans, capsys, monkeypatc
     assert not list(cwd.iterdir())  # nipype's monitor files stay in the work directory
     assert code == 0, capsys.readouterr().err
     anat = out / "sub-01" / "anat"
-    assert sorted(p.name for p in anat.glob("*.nii.gz")) == [
+    assert sorted(p.name for p in anat.glob("*_T1w.nii.gz")) == [
         "sub-01_desc-synthsrFLAIR_T1w.nii.gz", "sub-01_desc-synthsrT1wT2w_T1w.nii.gz",
         "sub-01_desc-synthsr_T1w.nii.gz"]
+    # every output has its reliability map; Hyperfine has no flip pass: no TTA number
+    assert sorted(p.name for p in anat.glob("*_mask.nii.gz")) == [
+        "sub-01_desc-synthsrFLAIRReliability_mask.nii.gz", "sub-01_desc-synthsrReliability_mask.nii.gz",
+        "sub-01_desc-synthsrT1wT2wReliability_mask.nii.gz"]
+    assert json.loads((anat / "sub-01_desc-synthsrT1wT2w_T1w.json").read_text())["ReliabilityQC"][
+        "TTADisagreement"] is None
     meta = json.loads((anat / "sub-01_desc-synthsrT1wT2w_T1w.json").read_text())
     assert meta["Sources"] == ["bids:raw:sub-01/anat/sub-01_T1w.nii.gz",
                                "bids:raw:sub-01/anat/sub-01_T2w.nii.gz"]
@@ -264,6 +280,26 @@ def test_multichannel_and_general_models_run(tmp_path, scans, capsys, monkeypatc
     assert flair["Model"]["Name"] == TINY.name
     assert json.loads((anat / "sub-01_desc-synthsr_T1w.json").read_text())["FusionInputs"] == 2
     assert list((out / "logs").glob("*/resource_monitor.jsonl"))
+
+
+def test_output_space_native(tmp_path, scans, capsys):
+    """``synthsr-bids --output-space native``: each scan's output also on its input's grid (issue 25)."""
+    root = make_dataset(tmp_path / "bids", {"sub-01/anat/sub-01_T2w.nii.gz": scans["t2"],
+                                            "sub-01/anat/sub-01_FLAIR.nii.gz": scans["flair"]})
+    out = tmp_path / "out"
+    code = _run_main([root, out, "participant", "--model", TINY, "--nprocs", "1", "-w", tmp_path / "work",
+                      "--output-space", "native"])
+    assert code == 0, capsys.readouterr().err
+    anat = out / "sub-01" / "anat"
+    for suffix, scan in (("T2w", "t2"), ("FLAIR", "flair")):
+        native = nib.load(anat / f"sub-01_res-native_desc-synthsr{suffix}_T1w.nii.gz")
+        assert native.shape == scans[scan].shape and np.allclose(native.affine, scans[scan].affine, atol=1e-5)
+        meta = json.loads((anat / f"sub-01_res-native_desc-synthsr{suffix}_T1w.json").read_text())
+        assert meta["Grid"]["Shape"] == list(scans[scan].shape)
+        assert meta["Sources"][1] == f"bids:raw:sub-01/anat/sub-01_{suffix}.nii.gz"
+        assert (anat / f"sub-01_desc-synthsr{suffix}Reliability_mask.nii.gz").is_file()
+    fused = json.loads((anat / "sub-01_desc-synthsrReliability_mask.json").read_text())
+    assert len(fused["QC"]["RegistrationResidual"]) == 2 and "prod_k" in fused["Formula"]
 
 
 # ---------------------------------------------------------------------- CLI error paths
