@@ -97,6 +97,7 @@ class GroupSection:
     fused: list[Figure]
     absent: list[str]
     volumes: tuple[list[str], list[list[str]]] | None
+    thickness: tuple[list[str], list[list[str]]] | None
     skipped: list[tuple[str, str]]
     errors: list[tuple[str, str, str]]  # node, error line, crash file (relative to output_dir)
     runtimes: list[tuple[str, str]]
@@ -239,6 +240,20 @@ def _volumes(output_dir: Path, group: GroupPlan) -> tuple[tuple[list[str], list[
     return (header, rows), (dsegs[0] if dsegs else None)
 
 
+def _thickness(output_dir: Path, group: GroupPlan) -> tuple[list[str], list[list[str]]] | None:
+    """The group's cortical thickness table (``--thickness``): region, mean thickness in mm."""
+    if not group.fused_relpath:
+        return None
+    prefix = Path(group.fused_relpath).name.split("_desc-")[0]
+    tables = sorted((output_dir / group.fused_relpath).parent.glob(f"{prefix}_seg-*_desc-thickness_morph.tsv"))
+    if not tables:
+        return None
+    lines = [line.split("\t") for line in tables[0].read_text().splitlines() if line.strip()]
+    header = lines[0]
+    keep = [header.index(c) for c in ("name", "thickness-mm") if c in header]
+    return [header[i] for i in keep], [[row[i] for i in keep] for row in lines[1:]]
+
+
 def _ml(cell: str) -> str:
     try:
         return format_ml(float(cell))
@@ -337,7 +352,7 @@ def _group_section(output_dir: Path, figures_dir: Path, group: GroupPlan, log_di
         absent.append(f"no fused image ({group.fused_relpath}): see Errors")
     title = f"Session {group.session}" if group.session else "Anatomical scans"
     return GroupSection(label=group.label, title=title, scans=scans, fused=fused_figures, absent=absent,
-                        volumes=volumes, skipped=list(group.skipped),
+                        volumes=volumes, thickness=_thickness(output_dir, group), skipped=list(group.skipped),
                         errors=_errors(log_dir, output_dir, group), runtimes=_runtimes(work_dir, group))
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pandas as pd
 
 from synthsr_nipype.atomic import atomic_write_tsv
 from synthsr_nipype.bids import (
@@ -150,3 +151,17 @@ def test_sessions_row_when_there_are_sessions(tmp_path):
     _, html, _ = _page(tmp_path, session="pre")
     summary = html[html.index('<section id="summary">'):html.index("</section>")]
     assert "<tr><th>sessions</th><td>ses-pre</td></tr>" in summary
+
+
+def test_thickness_table_when_the_run_made_one(tmp_path):
+    from synthsr_nipype.morphometry.thickness import THICKNESS_COLUMNS
+
+    out, group = build_outputs(tmp_path)
+    assert "Cortical thickness" not in write_subject_report(out, "01", [group]).read_text()
+    name = derivative_names("01", None, "ants")["thickness_tsv"]
+    rows = [(1, "Left-Cerebral-Cortex", 2.4321, 3e5), (2, "Right-Cerebral-Cortex", 2.5, 3e5),
+            (None, "Cortex", 2.466, 6e5)]
+    atomic_write_tsv((out / group.fused_relpath).parent / name, pd.DataFrame(rows, columns=THICKNESS_COLUMNS))
+    html = write_subject_report(out, "01", [group]).read_text()
+    assert "<h4>Cortical thickness</h4>" in html and "<th>thickness-mm</th>" in html
+    assert "<td>Left-Cerebral-Cortex</td><td>2.4321</td>" in html
