@@ -5,6 +5,8 @@
    as the baseline every user has, the thick-slice scan upsampled trilinearly to 1 mm.  Each is compared with
    the real T1: Dice of the ANTs backend's p > 0.5 GM against ``GM.nii.gz``, GM volume error against it, and the
    intensity correlation inside the brain (on the real T1's grid, after a linear fit: Pearson r and NRMSE).
+   A third row, ``linear``, is the trilinear upsampling after the least-squares linear map of its intensities
+   onto the real T1 (the trainer's linear baseline); ``--methods`` measures only some rows.
 2. Cross-contrast: ``real/ms-clinical`` FLAIR and T2 (4 mm) -> T1-like, each rigidly registered (antspyx) to
    the same patient's clinical T1: normalised mutual information of the output with that T1 next to the
    input's own.
@@ -38,6 +40,8 @@ REPO = Path(__file__).resolve().parents[1]
 REAL = REPO.parent / "shared" / "data" / "real"
 HIRES = REAL / "hires-t1"
 
+#: the rows of each degraded case: the model, the baseline every user has, and the oracle linear intensity map
+METHODS = ("synthsr", "trilinear", "linear")
 #: name: (spacing mm, thickness mm) per RAS axis of the hires T1
 ACQUISITIONS = {
     "axial5": ((1.0, 1.0, 5.0), (1.0, 1.0, 5.0)),
@@ -87,6 +91,19 @@ def upsample_trilinear(image: nib.Nifti1Image) -> nib.Nifti1Image:
     return resample_to_output(image, voxel_sizes=(1.0, 1.0, 1.0), order=1)
 
 
+def linear_rescaling(image: nib.Nifti1Image, reference: nib.Nifti1Image) -> nib.Nifti1Image:
+    """The trilinear upsampling mapped onto the real T1's intensities by a least-squares line fitted inside the
+    brain (negative values clipped): the trainer's linear baseline, the best any purely linear intensity map of
+    the input can do.  A network that only rescales the input's intensities would score this row."""
+    up = upsample_trilinear(image)
+    moved = resample_from_to(up, reference, order=1).get_fdata()
+    ref = reference.get_fdata()
+    brain = ref > 0
+    slope, intercept = np.polyfit(moved[brain], ref[brain], 1)
+    data = np.clip(slope * up.get_fdata() + intercept, 0, None).astype(np.float32)
+    return nib.Nifti1Image(data, up.affine)
+
+
 def figure(panels: dict[str, nib.Nifti1Image], reference: nib.Nifti1Image, path: Path) -> None:
     """Input / trilinear / SynthSR / real T1 side by side, one coronal and one axial slice each."""
     import matplotlib
@@ -115,7 +132,10 @@ def degraded_case(name: str, spacing, thickness, args, work: Path, hires: nib.Ni
 
     sim = simulate_acquisition(hires, tuple(spacing), thickness=tuple(thickness))
     sim.to_filename(work / f"{name}_input.nii.gz")
-    outputs = {"synthsr": run(sim, model=args.model, threads=args.threads), "trilinear": upsample_trilinear(sim)}
+    makers = {"synthsr": lambda: run(sim, model=args.model, threads=args.threads),
+              "trilinear": lambda: upsample_trilinear(sim),
+              "linear": lambda: linear_rescaling(sim, reference_1mm)}
+    outputs = {method: makers[method]() for method in METHODS if method in args.methods}
     result: dict = {"spacing_mm": list(spacing), "thickness_mm": list(thickness)}
     for method, image in outputs.items():
         path = work / f"{name}_{method}.nii.gz"
@@ -131,7 +151,7 @@ def degraded_case(name: str, spacing, thickness, args, work: Path, hires: nib.Ni
         print(f"  {name:14s} {method:9s} GM Dice {agreement['dice_p_gt_0.5']:.3f}  GM volume "
               f"{agreement['gm_difference_percent']:+6.1f} %  r {result[method]['pearson_r']:.3f}  "
               f"NRMSE {result[method]['nrmse']:.3f}", flush=True)
-    if args.figures:
+    if args.figures and {"trilinear", "synthsr"} <= set(outputs):
         figure({"input (thick slices)": sim, "trilinear": outputs["trilinear"], "SynthSR": outputs["synthsr"],
                 "real T1": reference_1mm}, reference_1mm, args.figures / f"superres_{name}.png")
     return result
@@ -188,6 +208,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="measure on 2 mm copies (ANTs 2 mm template)")
     parser.add_argument("--skip", nargs="*", default=[], choices=["cross-contrast", "stroke"])
+    parser.add_argument("--acquisitions", nargs="+", default=list(ACQUISITIONS), choices=list(ACQUISITIONS),
+                        help="the degraded-T1 cases to measure (default all three)")
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS,
+                        help="rows of the degraded-T1 cases (default all; the headline needs synthsr and trilinear)")
     parser.add_argument("--work", type=Path, default=None, help="keep the intermediate images here")
     parser.add_argument("--figures", type=Path, default=None, help="write side-by-side PNGs here")
     parser.add_argument("--json", type=Path, default=None, help="write the results as JSON")
@@ -203,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.spacing:
         acquisitions = {"custom": (args.spacing, args.thickness or args.spacing)}
     else:
-        acquisitions = ACQUISITIONS
+        acquisitions = {name: ACQUISITIONS[name] for name in args.acquisitions}
     results: dict = {"model": str(args.model), "acquisitions": {}}
     print(f"== {args.model}: degraded real T1 -> SynthSR vs trilinear", flush=True)
     for name, (spacing, thickness) in acquisitions.items():
@@ -216,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     headline = results["acquisitions"].get("axial5") or next(iter(results["acquisitions"].values()))
+    if not {"synthsr", "trilinear"} <= set(headline):
+        return 0
     print(f"dice_synthsr={headline['synthsr']['gm_dice']:.4f} dice_trilinear={headline['trilinear']['gm_dice']:.4f} "
           f"gm_err_synthsr={headline['synthsr']['gm_error_percent']:.2f} "
           f"gm_err_trilinear={headline['trilinear']['gm_error_percent']:.2f}")

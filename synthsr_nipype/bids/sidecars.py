@@ -45,10 +45,12 @@ def synthsr_metadata(
     flip: bool,
     sharpen: bool,
     header_warnings: Sequence[str] = (),
+    model_notes: str | None = None,
 ) -> dict[str, Any]:
     """What a SynthSR run did (written by the SynthSR node, completed by the sink);
     ``header_warnings``: what was odd but processed in the inputs' headers
-    (:func:`~synthsr_nipype.inference.checks.header_warnings`, "file: note")."""
+    (:func:`~synthsr_nipype.inference.checks.header_warnings`, "file: note"); ``model_notes``: what
+    the user must know about the model (:class:`~synthsr_nipype.model.registry.ModelNotes`)."""
     from .. import __version__
 
     meta = {
@@ -58,6 +60,7 @@ def synthsr_metadata(
         # BIDS defines SoftwareVersions as a string (the schema validator rejects an object)
         "SoftwareVersions": ", ".join(f"{dist} {ver}" for dist, ver in software_versions().items()),
         "Model": {"Name": model_name, "SHA256": model_sha256},
+        **({"ModelNotes": model_notes} if model_notes else {}),
         "InputChannels": list(channels),
         "Flags": {"ct": bool(ct), "flip": bool(flip), "sharpen": bool(sharpen)},
     }

@@ -42,6 +42,14 @@ from .bids_settings import settings_from_args  # noqa: E402
 log = logging.getLogger("synthsr_bids")
 
 
+def plan_model_notes(plan) -> list[str]:
+    """The notes (model.registry.ModelNotes) of the models the plan's jobs run, once each."""
+    from ..model.registry import model_notes
+
+    notes = (model_notes(name) for name in dict.fromkeys(job.model for job in plan.jobs))
+    return [n.note for n in notes if n is not None]
+
+
 def run_group(settings: Settings) -> int:
     """``group``: collect the participant volumes of ``output_dir`` into ``output_dir/group``."""
     from ..model.registry import model_label
@@ -98,6 +106,8 @@ def _run_participant(settings: Settings, command_line: Sequence[str], scratch: c
         return _write_reports(settings, plan, log_dir=None)
     for relpath, note in scan_warnings(plan):
         print(f"WARNING: {relpath}: {note}", file=sys.stderr)
+    for note in plan_model_notes(plan):
+        print(f"NOTE: {note}", file=sys.stderr)
     if nipype is None:
         print(format_plan(plan))
         # the model first: a real run stops there before it reads any header

@@ -12,6 +12,7 @@ from ..errors import ModelNotFoundError, SynthSRError, report
 from ..inference import run
 from ..inference.simulate import simulate_acquisition
 from ..model import DEFAULT_MODEL, load_model
+from ..model.registry import model_notes
 from ..reports.slices import save_comparison
 
 #: Shipped inside the package, so that the demo shows a brain on a machine that has only the repository.
@@ -49,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
             return report(err)
     except SynthSRError as exc:
         return report(exc)
+    if (notes := model_notes(model.name)) is not None:
+        print(f"NOTE: {notes.note}", file=sys.stderr)
     template = load_mni152_template(resolution=1)
     clinical = simulate_acquisition(template, (1.0, 1.0, 5.0), tilt_degrees=12.0, noise=0.01)
     atomic_write_nifti(out / "clinical_5mm_axial.nii.gz", clinical)

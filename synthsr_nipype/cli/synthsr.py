@@ -18,6 +18,7 @@ from ..atomic import atomic_write_json, atomic_write_nifti  # noqa: E402
 from ..errors import ModelError, SynthSRError, UsageError, report  # noqa: E402
 from ..inference import native_image, pick_device, run, synthesise  # noqa: E402
 from ..model import load_model  # noqa: E402
+from ..model.registry import model_notes  # noqa: E402
 from .common import (  # noqa: E402
     EXIT_CODES_HELP,
     IMAGE_EXTENSIONS,
@@ -90,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     except SynthSRError as exc:
         return report(exc)
     print(f"synthsr {__version__}: model {model.name} (sha256 {model.sha256[:12]}), device {device}", file=sys.stderr)
+    if (notes := model_notes(model.name)) is not None:
+        print(f"NOTE: {notes.note}", file=sys.stderr)
     options = dict(ct=args.ct, flip=not args.disable_flipping, sharpen=not args.disable_sharpening, device=device,
                    threads=threads, max_memory_gb=args.max_memory_gb, precision=args.precision)
 

@@ -10,12 +10,15 @@ import argparse
 import dataclasses
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from ..errors import SynthSRError, report
 from ..train.config import NetworkConfig, TrainConfig, load_config
+
+if TYPE_CHECKING:
+    from ..train.trainer import StepResult
 
 EXIT_CODES = "exit codes: 0 success; 1 training failed (e.g. a non-finite loss); 2 bad config, flag or checkpoint; " \
              "130 interrupted (a checkpoint of the last step is written first)"
@@ -45,6 +48,9 @@ FIELD_HELP = {
     "convs_per_level": "convolutions per level",
     "kernel_size": "convolution kernel size",
     "batch_norm": "BatchNorm after each level",
+    "generator_device": "where the generator's augmentation runs: cpu, or device (the training device)",
+    "initial_weights": "start from this exported model (same network) instead of random weights",
+    "initial_batches": "training samples that measure the initial weights' BatchNorm statistics",
     "bn_recalibration": "at export, re-estimate BatchNorm statistics over N training samples (0: off)",
 }
 
@@ -113,6 +119,18 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return overrides
 
 
+def print_validation(result: StepResult) -> None:
+    """One line per validation: its loss and, on T1-contrast samples, the network against the linear baseline."""
+    if result.val_loss is None:
+        return
+    line = f"step {result.step}: validation loss {result.val_loss:.4f}"
+    if result.val_t1 is not None:
+        ours, linear = result.val_t1
+        line += (f"; T1-contrast inputs: {ours:.4f}, linear rescaling of the input {linear:.4f} "
+                 f"({'better' if ours < linear else 'worse'} than the linear baseline)")
+    print(line, file=sys.stderr, flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.time_budget is not None and not args.time_budget > 0:
@@ -137,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
             try:
                 budget = None if args.time_budget is None else 60.0 * args.time_budget
-                trainer.fit(progress=not args.quiet, time_budget_s=budget)
+                trainer.fit(progress=not args.quiet, time_budget_s=budget, on_step=print_validation)
                 if trainer.state.step < config.steps:
                     print(f"time budget of {args.time_budget:g} min spent: stopped at step {trainer.state.step} "
                           f"of {config.steps}", file=sys.stderr)

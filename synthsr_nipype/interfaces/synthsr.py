@@ -66,7 +66,7 @@ class SynthSR(SimpleInterface):
         from ..inference import native_image, reliability, synthesise
         from ..inference.checks import HeaderWarning
         from ..model import load_model
-        from ..model.registry import model_label
+        from ..model.registry import model_label, model_notes
 
         device = self.inputs.device
         if self.inputs.use_gpu and device in ("auto", "cpu"):
@@ -103,6 +103,7 @@ class SynthSR(SimpleInterface):
             flip=self.inputs.flip,
             sharpen=self.inputs.sharpen,
             header_warnings=notes,
+            model_notes=(model_notes(net.name).note if model_notes(net.name) else None),
         )
         if self.inputs.reliability:
             rel = syn.reliability()

@@ -14,6 +14,59 @@ from .upstream import Upstream
 
 
 @dataclass(frozen=True)
+class ModelNotes:
+    """What a user must be told about a model wherever it is used, until its results justify silence.
+
+    ``note`` is one line (the console, the sidecars' ``ModelNotes``, the reports' banners); ``methods`` is the
+    paragraph logs/CITATION.md gives instead of citing the published models' validation as if it applied.
+    """
+
+    note: str
+    methods: str
+
+
+@dataclass(frozen=True)
+class RealScanResult:
+    """A model's figures from benchmarks/superres_real.py (the JSON it wrote is checked against these)."""
+
+    benchmark: str  # the JSON file under benchmarks/
+    acquisition: str  # its key in the JSON's "acquisitions"
+    label: str  # how the text names the acquisition
+    gm_dice: float
+    gm_dice_trilinear: float
+    gm_error_percent: float
+    gm_error_percent_trilinear: float
+
+
+#: lite's measured real-scan result (docs/superres.md), and how it was trained (its card holds the details)
+LITE_RESULT = RealScanResult("superres_lite.json", "axial5", "5 mm axial", 0.5988, 0.7453, 24.76, 16.47)
+LITE_TRAINING = ("a 4-level, 16-feature U-Net of SynthSR's architecture trained by synthsr-nipype with "
+                 "synthsr-train for 2,400 steps on two CPU cores (synthsr_nipype/train/configs/lite.yaml, about "
+                 "0.5 % of SynthSR's training schedule) on synthetic scans of any contrast and resolution "
+                 "generated from four of SynthSR's training label maps")
+
+
+def _lite_notes(result: RealScanResult = LITE_RESULT, training: str = LITE_TRAINING) -> ModelNotes:
+    worse = result.gm_dice < result.gm_dice_trilinear
+    comparison = "worse than" if worse else "better than"
+    figures = (f"grey-matter Dice {result.gm_dice:.2f} vs {result.gm_dice_trilinear:.2f}, grey-matter volume "
+               f"error {result.gm_error_percent:+.1f} % vs {result.gm_error_percent_trilinear:+.1f} % at "
+               f"{result.label}")
+    note = (f"model 'lite' is a small model trained by synthsr-nipype, not a published SynthSR model; on real "
+            f"scans it is {comparison} trilinear upsampling ({figures}; docs/superres.md): use it to try the "
+            "pipeline, not for results")
+    methods = (
+        "Each anatomical scan was converted into a synthetic 1 mm isotropic T1-weighted image with the model "
+        f"`lite`: {training}, following SynthSR's generative training [@synthsr1; @synthsr2]. `lite` is not one "
+        "of the published SynthSR models, and their validation does not apply to it. Measured on a real 0.8 mm "
+        f"T1-weighted scan degraded to {result.label} slices (benchmarks/superres_real.py of synthsr-nipype), "
+        f"its output was {comparison} trilinear upsampling of the thick slices ({figures}, ANTs tissue "
+        "segmentation against the real scan's). Results obtained with `lite` should not be reported as "
+        "SynthSR results.")
+    return ModelNotes(note=note, methods=methods)
+
+
+@dataclass(frozen=True)
 class ModelInfo:
     """A model card: where the weights are, what they hash to, and what they take as input.
 
@@ -31,6 +84,7 @@ class ModelInfo:
     upstream: Upstream | None = None
     bundled: bool = False  # shipped inside the package (``BUNDLED_DIR``), never fetched
     channels: tuple[str, ...] = ()
+    notes: ModelNotes | None = None  # said wherever the model is used (see ModelNotes)
 
     def __post_init__(self) -> None:
         if self.channels and len(self.channels) != self.in_channels:
@@ -56,7 +110,8 @@ MODELS: dict[str, ModelInfo] = {
                            channels=("T1w", "T2w")),
     "lite": ModelInfo("lite", "lite.safetensors", None, None, 1,
                       "small general model trained by this package (synthsr-train, "
-                      "synthsr_nipype/train/configs/lite.yaml); ships with the package", bundled=True),
+                      "synthsr_nipype/train/configs/lite.yaml); ships with the package", bundled=True,
+                      notes=_lite_notes()),
 }
 #: SynthSeg's weights (mri_synthseg; the synthsr_nipype.segmentation port), in FreeSurfer's git-annex remote
 #: like v2/lowfield.  Sizes and SHA-256 are the annex keys of FreeSurfer's tree (shared fixture README, 1.1).
@@ -141,6 +196,12 @@ def resolve_model_path(model: str | os.PathLike[str]) -> tuple[Path, ModelInfo |
         raise ModelNotFoundError(f"{path}: model path is not a file")
     names = ", ".join(MODELS)
     raise ModelNotFoundError(f"{path}: model file does not exist (known model names: {names})")
+
+
+def model_notes(model: str | os.PathLike[str]) -> ModelNotes | None:
+    """The notes of a registry model (by name, as :func:`model_label` gives it), else ``None``."""
+    info = MODELS.get(model_label(model))
+    return info.notes if info is not None else None
 
 
 def model_label(model: str | os.PathLike[str]) -> str:

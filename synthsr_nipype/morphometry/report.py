@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..atomic import atomic_write_text
+from ..model.registry import model_notes
 from .volumetry import format_ml
 
 #: columns that are not volumes in the group tables
@@ -108,7 +109,10 @@ def write_group_report(
     qc = qc if qc is not None else pd.DataFrame()
     implausible = implausible if implausible is not None else pd.DataFrame()
     backend = ", ".join(sorted(wide["seg_backend"].unique()))
-    model = ", ".join(sorted(wide["synthsr_model"].unique()))
+    models = sorted(wide["synthsr_model"].unique())
+    model = ", ".join(models)
+    banners = "".join(f'<div class="model-note">{html.escape(n.note)}</div>'
+                      for n in (model_notes(m) for m in models) if n is not None)
     flagged = zscores[zscores["outlier"]]
     outliers = (
         f'<p class="small-sample">Only {len(wide)} subject/session row(s), fewer than {MIN_N_STATISTICS}: no '
@@ -134,10 +138,11 @@ def write_group_report(
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:80em}}table{{border-collapse:collapse;font-size:85%}}
 td,th{{border:1px solid #ccc;padding:2px 6px;text-align:right}}img{{max-width:100%}}
+.model-note{{background:#ffecec;border:2px solid #b00;padding:.5em;font-weight:bold}}
 .figure-missing{{color:#b00;font-weight:bold;border:2px solid #b00;padding:4px}}
 .qc-flagged td,.implausible{{color:#b00}}</style>
 {_SELF_CHECK}</head>
-<body data-figures-expected="{len(figures)}"><h1>{html.escape(title)}</h1>
+<body data-figures-expected="{len(figures)}"><h1>{html.escape(title)}</h1>{banners}
 <p>{len(wide)} subject/session rows; segmentation backend: <b>{html.escape(backend)}</b>;
 SynthSR model: <b>{html.escape(model)}</b>. Volumes in mL (the TSV files keep mm³); z-scores use the
 sample standard deviation.

@@ -87,6 +87,7 @@ class ScanSection:
     notes: list[str]
     figures: list[Figure] = field(default_factory=list)
     absent: list[str] = field(default_factory=list)  # what was not produced, and why
+    model_notes: str | None = None  # the sidecar's ModelNotes: shown as a banner atop the page
 
 
 @dataclass
@@ -167,7 +168,9 @@ def _scan_section(output_dir: Path, figures_dir: Path, group: GroupPlan, job: Jo
     if not output.is_file():
         section.absent.append(f"no SynthSR output ({job.out_relpath}): see Errors")
         return section
-    meta = _sidecar(output).get("Model", {})
+    sidecar = _sidecar(output)
+    meta = sidecar.get("Model", {})
+    section.model_notes = sidecar.get("ModelNotes") if isinstance(sidecar.get("ModelNotes"), str) else None
     section.facts += [("model", str(meta.get("Name", "?"))), ("model SHA-256", str(meta.get("SHA256", "?")))]
     reportlets.plot_views(output, figures_dir / _figure_name(job, "synthsr"), "SynthSR output (1 mm)")
     section.figures.append(Figure(rel(figures_dir / _figure_name(job, "synthsr")), "SynthSR output, 1 mm."))
@@ -379,6 +382,7 @@ def write_subject_report(output_dir: str | os.PathLike[str], subject: str, group
     page = environment.get_template(TEMPLATE.name).render(
         subject=subject, sections=sections, version=__version__, run=run,
         sessions=[f"ses-{g.session}" for g in groups if g.session],
+        model_notes=list(dict.fromkeys(s.model_notes for g in sections for s in g.scans if s.model_notes)),
         run_folder=log_dir.relative_to(output_dir).as_posix() if log_dir else None,
         work_dir=str(work) if work else None,
         methods=methods_html(citation.read_text()) if citation.is_file() else None,

@@ -65,12 +65,22 @@ class TargetConfig:
     images: tuple[str, ...] = ()  # one real image per label map (same order); empty: synthetic
     texture: bool = True  # per-class std of the prior (False: class means only)
     residual_channel: int | None = None  # learn target - that input channel (same contrast)
+    # The reference's synthetic-target path (SynthSR labels_to_image_model: IntensityAugmentation(clip=300,
+    # normalise=True, gamma_std=.5) then GaussianBlur(sigma=.5)); the defaults keep the plain prior image.
+    clip: float | None = None  # intensities above this are clipped before the normalisation
+    normalise: bool = False  # min-max to [0, 1] over the crop, then 1 = 255 on the T1 scale (TARGET_SCALE)
+    gamma_std: float = 0.0  # after normalising: x ** exp(N(0, gamma_std))
+    blur_sigma: float = 0.0  # last: Gaussian blur, sigma in voxels of the 1 mm grid
 
 
 @dataclass(frozen=True)
 class GeneratorConfig:
     tables: str = "../shared/data/labels/synthsr"  # generation_{labels,classes}.npy and prior tables
     crop: tuple[int, int, int] = (128, 128, 128)
+    #: the crop's centre is drawn so that the crop stays inside the labelled box grown by this many voxels on
+    #: every side: 0 keeps crops on the labels; the reference pads the label map and crops anywhere in it, so
+    #: its crops reach past the head into the air, as a scan's field of view does
+    crop_padding: int = 0
     channels: tuple[ChannelConfig, ...] = (ChannelConfig(),)
     target: TargetConfig = field(default_factory=TargetConfig)
     spatial: SpatialConfig = field(default_factory=SpatialConfig)
@@ -88,6 +98,11 @@ class GeneratorConfig:
             if len(crop) != 3 or any(int(c) < 8 for c in crop):
                 raise ValueError(f"generator.crop must be one or three sizes >= 8, got {data['crop']!r}")
             kwargs["crop"] = tuple(int(c) for c in crop)
+        if "crop_padding" in data:
+            padding = data["crop_padding"]
+            if isinstance(padding, bool) or not isinstance(padding, int) or padding < 0:
+                raise ValueError(f"generator.crop_padding must be a whole number of voxels >= 0, got {padding!r}")
+            kwargs["crop_padding"] = padding
         if "channels" in data:
             if not data["channels"]:
                 raise ValueError("generator.channels must list at least one channel")
@@ -112,6 +127,13 @@ class GeneratorConfig:
                     raise ValueError(f"generator.channels[{i}].{name} must be three positive sizes in mm")
             if channel.spacing is None and channel.thickness is not None:
                 raise ValueError(f"generator.channels[{i}]: thickness needs a spacing")
+        target = self.target
+        if target.clip is not None and target.clip <= 0:
+            raise ValueError("generator.target.clip must be positive")
+        if target.gamma_std < 0 or target.blur_sigma < 0:
+            raise ValueError("generator.target.gamma_std and blur_sigma must be >= 0")
+        if target.gamma_std > 0 and not target.normalise:
+            raise ValueError("generator.target.gamma_std needs normalise: true (the gamma acts on [0, 1])")
         residual = self.target.residual_channel
         if residual is not None and not 0 <= residual < len(self.channels):
             raise ValueError(f"generator.target.residual_channel {residual} is not a channel index")

@@ -12,11 +12,11 @@ import nibabel as nib
 import numpy as np
 import torch
 
-from .acquisition import Acquisition, BiasField, GammaNormalisation
-from .config import GeneratorConfig
+from .acquisition import Acquisition, BiasField, GammaNormalisation, blur, min_max
+from .config import GeneratorConfig, TargetConfig
 from .contrast import GaussianMixture
 from .labels import ClassTable, LabelMap, load_label_map, swap_table
-from .random import sample_generator, uniform
+from .random import normal, sample_generator, uniform
 from .spatial import RandomSpatialTransform, brain_box, rigid_perturbation, sample_world
 
 #: The inference writes uint8 = clip(255 * output, 0, 128) * 2, so a target on the 0-255 T1 scale is
@@ -54,7 +54,7 @@ class SynthGenerator:
         tables = Path(config.tables)
         max_label = int(max(m.labels.max() for m in self.maps))
         self.swap = swap_table(max_label).to(self.device)
-        self.spatial = RandomSpatialTransform(config.spatial, config.crop)
+        self.spatial = RandomSpatialTransform(config.spatial, config.crop, config.crop_padding)
         self.mixtures = []
         self.class_luts = []
         for part in (*config.channels, config.target):
@@ -131,7 +131,8 @@ class SynthGenerator:
         if not self.target_images:
             gmm = self.target_mixture.sample(rng)
             image = self.target_mixture.apply(self.target_lut[labels], gmm, rng, texture=self.config.target.texture)
-            return image * TARGET_SCALE, {"gmm": gmm}
+            image, handling = target_handling(image, self.config.target, rng)
+            return image * TARGET_SCALE, {"gmm": gmm, **handling}
         data, affine, scale = self.target_images[index]
         image = sample_world(data.to(self.device), affine, world, mode="bilinear")
         if flip:
@@ -139,6 +140,28 @@ class SynthGenerator:
         prior = self.target_mixture.prior_means
         white = float(prior[0][int(self.target_lut[WHITE_MATTER])]) if prior is not None else 255.0
         return image * (white / scale) * TARGET_SCALE, {"image": str(self.config.target.images[index])}
+
+
+def target_handling(image: torch.Tensor, config: TargetConfig,
+                    rng: torch.Generator) -> tuple[torch.Tensor, dict[str, Any]]:
+    """The synthetic target on the 0-255 T1 scale after the reference's clip, min-max, gamma and blur.
+
+    Normalised targets span 0-255 (1 -> 255): the inference writes ``clip(255 * output, 0, 128) * 2``, so the
+    normalised maximum is the brightest value an output can take.
+    """
+    params: dict[str, Any] = {}
+    if config.clip is not None:
+        image = image.clamp(max=float(config.clip))
+    if config.normalise:
+        image = min_max(image)
+        if config.gamma_std > 0:
+            gamma = float(torch.exp(normal(rng, (1,)) * config.gamma_std)[0])
+            image = image.pow(gamma)
+            params["gamma"] = gamma
+        image = image * 255.0
+    if config.blur_sigma > 0:
+        image = blur(image, [float(config.blur_sigma)] * 3)
+    return image, params
 
 
 def _load_target(path: str | os.PathLike[str]) -> tuple[torch.Tensor, np.ndarray, float]:

@@ -41,9 +41,10 @@ def brain_box(label_map: LabelMap) -> tuple[np.ndarray, np.ndarray]:
 class RandomSpatialTransform:
     """Draws and applies the spatial augmentation of one sample."""
 
-    def __init__(self, config: SpatialConfig, crop: tuple[int, int, int]) -> None:
+    def __init__(self, config: SpatialConfig, crop: tuple[int, int, int], padding: int = 0) -> None:
         self.config = config
         self.crop = tuple(int(c) for c in crop)
+        self.padding = int(padding)
 
     def sample(self, label_map: LabelMap, box: tuple[np.ndarray, np.ndarray], rng: torch.Generator) -> dict[str, Any]:
         cfg = self.config
@@ -53,12 +54,12 @@ class RandomSpatialTransform:
         shear = torch.eye(3, dtype=torch.float64)
         shear[0, 1], shear[0, 2], shear[1, 0], shear[1, 2], shear[2, 0], shear[2, 1] = shears
         matrix = rotation_matrix(angles) @ shear @ torch.diag(scales)
-        # crop centre: anywhere that keeps the crop on the labelled brain along each axis
+        # crop centre: anywhere that keeps the crop inside the labelled box grown by ``padding`` along each axis
         lo, hi = box
         centre = np.empty(3)
         for axis in range(3):
             half = self.crop[axis] / 2.0
-            first, last = lo[axis] + half, hi[axis] - half
+            first, last = lo[axis] - self.padding + half, hi[axis] + self.padding - half
             centre[axis] = (float(uniform(rng, first, last, 1)[0]) if last > first else (lo[axis] + hi[axis]) / 2.0)
         centre_mm = label_map.affine[:3, :3] @ centre + label_map.affine[:3, 3]
         centre_mm = centre_mm + uniform(rng, -cfg.translation_mm, cfg.translation_mm, 3).numpy()

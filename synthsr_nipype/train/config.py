@@ -58,12 +58,18 @@ class TrainConfig:
     device: str = "auto"
     seed: int = 0
     bf16: bool = True  # autocast to bfloat16; CUDA only (ignored elsewhere)
+    #: where the generator's augmentation runs: "cpu", or "device" (the training device, e.g. the GPU)
+    generator_device: str = "cpu"
     threads: int | None = None
     checkpoint_every: int = 100
     validate_every: int = 100
     validation_batches: int = 4
     validation_seed: int = 1_000_000
     name: str = "synthsr-trained"
+    #: start from this exported model (same architecture) instead of random weights, as the reference's
+    #: ``load_model_file``; its BatchNorm statistics are re-measured over ``initial_batches`` training samples
+    initial_weights: str | None = None
+    initial_batches: int = 8
     #: at export, re-estimate the BatchNorm statistics over this many training samples (0: keep the running ones)
     bn_recalibration: int = 0
     #: from a step on, overrides of the generator section and/or the learning rate, e.g.
@@ -134,6 +140,8 @@ class TrainConfig:
         for key in ("steps", "batch_size", "checkpoint_every", "validate_every"):
             if int(getattr(self, key)) < 1:
                 raise ConfigError(f"{source}: {key} must be at least 1")
+        if self.generator_device not in ("cpu", "device"):
+            raise ConfigError(f"{source}: generator_device must be cpu or device, not {self.generator_device!r}")
         if self.learning_rate <= 0:
             raise ConfigError(f"{source}: learning_rate must be positive")
         if self.network.n_levels < 1 or self.network.base_features < 1:

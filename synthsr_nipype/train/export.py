@@ -48,6 +48,7 @@ def build_card(payload: dict[str, Any]) -> dict[str, Any]:
             "label_maps": payload["label_maps"],
             "best_validation_loss": (None if payload["best_step"] is None else float(payload["best_val_loss"])),
             "best_step": payload["best_step"],
+            "initial_weights": config.get("initial_weights"),
         },
         "generator": _jsonable(generator.as_dict()),
         "package_version": __version__,

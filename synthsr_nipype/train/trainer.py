@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import logging
 import math
 import os
@@ -26,22 +27,45 @@ import torch
 import torch.nn.functional as F
 
 from ..atomic import atomic_target
-from ..model.card import spec_from_dict
+from ..errors import SynthSRError
+from ..model.card import read_card_model, spec_from_dict
 from ..synth import GeneratorConfig, SynthGenerator
 from .config import ConfigError, TrainConfig, split_label_maps
-from .unet import TrainableUNet
+from .unet import TrainableUNet, load_inference_weights
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = 1
 CHECKPOINT_GLOB = "checkpoint-*.pt"
 KEEP_CHECKPOINTS = 3  # step checkpoints kept besides best.pt
-LOG_COLUMNS = ("step", "loss", "val_loss", "steps_per_s", "elapsed_s")
+LOG_COLUMNS = ("step", "loss", "val_loss", "val_t1_loss", "val_t1_linear", "steps_per_s", "elapsed_s")
 
 
 def step_seed(seed: int, step: int) -> int:
     """Seed of the batch of ``step``: independent streams for every (seed, step) pair."""
     return int(np.random.SeedSequence([int(seed), int(step)]).generate_state(1, dtype=np.uint32)[0])
+
+
+def t1_inputs(config: GeneratorConfig) -> GeneratorConfig:
+    """``config`` with every input channel drawn from the target's contrast prior (same class table)."""
+    channels = tuple(dataclasses.replace(c, contrast=config.target.contrast, classes=config.target.classes)
+                     for c in config.channels)
+    return dataclasses.replace(config, channels=channels)
+
+
+def linear_fit(inputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per sample, the least-squares fit ``target ~ sum_c a_c * input_c + b`` evaluated on the inputs."""
+    fitted = []
+    for x, y in zip(inputs, target):
+        design = torch.cat([x.reshape(x.shape[0], -1), torch.ones(1, x[0].numel(), device=x.device)]).T.double()
+        coef = torch.linalg.lstsq(design, y.reshape(-1, 1).double()).solution
+        fitted.append((design @ coef).reshape(y.shape).to(y.dtype))
+    return torch.stack(fitted)
+
+
+def initial_seed(seed: int, index: int) -> int:
+    """Seeds of the samples that measure ``initial_weights``' BatchNorm statistics (apart from every step's)."""
+    return int(np.random.SeedSequence([int(seed), 2, int(index)]).generate_state(1, dtype=np.uint32)[0])
 
 
 def pick_device(name: str) -> torch.device:
@@ -57,6 +81,8 @@ class StepResult:
     step: int
     loss: float
     val_loss: float | None = None
+    #: on T1-contrast validation samples: the network's loss and that of the linear baseline
+    val_t1: tuple[float, float] | None = None
     checkpoint: Path | None = None
 
 
@@ -80,13 +106,24 @@ class Trainer:
         if config.threads:
             torch.set_num_threads(int(config.threads))
         self.train_maps, self.val_maps = split_label_maps(config)
+        # the augmentation's tensors live here; its random numbers are drawn on the CPU either way
+        # (synth.random), so a batch stays a function of its seed
+        self.generator_device = self.device if config.generator_device == "device" else torch.device("cpu")
         try:
             self.generator_config = GeneratorConfig.from_dict(config.generator)
-            self.generator = SynthGenerator(label_maps=self.train_maps, config=self.generator_config, device="cpu")
+            self.generator = SynthGenerator(label_maps=self.train_maps, config=self.generator_config,
+                                            device=self.generator_device)
             self.val_generator = (SynthGenerator(label_maps=self.val_maps, config=self.generator_config,
-                                                 device="cpu") if self.val_maps else None)
+                                                 device=self.generator_device) if self.val_maps else None)
         except (ValueError, OSError) as exc:
             raise ConfigError(f"generator: {exc}") from None
+        self.t1_generator = None
+        if self.val_maps and self.generator_config.target.contrast != "uniform":
+            try:
+                self.t1_generator = SynthGenerator(label_maps=self.val_maps, device=self.generator_device,
+                                                   config=t1_inputs(self.generator_config))
+            except (ValueError, OSError) as exc:
+                raise ConfigError(f"generator (T1-contrast validation): {exc}") from None
         self._stage_generators: dict[str, SynthGenerator] = {}
         self.label_map_hashes = {
             "training": _hashes(self.generator),
@@ -138,7 +175,8 @@ class Trainer:
         key = repr(sorted(section.items()))
         if key not in self._stage_generators:
             try:
-                self._stage_generators[key] = SynthGenerator(label_maps=self.train_maps, device="cpu",
+                self._stage_generators[key] = SynthGenerator(label_maps=self.train_maps,
+                                                             device=self.generator_device,
                                                              config=GeneratorConfig.from_dict(section))
             except (ValueError, OSError) as exc:
                 raise ConfigError(f"stages: generator at step {step}: {exc}") from None
@@ -158,6 +196,26 @@ class Trainer:
                     losses.append(float(self.loss(self.net(batch.inputs.to(self.device)),
                                                   batch.target.to(self.device))))
             return float(np.mean(losses))
+        finally:
+            self.net.train()
+
+    @torch.no_grad()
+    def validate_t1(self) -> tuple[float, float] | None:
+        """On validation samples whose inputs have the target's contrast (T1 in, T1 out): the network's mean
+        loss and that of the least-squares linear rescaling of the input, the baseline a network must beat
+        (a model below it has learnt less than "copy the input and fix its intensities")."""
+        if self.t1_generator is None:
+            return None
+        self.net.eval()
+        try:
+            ours, linear = [], []
+            for i in range(self.config.validation_batches):
+                batch = self.t1_generator.sample(self.config.batch_size, seed=self.config.validation_seed + i)
+                inputs, target = batch.inputs.to(self.device), batch.target.to(self.device)
+                with self._autocast():
+                    ours.append(float(self.loss(self.net(inputs), target)))
+                linear.append(float(self.loss(linear_fit(inputs, target), target)))
+            return float(np.mean(ours)), float(np.mean(linear))
         finally:
             self.net.train()
 
@@ -203,6 +261,25 @@ class Trainer:
         found = sorted((self.run_dir / "checkpoints").glob(CHECKPOINT_GLOB))
         return found[-1] if found else None
 
+    def start_from_weights(self, path: str | os.PathLike[str]) -> int:
+        """Weights of an exported model of the same architecture as step 0's (see ``load_inference_weights``);
+        its BatchNorm statistics are measured on training samples of seeds no training step draws."""
+        try:
+            spec, state, _card = read_card_model(path)
+        except (OSError, ValueError, SynthSRError) as exc:
+            raise ConfigError(f"initial_weights: {path}: {exc}") from None
+        if spec != self.spec:
+            raise ConfigError(f"initial_weights: {path}: its network ({spec.n_levels} levels, "
+                              f"{spec.down_widths[0][-1]} features) differs from the config's "
+                              f"({self.spec.n_levels} levels, {self.spec.down_widths[0][-1]} features)")
+        generator = self.generator_at(0)
+        batches = (generator.sample(1, seed=initial_seed(self.config.seed, i)).inputs.to(self.device)
+                   for i in range(max(1, int(self.config.initial_batches))))
+        used = load_inference_weights(self.net, {k: v.to(self.device) for k, v in state.items()}, batches)
+        self.net.train()
+        log.info("started from %s (BatchNorm statistics over %d samples)", path, used)
+        return used
+
     # ------------------------------------------------------------------ the loop
     def fit(self, steps: int | None = None, progress: bool = True,
             on_step: Callable[[StepResult], None] | None = None,
@@ -211,6 +288,8 @@ class Trainer:
         ``time_budget_s``, until that many seconds have passed: the step under way finishes, is validated and
         checkpointed as a last step would be, and the run ends (``state.step`` below ``steps``)."""
         total = int(steps if steps is not None else self.config.steps)
+        if self.state.step == 0 and self.config.initial_weights:
+            self.start_from_weights(self.config.initial_weights)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         logger = RunLog(self.run_dir, resume_step=self.state.step)
         bar = _progress(total, self.state.step, progress)
@@ -231,10 +310,13 @@ class Trainer:
                 at_end = self.state.step == total or out_of_time
                 if self.val_generator is not None and (self.state.step % self.config.validate_every == 0 or at_end):
                     result.val_loss = self.validate()
+                    result.val_t1 = self.validate_t1()
                 best = result.val_loss is not None and result.val_loss < self.state.best_val_loss
                 if best:
                     self.state.best_val_loss, self.state.best_step = result.val_loss, self.state.step
                 row = {"step": self.state.step, "loss": loss, "val_loss": result.val_loss,
+                       "val_t1_loss": result.val_t1[0] if result.val_t1 else None,
+                       "val_t1_linear": result.val_t1[1] if result.val_t1 else None,
                        "steps_per_s": rate, "elapsed_s": elapsed}
                 if result.val_loss is not None:
                     self.state.history.append({"step": self.state.step, "val_loss": result.val_loss})

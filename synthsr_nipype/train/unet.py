@@ -130,3 +130,55 @@ def to_inference(net: TrainableUNet) -> UNet:
     out = UNet(net.spec)
     out.load_state_dict(export_state_dict(net))
     return out.eval().requires_grad_(False)
+
+
+@torch.no_grad()
+def load_inference_weights(net: TrainableUNet, state: dict[str, torch.Tensor],
+                           batches: Iterable[torch.Tensor]) -> int:
+    """Start ``net`` from an exported model (BatchNorm folded into ``bn_*_scale``/``bn_*_shift``).
+
+    The convolutions are copied; each BatchNorm gets the statistics of its input over ``batches`` (mean ``m``,
+    variance ``v``, measured with the exported network's behaviour) and ``weight = scale * sqrt(v + eps)``,
+    ``bias = shift + scale * m``, so that in eval mode the network computes exactly the exported model and in
+    training mode (batch statistics) about the same.  Returns the number of batches used.
+    """
+    net.load_state_dict({k: v for k, v in state.items() if k.startswith(("down.", "up.", "likelihood."))},
+                        strict=False)
+    pairs = [(bn, f"bn_down_{i}") for i, bn in enumerate(net.bn_down)] + \
+        [(bn, f"bn_up_{i}") for i, bn in enumerate(net.bn_up)]
+    bns = [(bn, state[f"{key}_scale"].float(), state[f"{key}_shift"].float())
+           for bn, key in pairs if isinstance(bn, nn.BatchNorm3d)]
+    for bn, scale, shift in bns:  # eval mode first computes scale * x + shift: the exported network
+        bn.weight.copy_(scale)
+        bn.bias.copy_(shift)
+        bn.running_mean.zero_()
+        bn.running_var.fill_(1.0 - bn.eps)
+    sums: dict[int, list[torch.Tensor]] = {id(bn): [torch.zeros(0)] for bn, _, _ in bns}
+
+    def record(module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+        x = args[0].detach().double()
+        dims = [0, 2, 3, 4]
+        sums[id(module)].append(torch.stack([x.mean(dims), (x * x).mean(dims)]))
+
+    hooks = [bn.register_forward_pre_hook(record) for bn, _, _ in bns]
+    was_training = net.training
+    net.eval()
+    count = 0
+    try:
+        for x in batches:
+            net(x)
+            count += 1
+    finally:
+        for hook in hooks:
+            hook.remove()
+        net.train(was_training)
+    if count == 0:
+        raise ValueError("initial weights need at least one batch to measure the BatchNorm statistics")
+    for bn, scale, shift in bns:
+        moments = torch.stack(sums[id(bn)][1:]).mean(0)
+        mean, var = moments[0], (moments[1] - moments[0] ** 2).clamp(min=0)
+        bn.running_mean.copy_(mean.float())
+        bn.running_var.copy_(var.float())
+        bn.weight.copy_((scale.double() * torch.sqrt(var + bn.eps)).float())
+        bn.bias.copy_((shift.double() + scale.double() * mean).float())
+    return count

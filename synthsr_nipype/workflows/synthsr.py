@@ -67,19 +67,24 @@ def init_synthsr_wf(
     out_native
         With ``output_space="native"``: the output on the input's grid.
     """
-    from ..model.registry import model_argument, model_label
+    from ..model.registry import model_argument, model_label, model_notes
 
     model = model_argument(model)  # a relative path names nothing in the node's own folder
     workflow = pe.Workflow(name=name)
-    workflow.__desc__ = (
-        "Each anatomical scan was converted into a synthetic 1 mm isotropic MP-RAGE-like "
-        "T1-weighted image with SynthSR [@synthsr1; @synthsr2"
-        # the low-field and Hyperfine models come from the Radiology paper
-        f"{'; @hyperfine' if model_label(model) in ('lowfield', 'hyperfine') else ''}] "
-        f"(model `{model_label(model)}`"
-        f"{', CT mode' if ct else ''}{', left-right flip averaging' if flip else ''}"
-        f"{', sharpening' if sharpen else ''}), as implemented in PyTorch by synthsr-nipype."
-    )
+    options = [text for on, text in ((ct, "CT mode"), (flip, "left-right flip averaging"),
+                                     (sharpen, "sharpening")) if on]
+    notes = model_notes(model)
+    if notes is not None:  # a model of our own: its own text, never the published models' validation
+        workflow.__desc__ = notes.methods + (f" Options: {', '.join(options)}." if options else "")
+    else:
+        workflow.__desc__ = (
+            "Each anatomical scan was converted into a synthetic 1 mm isotropic MP-RAGE-like "
+            "T1-weighted image with SynthSR [@synthsr1; @synthsr2"
+            # the low-field and Hyperfine models come from the Radiology paper
+            f"{'; @hyperfine' if model_label(model) in ('lowfield', 'hyperfine') else ''}] "
+            f"(model `{model_label(model)}`{''.join(', ' + o for o in options)}), "
+            "as implemented in PyTorch by synthsr-nipype."
+        )
     inputnode = pe.Node(IdentityInterface(fields=["in_files"]), name="inputnode")
     outputnode = pe.Node(IdentityInterface(
         fields=["out_file", "out_json", "out_reliability", "out_reliability_json", "out_native"]), name="outputnode")

@@ -286,3 +286,21 @@ def test_structure_reliability_column(tmp_path):
     coarse = nb.Nifti1Image(rel[::2, ::2, ::2], affine)
     out2 = structure_reliability(table, nb.Nifti1Image(labels, np.eye(4)), coarse)
     assert out2["mean-reliability"][0] < out2["mean-reliability"][1] <= 0.9  # (0 beyond the coarse field of view)
+
+
+def test_group_page_says_what_lite_is(tmp_path):
+    from html import escape
+
+    from synthsr_nipype.model.registry import MODELS
+
+    root = _dataset(tmp_path / "out")
+    for k in range(3):
+        _participant(root, f"{k + 1:02d}", None, {"CSF": 250e3 + k, "GM": 650e3 + k, "WM": 550e3}, model="lite")
+    run_group_level(root)
+    html = (root / "group" / "group.html").read_text()
+    assert 'class="model-note"' in html and "not a published SynthSR model" in html
+    assert escape(MODELS["lite"].notes.note) in html
+    # the published models get no banner
+    other = _cohort(_dataset(tmp_path / "v2"))
+    run_group_level(other)
+    assert 'class="model-note"' not in (other / "group" / "group.html").read_text()

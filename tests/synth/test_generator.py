@@ -180,3 +180,55 @@ def test_config_round_trips_and_rejects_unknown_options():
         GeneratorConfig.from_dict({"channels": [{"spacng": [1, 1, 5]}]})
     with pytest.raises(ValueError, match="residual_channel 3"):
         GeneratorConfig.from_dict({"target": {"residual_channel": 3}})
+
+
+def test_crop_padding_lets_crops_reach_past_the_labels():
+    maps = [SYNTHSR / "brain1_labels.nii.gz"]
+    # a crop about the brain's size stays on it without padding and reaches the air with 40 voxels of it
+    inside = _generator(maps, crop=112, spatial=STILL)
+    padded = _generator(maps, crop=112, crop_padding=40, spatial=STILL)
+    background = [[float((g.sample(1, seed=s).labels == 0).float().mean()) for s in range(6)] for g in (inside, padded)]
+    assert max(background[1]) > max(background[0]) + 0.1
+    with pytest.raises(ValueError, match="crop_padding"):
+        GeneratorConfig.from_dict({"crop_padding": -1})
+
+
+def test_reference_target_handling_normalises_gamma_augments_and_blurs():
+    maps = [SYNTHSR / "brain1_labels.nii.gz"]
+    plain = _generator(maps, target={"contrast": "t1_hr"})
+    clipped = _generator(maps, target={"contrast": "t1_hr", "clip": 100.0})
+    normalised = _generator(maps, target={"contrast": "t1_hr", "normalise": True})
+    gamma = _generator(maps, target={"contrast": "t1_hr", "normalise": True, "gamma_std": 0.5})
+    blurred = _generator(maps, target={"contrast": "t1_hr", "normalise": True, "blur_sigma": 0.5})
+    t = {name: g.sample(1, seed=3).target for name, g in
+         (("plain", plain), ("clipped", clipped), ("normalised", normalised), ("gamma", gamma), ("blurred", blurred))}
+    assert float(t["clipped"].max()) == pytest.approx(100.0 * TARGET_SCALE)
+    # min-max over the crop, 1 -> 255 on the T1 scale: the brightest voxel is the brightest output (0.5)
+    assert float(t["normalised"].min()) == pytest.approx(0.0, abs=1e-6)
+    assert float(t["normalised"].max()) == pytest.approx(255.0 * TARGET_SCALE)
+    assert float(t["plain"].max()) != pytest.approx(255.0 * TARGET_SCALE)
+    drawn = gamma.sample(1, seed=3).params[0]["target"]["gamma"]
+    assert drawn != 1.0
+    expected = (t["normalised"] / (255.0 * TARGET_SCALE)) ** drawn * (255.0 * TARGET_SCALE)
+    assert torch.allclose(t["gamma"], expected, atol=1e-5)
+    # the blur smooths the per-voxel texture: neighbouring voxels differ less
+    def roughness(x):
+        return float((x[..., 1:] - x[..., :-1]).abs().mean())
+    assert roughness(t["blurred"]) < 0.7 * roughness(t["normalised"])
+    with pytest.raises(ValueError, match="normalise"):
+        GeneratorConfig.from_dict({"target": {"gamma_std": 0.5}})
+
+
+def test_head_maps_run_with_synthsegs_tables():
+    """SynthSeg's head maps: extra-cerebral labels get their classes; the T1 prior needs the contrast-specific
+    class table (25 classes); crops see skull and background."""
+    generator = _generator([SYNTHSEG / "training_seg_01.nii.gz"], tables=SYNTHSEG, crop=64,
+                           channels=[{"contrast": "uniform", "classes": "generation_classes"}],
+                           target={"contrast": "t1", "classes": "generation_classes_contrast_specific"})
+    batch = generator.sample(1, seed=0)
+    labels = set(torch.unique(batch.labels).tolist())
+    assert labels & {502, 506, 507, 508, 509, 511, 512, 514, 515, 516, 530}
+    assert torch.isfinite(batch.target).all() and float(batch.target.max()) > 0
+    with pytest.raises(ValueError, match="contrast_specific"):
+        _generator([SYNTHSEG / "training_seg_01.nii.gz"], tables=SYNTHSEG, target={"contrast": "t1"},
+                   channels=[{"contrast": "uniform"}])

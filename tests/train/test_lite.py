@@ -60,7 +60,8 @@ def test_demo_falls_back_to_lite_and_writes_where_asked(tmp_path, capsys, no_pub
     assert demo.main(["--out", str(out), "--threads", "1"]) == 0
     captured = capsys.readouterr()
     notes = [line for line in captured.err.splitlines() if "lite" in line]
-    assert len(notes) == 1 and f"model {DEFAULT_MODEL} not found" in notes[0]
+    assert len(notes) == 2 and f"model {DEFAULT_MODEL} not found" in notes[0]
+    assert notes[1] == f"NOTE: {MODELS['lite'].notes.note}"
     result = nib.load(out / "clinical_5mm_axial_synthsr.nii.gz")
     data = np.asarray(result.dataobj).astype(np.float32)
     assert data.max() > 0
@@ -85,7 +86,7 @@ def test_demo_with_a_named_missing_model_does_not_fall_back(tmp_path, capsys, no
     assert not (tmp_path / "d").exists()
 
 
-def test_synthsr_command_runs_lite_by_name(tmp_path, no_published_models):
+def test_synthsr_command_runs_lite_by_name(tmp_path, capsys, no_published_models):
     from synthsr_nipype.cli import synthsr
 
     rng = np.random.default_rng(0)
@@ -95,3 +96,31 @@ def test_synthsr_command_runs_lite_by_name(tmp_path, no_published_models):
     out = tmp_path / "scan_synthsr.nii.gz"
     assert synthsr.main(["--i", str(tmp_path / "scan.nii.gz"), "--o", str(out), "--model", "lite"]) == 0
     assert nib.load(out).get_data_dtype() == np.uint8
+    err = capsys.readouterr().err
+    assert f"NOTE: {MODELS['lite'].notes.note}" in err.splitlines()
+
+
+def test_what_lite_is_matches_its_card_and_its_measurement():
+    """The notes' figures (one home: model.registry) are those benchmarks/superres_real.py wrote, and the
+    training they describe is the shipped card's: a retrained lite without new notes fails here."""
+    import json
+
+    from synthsr_nipype.model.registry import LITE_RESULT, LITE_TRAINING
+
+    measured = json.loads((REPO / "benchmarks" / LITE_RESULT.benchmark).read_text())
+    case = measured["acquisitions"][LITE_RESULT.acquisition]
+    assert measured["model"] == "lite"
+    for ours, theirs in ((LITE_RESULT.gm_dice, case["synthsr"]["gm_dice"]),
+                         (LITE_RESULT.gm_dice_trilinear, case["trilinear"]["gm_dice"]),
+                         (LITE_RESULT.gm_error_percent, case["synthsr"]["gm_error_percent"]),
+                         (LITE_RESULT.gm_error_percent_trilinear, case["trilinear"]["gm_error_percent"])):
+        assert ours == pytest.approx(theirs, abs=0.005)
+    spec, card = read_card(LITE)
+    assert f"{card.data['training']['steps']:,} steps" in LITE_TRAINING
+    assert f"{spec.n_levels}-level, {spec.down_widths[0][-1]}-feature" in LITE_TRAINING
+    notes = MODELS["lite"].notes
+    dice = f"Dice {case['synthsr']['gm_dice']:.2f} vs {case['trilinear']['gm_dice']:.2f}"
+    assert dice in notes.note and dice in notes.methods
+    worse = case["synthsr"]["gm_dice"] < case["trilinear"]["gm_dice"]
+    assert ("worse than trilinear" in notes.note) == worse
+    assert all(info.notes is None for name, info in MODELS.items() if name != "lite")

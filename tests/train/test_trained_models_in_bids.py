@@ -58,7 +58,7 @@ def test_two_channel_card_model_forms_one_run_from_t2w_and_flair(tmp_path):
 
 
 @pytest.mark.skipif(not LITE.is_file(), reason="the bundled lite model is not in this checkout")
-def test_bids_app_runs_the_bundled_lite_model(tmp_path, monkeypatch):
+def test_bids_app_runs_the_bundled_lite_model(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("SYNTHSR_MODELS_DIR", str(tmp_path / "no-models"))
     monkeypatch.delenv("FREESURFER_HOME", raising=False)
     bids = dataset(tmp_path / "bids", [("FLAIR", (64, 72, 12), (1.0, 1.0, 5.0))])
@@ -68,3 +68,12 @@ def test_bids_app_runs_the_bundled_lite_model(tmp_path, monkeypatch):
     assert code == 0
     outputs = list((out / "sub-01" / "anat").glob("*synthsr*_T1w.nii.gz"))
     assert outputs and np.asarray(nib.load(outputs[0]).dataobj).max() > 0
+    # what lite is, wherever it is used: the console, the sidecar, the report, the methods text
+    notes = MODELS["lite"].notes
+    assert f"NOTE: {notes.note}" in capsys.readouterr().err.splitlines()
+    sidecar = json.loads(outputs[0].with_name(outputs[0].name.replace(".nii.gz", ".json")).read_text())
+    assert sidecar["ModelNotes"] == notes.note
+    page = (out / "sub-01.html").read_text()
+    assert 'class="model-note"' in page and "not a published SynthSR model" in page
+    citation = (out / "logs" / "CITATION.md").read_text()
+    assert notes.methods in citation and "MP-RAGE-like T1-weighted image with SynthSR" not in citation

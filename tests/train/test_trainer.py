@@ -217,3 +217,47 @@ def test_time_budget_stops_after_the_step_under_way_with_a_checkpoint(tmp_path, 
     assert (run / "model.safetensors").is_file()
     with pytest.raises(SystemExit):
         train_cli.main([str(config), "--time-budget", "0"])
+
+
+def test_validation_prints_the_linear_baseline_on_t1_contrast_inputs(tmp_path, capsys):
+    from synthsr_nipype.train.trainer import linear_fit
+
+    # the baseline is the least-squares line: exact on an input that is a line of the target
+    x = torch.rand(2, 1, 8, 8, 8)
+    assert torch.allclose(linear_fit(x, 3 * x - 0.5), 3 * x - 0.5, atol=1e-5)
+    config = write_config(tmp_path, steps=2, checkpoint_every=2, validate_every=2)
+    assert train_cli.main([str(config), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "step 2: validation loss" in err and "linear rescaling of the input" in err
+    with open(tmp_path / "run" / "log.csv", newline="") as handle:
+        last = list(csv.DictReader(handle))[-1]
+    # T1-contrast inputs from the target's prior: a linear map of a T1 already fits a T1 well
+    assert 0 < float(last["val_t1_linear"]) < float(last["val_t1_loss"])
+
+
+def test_initial_weights_start_the_network_from_an_exported_model(tmp_path):
+    first = write_config(tmp_path, steps=2, checkpoint_every=2)
+    assert train_cli.main([str(first), "--quiet", "--export", str(tmp_path / "start.safetensors")]) == 0
+    start = load_model(tmp_path / "start.safetensors")
+    trainer = Trainer(tiny_config(tmp_path / "second", initial_weights=str(tmp_path / "start.safetensors"),
+                                  initial_batches=2))
+    assert trainer.start_from_weights(tmp_path / "start.safetensors") == 2
+    x = trainer.generator.sample(1, seed=5).inputs
+    trainer.net.eval()
+    with torch.no_grad():
+        ours, theirs = trainer.net(x), start.net(x)
+    # eval mode computes the exported model exactly (BatchNorm re-expressed around measured statistics)
+    assert torch.allclose(ours, theirs, atol=1e-4)
+    with pytest.raises(ConfigError, match="differs from the config"):
+        Trainer(tiny_config(tmp_path / "third", network={"n_levels": 3, "base_features": 8})).start_from_weights(
+            tmp_path / "start.safetensors")
+
+
+def test_generator_device_is_the_training_device_or_the_cpu(tmp_path):
+    on_device = Trainer(tiny_config(tmp_path, generator_device="device", device="cpu"))
+    assert on_device.generator.device == on_device.device
+    plain = Trainer(tiny_config(tmp_path / "b"))
+    # the random numbers are drawn on the CPU either way: the same batch for the same seed
+    assert torch.equal(on_device.generator.sample(1, seed=3).target, plain.generator.sample(1, seed=3).target)
+    with pytest.raises(ConfigError, match="generator_device"):
+        tiny_config(tmp_path, generator_device="gpu")
