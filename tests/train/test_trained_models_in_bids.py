@@ -70,9 +70,11 @@ def test_bids_app_runs_the_bundled_lite_model(tmp_path, monkeypatch, capsys):
     assert outputs and np.asarray(nib.load(outputs[0]).dataobj).max() > 0
     # what lite is, wherever it is used: the console, the sidecar, the report, the methods text
     notes = MODELS["lite"].notes
-    assert f"NOTE: {notes.note}" in capsys.readouterr().err.splitlines()
+    err = capsys.readouterr().err
+    assert f"NOTE: {notes.note}" in err.splitlines()
     sidecar = json.loads(outputs[0].with_name(outputs[0].name.replace(".nii.gz", ".json")).read_text())
     assert sidecar["ModelNotes"] == notes.note
+    assert (out / "sub-01.html").is_file(), err
     page = (out / "sub-01.html").read_text()
     assert 'class="model-note"' in page and "not a published SynthSR model" in page
     citation = (out / "logs" / "CITATION.md").read_text()
