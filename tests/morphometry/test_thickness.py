@@ -67,3 +67,25 @@ def test_hemispheres_of_the_template(tmp_path, monkeypatch):
     assert set(np.unique(lab)) == {0, 1, 2}
     assert (x[side == 1] < 0).all() and (x[side == 2] >= 0).all()
     assert abs(int((side == 1).sum()) - int((side == 2).sum())) < 0.05 * side.size
+
+
+def test_interface_runs_on_the_phantom(tmp_path, monkeypatch):
+    """The Nipype node: hemispheres warped onto the grid, DiReCT, map and table (identity transform)."""
+    import ants
+
+    from synthsr_nipype.interfaces.segmentation import CorticalThickness
+
+    monkeypatch.setenv("SYNTHSR_CACHE_DIR", str(tmp_path / "cache"))
+    p = _phantom(tmp_path, 3.0, "node")
+    ident = tmp_path / "identity.mat"
+    ants.write_transform(ants.create_ants_transform(dimension=3), str(ident))
+    csf = tmp_path / "csf.nii.gz"
+    nb.Nifti1Image((nb.load(p["dseg"]).get_fdata() == 1).astype(np.float32), np.eye(4)).to_filename(csf)
+    node = CorticalThickness(dseg=str(p["dseg"]), probsegs=[str(csf), str(p["gm"]), str(p["wm"])],
+                             from_template=str(ident), template_resolution=2)
+    monkeypatch.chdir(tmp_path)
+    res = node.run()
+    table = read_tsv(res.outputs.thickness_tsv).set_index("name")
+    assert 1.5 < res.outputs.mean_thickness < 3.5
+    assert table.at["Cortex", "thickness-mm"] == pytest.approx(res.outputs.mean_thickness)
+    assert nb.load(res.outputs.thickness).shape == nb.load(p["dseg"]).shape
