@@ -30,3 +30,10 @@ def test_the_recipe_is_the_papers_where_the_data_allows(monkeypatch):
     assert any("synthseg" in str(p) for p in maps)
     table = ClassTable.from_folder(generator.tables, target.classes)
     GaussianMixture(table, target.contrast, generator.tables)  # raises on a table / prior mismatch
+
+
+def test_the_lite_candidate_config_loads_and_starts_from_lite(monkeypatch):
+    monkeypatch.chdir(REPO)
+    config = load_config(REPO / "synthsr_nipype" / "train" / "configs" / "lite-candidate.yaml")
+    assert (REPO / config.initial_weights).is_file()
+    GeneratorConfig.from_dict(config.generator)
