@@ -115,3 +115,57 @@ def test_subject_report_in_headless_chromium(tmp_path):
     (out / tbm[0]).unlink()
     dom = render_dom(page)
     assert f"Missing figure: {tbm[0]}" in dom
+
+
+def test_reliability_maps_and_qc_flags_in_headless_chromium(tmp_path):
+    """Issue 25 as a reader sees it: each scan's reliability map is drawn over its output and loads, a
+    crossed QC threshold is shown as a flag beside its numbers; the group page ranks scans by QC,
+    flags the worst and links it to its report."""
+    import json
+
+    import nibabel as nib
+    import numpy as np
+
+    from synthsr_nipype.bids.derivatives import build_derivative_relpath, reliability_entities
+    from synthsr_nipype.reports.subject import write_subject_report
+    from tests.reports.test_subject_report import build_outputs
+
+    out, group = build_outputs(tmp_path)
+    flagged, clean = group.jobs
+    for job, mean, flags in ((flagged, 0.41, ["mean reliability 0.41 < 0.50"]), (clean, 0.83, [])):
+        output = out / job.out_relpath
+        image = nib.load(output)
+        ramp = np.linspace(0, 1, image.shape[2], dtype=np.float32)[None, None, :]
+        target = out / build_derivative_relpath(reliability_entities(job.entities))
+        nib.Nifti1Image(np.broadcast_to(ramp, image.shape).copy(), image.affine).to_filename(target)
+        sidecar = output.with_name(output.name.replace(".nii.gz", ".json"))
+        meta = json.loads(sidecar.read_text())
+        meta.update(ReliabilityQC={"MeanReliability": mean, "UncoveredFraction": 0.2, "TTADisagreement": 0.03},
+                    QCFlags=flags)
+        sidecar.write_text(json.dumps(meta))
+    page = write_subject_report(out, "01", [group])
+    dom = render_dom(page)
+    expected, loaded, broken = _figure_counts(dom)
+    assert loaded == expected and broken == 0, _body_attrs(dom)
+    maps = re.findall(r'<img src="([^"]*reliability[^"]*\.svg)"', dom)
+    assert len(maps) == 2, maps  # one per scan (the fused image has no map here: named as absent)
+    assert dom.count("QC flag: mean reliability 0.41 &lt; 0.50") == 1
+    assert "MeanReliability" in dom and "0.83" in dom
+    assert "no reliability map (sub-01_desc-synthsrReliability_mask.nii.gz)" in dom
+
+    # the check can fail: without its figure, a map is named as missing
+    (out / maps[0]).unlink()
+    dom = render_dom(page)
+    assert f"Missing figure: {maps[0]}" in dom
+
+    root = _cohort(_dataset(tmp_path / "group-out"), n=3)
+    for sub, desc, mean, flags in (("01", "synthsrFLAIR", 0.41, ["mean reliability 0.41 < 0.50"]),
+                                   ("03", "synthsrT2w", 0.9, [])):
+        (root / f"sub-{sub}" / "anat" / f"sub-{sub}_desc-{desc}_T1w.json").write_text(json.dumps(
+            {"ReliabilityQC": {"MeanReliability": mean, "UncoveredFraction": 0.2, "TTADisagreement": 0.03},
+             "QCFlags": flags}))
+    run_group_level(root)
+    dom = render_dom(root / "group" / "group.html")
+    rows = re.findall(r'<tr class="qc-flagged">(.*?)</tr>', dom, flags=re.S)
+    assert len(rows) == 1 and '<a href="../sub-01.html">' in rows[0] and "0.41" in rows[0], rows
+    assert dom.index("0.41") < dom.index("0.9")  # worst first
