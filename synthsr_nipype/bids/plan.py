@@ -68,6 +68,9 @@ class Job:
     shape_1mm: list[int] = field(default_factory=list)
     mem_gb: float = 1.0
     n_procs: int = 1  # threads worth giving it (capped by --omp-nthreads in the workflow)
+    #: per channel: BIDS SliceThickness (mm, 0 unknown) and SliceEncodingDirection ("" unknown)
+    slice_thickness: list[float] = field(default_factory=list)
+    slice_direction: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -159,6 +162,8 @@ def _job(scans: Sequence[ScanInfo], model: str, base_features: int) -> Job:
         shape_1mm=shape,
         mem_gb=estimate_mem_gb(shape, base_features),
         n_procs=estimate_n_procs(shape, base_features),
+        slice_thickness=[s.slice_thickness or 0.0 for s in scans],
+        slice_direction=[s.slice_direction or "" for s in scans],
     )
 
 

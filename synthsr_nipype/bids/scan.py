@@ -49,6 +49,8 @@ class ScanInfo:
     voxel_volume: float = math.inf
     usable: bool = False
     reason: str = ""
+    slice_thickness: float | None = None  # BIDS SliceThickness (mm), from the sidecar
+    slice_direction: str | None = None  # BIDS SliceEncodingDirection (i, j, k)
 
     @property
     def subject(self) -> str:
@@ -76,22 +78,38 @@ def source_entities(entities: dict[str, Any]) -> dict[str, Any]:
     return {k: str(entities[k]) for k in SOURCE_ENTITIES if entities.get(k) is not None}
 
 
-def sidecar_problem(path: Path) -> str:
-    """Why the scan's own JSON sidecar cannot be read, or ``""`` (also when it has none)."""
+def _own_sidecar(path: Path) -> tuple[dict[str, Any], str]:
+    """The scan's own JSON sidecar (``{}`` when it has none) and why it cannot be read, or ``""``."""
     name = path.name
     for ext in (".nii.gz", ".nii"):
         if name.endswith(ext):
             name = name[: -len(ext)]
     sidecar = path.with_name(name + ".json")
     if not sidecar.is_file():
-        return ""
+        return {}, ""
     try:
         data = json.loads(sidecar.read_bytes())
     except (OSError, ValueError) as exc:
-        return f"sidecar {sidecar.name} is not valid JSON ({str(exc).splitlines()[0][:120]})"
+        return {}, f"sidecar {sidecar.name} is not valid JSON ({str(exc).splitlines()[0][:120]})"
     if not isinstance(data, dict):
-        return f"sidecar {sidecar.name} is not a JSON object"
-    return ""
+        return {}, f"sidecar {sidecar.name} is not a JSON object"
+    return data, ""
+
+
+def sidecar_problem(path: Path) -> str:
+    """Why the scan's own JSON sidecar cannot be read, or ``""`` (also when it has none)."""
+    return _own_sidecar(Path(path))[1]
+
+
+def slice_geometry(path: str | Path) -> tuple[float | None, str | None]:
+    """``SliceThickness`` (mm, a positive number, else ``None``) and ``SliceEncodingDirection``
+    (``i``/``j``/``k``, sign dropped, else ``None``) from the scan's own sidecar: slice gaps the
+    header cannot show (docs/qc.md)."""
+    data, _ = _own_sidecar(Path(path))
+    thickness = data.get("SliceThickness")
+    ok = isinstance(thickness, (int, float)) and not isinstance(thickness, bool) and math.isfinite(thickness)
+    direction = str(data.get("SliceEncodingDirection", "")).rstrip("-")
+    return (float(thickness) if ok and thickness > 0 else None), (direction if direction in ("i", "j", "k") else None)
 
 
 def describe_scan(path: str | Path, *, entities: dict[str, Any], relpath: str) -> ScanInfo:
@@ -122,5 +140,6 @@ def describe_scan(path: str | Path, *, entities: dict[str, Any], relpath: str) -
     info.voxel_volume = float(np.prod(zooms))
     info.fov_mm = [round(s * z, 3) for s, z in zip(shape, zooms)]
     info.orientation = "".join(nib.aff2axcodes(img.affine))
+    info.slice_thickness, info.slice_direction = slice_geometry(path)
     info.usable = True
     return info

@@ -140,10 +140,14 @@ def reliability_targets(reliability: str | None, inputs: list[str], outputs: lis
 
 
 def write_reliability(target: str, syn, source: str) -> None:
-    """The map (atomically) and its JSON sidecar beside it."""
+    """The map (atomically) and its JSON sidecar beside it; a BIDS-style sidecar beside the input
+    (``SliceThickness``, ``SliceEncodingDirection``) tells slice gaps the header cannot."""
+    from ..bids.scan import slice_geometry
     from ..inference import reliability
 
-    rel = syn.reliability()
+    thickness, direction = slice_geometry(source)
+    rel = syn.reliability(thickness=reliability.input_thickness(
+        [v.affine for v in syn.volumes], [thickness or 0.0] * len(syn.volumes), [direction or ""] * len(syn.volumes)))
     atomic_write_nifti(target, reliability.map_image(rel.reliability, syn.image))
     meta = reliability.sidecar(rel.qc, Source=os.path.basename(source))
     atomic_write_json(split_extension(target)[0] + ".json", meta)

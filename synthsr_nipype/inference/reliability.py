@@ -67,6 +67,41 @@ def _axis_coverage(d: np.ndarray, thickness: float) -> np.ndarray:
     return np.exp(-0.5 * (near * near + gap * gap))
 
 
+def axis_thickness(affine: np.ndarray, slice_thickness: float | None,
+                   direction: str | None = None) -> list[float] | None:
+    """Per voxel axis, the slice thickness :func:`acquisition_coverage` takes: the spacing, except along the
+    slice axis (BIDS ``SliceEncodingDirection`` ``i``/``j``/``k``, else the axis of the largest spacing), where
+    it is ``slice_thickness``; ``None`` (contiguous slices) when that is unknown or the grid is isotropic
+    without a direction.
+
+    >>> axis_thickness(np.diag([1.0, 1.0, 6.0, 1.0]), 5.0)
+    [1.0, 1.0, 5.0]
+    >>> axis_thickness(np.diag([1.0, 1.0, 1.0, 1.0]), 0.8) is None
+    True
+    """
+    if not slice_thickness or not np.isfinite(slice_thickness) or slice_thickness <= 0:
+        return None
+    spacing = voxel_sizes(affine)
+    if direction in ("i", "j", "k"):
+        axis = "ijk".index(direction)
+    elif np.ptp(spacing) > 0.01 * spacing.max():
+        axis = int(np.argmax(spacing))
+    else:
+        return None
+    thickness = [float(s) for s in spacing]
+    thickness[axis] = float(slice_thickness)
+    return thickness
+
+
+def input_thickness(affines: Sequence[np.ndarray], slice_thickness: Sequence[float] | None,
+                    directions: Sequence[str] | None = None) -> list[list[float] | None] | None:
+    """:func:`axis_thickness` of each input (``slice_thickness``: one per input, 0 unknown)."""
+    if not slice_thickness:
+        return None
+    directions = list(directions or [""] * len(affines))
+    return [axis_thickness(a, t, d or None) for a, t, d in zip(affines, slice_thickness, directions)]
+
+
 def acquisition_coverage(out_shape: Sequence[int], out_affine: np.ndarray, in_shape: Sequence[int],
                          in_affine: np.ndarray, thickness: Sequence[float] | None = None) -> Coverage:
     """Coverage of the output grid ``(out_shape, out_affine)`` by the scan ``(in_shape, in_affine)``.

@@ -29,6 +29,10 @@ class _SynthSRInputSpec(BaseInterfaceInputSpec):
     sharpen = traits.Bool(True, usedefault=True, desc="sharpen the output")
     reliability = traits.Bool(True, usedefault=True,
                               desc="also write the output's reliability map and its QC numbers (docs/qc.md)")
+    slice_thickness = traits.List(traits.Float, desc="per input: BIDS SliceThickness (mm), 0 where unknown; "
+                                  "slice gaps lower the reliability between slices")
+    slice_direction = traits.List(traits.Str, desc="per input: BIDS SliceEncodingDirection (i, j, k), '' "
+                                  "where unknown (then the axis of the largest spacing)")
     output_space = traits.Enum("1mm", "native", usedefault=True,
                                desc="native: also write the output resampled onto the first input's grid")
     out_name = traits.Str("synthsr.nii.gz", usedefault=True, hash_files=False, desc="output file name")
@@ -106,7 +110,9 @@ class SynthSR(SimpleInterface):
             model_notes=(model_notes(net.name).note if model_notes(net.name) else None),
         )
         if self.inputs.reliability:
-            rel = syn.reliability()
+            rel = syn.reliability(thickness=reliability.input_thickness(
+                [v.affine for v in syn.volumes], self.inputs.slice_thickness or None,
+                self.inputs.slice_direction or None))
             meta["ReliabilityQC"] = rel.qc
             meta["QCFlags"] = reliability.qc_flags(rel.qc)
             rel_file = atomic_write_nifti(cwd / "reliability.nii.gz", reliability.map_image(rel.reliability, image))

@@ -109,6 +109,8 @@ def init_single_subject_wf(
             omp_nthreads=max(1, min(synthsr.omp_nthreads, job.n_procs)),
             mem_gb=job.mem_gb,
             output_space=synthsr.output_space,
+            slice_thickness=job.slice_thickness,
+            slice_direction=job.slice_direction,
             name=f"synthsr_{safe_name(job.name)}_wf",
         )
         job_wf.inputs.inputnode.in_files = list(job.inputs)

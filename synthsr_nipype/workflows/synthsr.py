@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from nipype.interfaces.utility import IdentityInterface
 from nipype.pipeline import engine as pe
 
@@ -20,6 +22,8 @@ def init_synthsr_wf(
     omp_nthreads: int = 1,
     mem_gb: float = 2.0,
     output_space: str = "1mm",
+    slice_thickness: Sequence[float] = (),
+    slice_direction: Sequence[str] = (),
     name: str = "synthsr_wf",
 ):
     """Predict a 1 mm MP-RAGE-like image from one scan (or one set of model channels).
@@ -48,6 +52,9 @@ def init_synthsr_wf(
         Memory estimate for the scheduler (see :func:`synthsr_nipype.bids.estimate_mem_gb`).
     output_space
         ``native``: also the output resampled onto the input scan's grid (``out_native``).
+    slice_thickness, slice_direction
+        Per input: BIDS ``SliceThickness`` (mm, 0 unknown) and ``SliceEncodingDirection`` (``""``
+        unknown), for the reliability map's slice gaps (docs/qc.md).
     name
         Workflow name.
 
@@ -105,6 +112,9 @@ def init_synthsr_wf(
     )
     if model_sha256:
         synthsr.inputs.model_sha256 = model_sha256
+    if any(slice_thickness):  # set only when known: the node's cache key is unchanged otherwise
+        synthsr.inputs.slice_thickness = [float(t) for t in slice_thickness]
+        synthsr.inputs.slice_direction = list(slice_direction) or [""] * len(slice_thickness)
     if output_space == "native":
         workflow.connect(synthsr, "out_native", outputnode, "out_native")
     # fmt: off

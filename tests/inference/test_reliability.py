@@ -69,6 +69,17 @@ def test_slice_gaps_lower_coverage_between_slices():
     assert np.all(gaps <= contiguous + 1e-6)
 
 
+def test_slice_thickness_goes_on_the_slice_axis():
+    from synthsr_nipype.inference.reliability import axis_thickness, input_thickness
+
+    anisotropic = np.diag([1.0, 6.0, 1.0, 1.0])
+    assert axis_thickness(anisotropic, 3.0) == [1.0, 3.0, 1.0]  # the largest spacing
+    assert axis_thickness(anisotropic, 3.0, "k") == [1.0, 6.0, 3.0]  # BIDS SliceEncodingDirection wins
+    assert axis_thickness(anisotropic, None) is None and axis_thickness(anisotropic, 0.0) is None
+    assert input_thickness([anisotropic, np.eye(4)], [3.0, 0.0]) == [[1.0, 3.0, 1.0], None]
+    assert input_thickness([anisotropic], None) is None
+
+
 def test_outside_the_field_of_view_is_not_covered():
     shape, affine = _scan((1.0, 1.0, 5.0))
     half = (shape[0], shape[1], shape[2] // 2)  # the scan covers the lower half of the cube only

@@ -117,6 +117,34 @@ def test_synthsr_interface_runs(tmp_path, scans):
     assert moved.shape == scans["t2"].shape and np.allclose(moved.affine, scans["t2"].affine, atol=1e-5)
 
 
+def test_slice_thickness_from_the_sidecar_lowers_reliability_between_slices(tmp_path, scans):
+    """BIDS SliceThickness under the spacing (slice gaps the header cannot show, issue 25): the plan
+    reads it from the scan's sidecar, the SynthSR node's map is lower where no slice was excited."""
+    from nipype.pipeline import engine as pe
+
+    from synthsr_nipype.bids.scan import describe_scan
+    from synthsr_nipype.interfaces import SynthSR
+
+    src = tmp_path / "sub-01_T2w.nii.gz"
+    scans["t2"].to_filename(src)
+    spacing = nib.affines.voxel_sizes(scans["t2"].affine)
+    thin = float(spacing.max()) / 2
+    (tmp_path / "sub-01_T2w.json").write_text(json.dumps({"SliceThickness": thin}))
+    info = describe_scan(src, entities={"subject": "01"}, relpath=src.name)
+    assert info.slice_thickness == thin and info.slice_direction is None
+
+    def mean_reliability(name, **gaps):
+        res = pe.Node(SynthSR(in_files=[str(src)], model=str(TINY), device="cpu", **gaps), name=name,
+                      base_dir=str(tmp_path)).run()
+        meta = json.loads(Path(res.outputs.out_json).read_text())
+        return meta["ReliabilityQC"]["MeanReliability"], nib.load(res.outputs.out_reliability).get_fdata()
+
+    contiguous, map_contiguous = mean_reliability("contiguous")
+    gapped, map_gapped = mean_reliability("gaps", slice_thickness=[thin], slice_direction=[""])
+    print(f"\nmean reliability: contiguous {contiguous:.3f}, SliceThickness {thin:.2f} mm {gapped:.3f}")
+    assert gapped < contiguous and np.all(map_gapped <= map_contiguous + 1e-6)
+
+
 def test_synthsr_interface_qform_sform_disagree(tmp_path, scans):
     """A scan whose qform and sform disagree is processed on the sform's grid (mri_synthsr's
     img.affine); the node's sidecar carries the one note, and the report section says it too."""
