@@ -68,6 +68,7 @@ class MorphometryOptions:
     fs_subjects_dir: str | None = None
     synthseg_robust: bool = True
     synthseg_parc: bool = False
+    seg_models_dir: str | None = None
 
     def __post_init__(self) -> None:
         backend = backend_or_none(self.seg_backend) or ("ants" if self.tbm or self.thickness else None)
@@ -88,6 +89,7 @@ class MorphometryOptions:
             "fs_subjects_dir": self.fs_subjects_dir,
             "synthseg_robust": self.synthseg_robust,
             "synthseg_parc": self.synthseg_parc,
+            "seg_models_dir": self.seg_models_dir,
         }
 
 

@@ -161,7 +161,8 @@ def get_parser() -> argparse.ArgumentParser:
         "--seg-backend", choices=["none", *SEG_BACKENDS], default="none",
         help="segmentation of the fused SynthSR image: 'ants' (embedded, pip only; "
         "~1 min per subject/session at --template-resolution 2, ~5 min at 1 on one thread), "
-        "'synthseg', 'recon-all', 'samseg' (FreeSurfer); 'none' runs SynthSR only (with "
+        "'synthseg' (the package's SynthSeg port, pip only, with QC scores), 'synthseg-fs' "
+        "(FreeSurfer's mri_synthseg), 'recon-all', 'samseg' (FreeSurfer); 'none' runs SynthSR only (with "
         "--tbm: ants). At the group level: the backend whose volumes to collect ('none': any, "
         "but never mixed)",
     )
@@ -190,10 +191,15 @@ def get_parser() -> argparse.ArgumentParser:
     )
     g_morph.add_argument(
         "--synthseg-robust", action=argparse.BooleanOptionalAction, default=True,
-        help="mri_synthseg --robust (slower, better on clinical scans)",
+        help="SynthSeg-robust (synthseg, synthseg-fs: --robust; better on clinical scans)",
     )
     g_morph.add_argument(
-        "--synthseg-parc", action="store_true", help="mri_synthseg --parc (cortical parcels)"
+        "--synthseg-parc", action="store_true", help="SynthSeg's cortical parcellation (--parc)"
+    )
+    g_morph.add_argument(
+        "--seg-models-dir", type=_existing_dir, metavar="DIR",
+        help="folder of the synthseg_*.h5 weights of --seg-backend synthseg, used as given (default: "
+        "$SYNTHSR_MODELS_DIR, $FREESURFER_HOME/models, the cache of 'synthsr-models fetch synthseg_2.0')",
     )
 
     g_perf = parser.add_argument_group("Performance")

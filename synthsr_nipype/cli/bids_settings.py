@@ -72,6 +72,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
             fs_subjects_dir=str(_absolute(args.fs_subjects_dir)) if args.fs_subjects_dir else None,
             synthseg_robust=args.synthseg_robust,
             synthseg_parc=args.synthseg_parc,
+            seg_models_dir=str(_absolute(args.seg_models_dir)) if args.seg_models_dir else None,
         )
     else:  # the group level selects volumes by backend; --tbm has nothing to imply there
         morphometry = MorphometryOptions(seg_backend=args.seg_backend)

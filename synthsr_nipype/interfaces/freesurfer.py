@@ -99,7 +99,9 @@ class _FSVolInputSpec(BaseInterfaceInputSpec):
     volumes = InputMultiObject(File(exists=True), mandatory=True,
                                desc="synthseg CSV, or FreeSurfer stats file(s) "
                                     "(samseg.stats + sbtiv.stats, aseg segstats)")
-    backend = traits.Enum("synthseg", "samseg", "recon-all", mandatory=True)
+    backend = traits.Enum("synthseg", "synthseg-fs", "samseg", "recon-all", mandatory=True)
+    software_version = traits.Str(desc="the segmenter's version (default: FreeSurfer's build stamp)")
+    qc_scores = traits.Dict(desc="the segmenter's QC scores (SynthSeg --qc), written to the sidecars")
 
 
 class _FSVolOutputSpec(TraitedSpec):
@@ -121,11 +123,9 @@ class FreeSurferVolumetry(SimpleInterface):
             parse = fs.parse_synthseg_volumes if vol.endswith(".csv") else fs.parse_freesurfer_stats
             rows += parse(vol)
         self._results.update(fs.freesurfer_volumetry(self.inputs.seg_file, self.inputs.reference, runtime.cwd, rows))
-        self._results["metadata"] = {
-            "SegmentationBackend": self.inputs.backend,
-            "SoftwareVersion": fs.freesurfer_version() or "FreeSurfer (build stamp not found)",
-            "VolumeMethod": f"volumes as reported by {self.inputs.backend}",
-        }
+        self._results["metadata"] = fs.volumetry_metadata(
+            self.inputs.backend, software_version=self.inputs.software_version or None,
+            qc_scores=self.inputs.qc_scores or None)
         return runtime
 
 

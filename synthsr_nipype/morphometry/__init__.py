@@ -6,4 +6,5 @@ only validate inputs, call one of these functions and name the outputs.
 """
 
 TEMPLATE_SPACE = "MNI152NLin2009aSym"
-BACKENDS = ("ants", "synthseg", "recon-all", "samseg")
+#: ``synthseg`` is the package's own port (synthsr_nipype.segmentation); ``synthseg-fs`` FreeSurfer's mri_synthseg
+BACKENDS = ("ants", "synthseg", "synthseg-fs", "recon-all", "samseg")

@@ -13,7 +13,7 @@ Names (in ``sub-<s>/[ses-<t>/]anat/``, ``<group>`` = ``sub-<s>[_ses-<t>]``)::
     <group>_seg-<backend>_desc-thickness_map.nii.gz              (--thickness)
     <group>_seg-<backend>_desc-thickness_morph.tsv  (+ .json)    (--thickness)
 
-``<backend>`` is the backend's alphanumeric label: ``ants``, ``synthseg``, ``samseg``, ``reconall``.
+``<backend>`` is the backend's alphanumeric label: ``ants``, ``synthseg``, ``synthsegfs``, ``samseg``, ``reconall``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""FreeSurfer backends (``synthseg``, ``recon-all``, ``samseg``): availability and outputs.
+"""FreeSurfer-labelled backends (``synthseg`` port, ``synthseg-fs``, ``recon-all``, ``samseg``): availability
+and outputs.
 
 Nothing here runs FreeSurfer: the command lines are the interfaces' (``argstr`` in
 :mod:`synthsr_nipype.interfaces.freesurfer`, tested through their ``cmdline``), and the parsers
@@ -19,7 +20,7 @@ from .labels import TIV_NAME, freesurfer_index
 
 #: executables each backend needs on PATH
 REQUIRED_EXECUTABLES = {
-    "synthseg": ("mri_synthseg",),
+    "synthseg-fs": ("mri_synthseg",),
     "samseg": ("run_samseg",),
     "recon-all": ("recon-all", "mri_segstats"),
 }
@@ -52,6 +53,8 @@ def check_backend_available(
         import importlib.util
 
         return None if importlib.util.find_spec("ants") else "antspyx is not installed (pip install antspyx)"
+    if backend == "synthseg":  # the port: torch only; its weight files are checked when it loads them
+        return None
     if backend not in REQUIRED_EXECUTABLES:
         raise ValueError(f"unknown segmentation backend {backend!r}")
     home = env.get("FREESURFER_HOME")
@@ -76,6 +79,20 @@ def freesurfer_version(environ: Mapping[str, str] | None = None) -> str | None:
         return None
     stamp = Path(home) / "build-stamp.txt"
     return stamp.read_text().strip() if stamp.is_file() else None
+
+
+def volumetry_metadata(backend: str, *, software_version: str | None = None,
+                       qc_scores: Mapping[str, float] | None = None) -> dict[str, object]:
+    """Sidecar provenance of a FreeSurfer-labelled segmentation; ``qc_scores`` (SynthSeg's automated QC,
+    0-1 per structure group, docs/segmentation.md) go in as ``SynthSegQC``."""
+    meta: dict[str, object] = {
+        "SegmentationBackend": backend,
+        "SoftwareVersion": software_version or freesurfer_version() or "FreeSurfer (build stamp not found)",
+        "VolumeMethod": f"volumes as reported by {backend}",
+    }
+    if qc_scores:
+        meta["SynthSegQC"] = {str(k): round(float(v), 4) for k, v in qc_scores.items()}
+    return meta
 
 
 # -------------------------------------------------------------------------------- parsers

@@ -100,7 +100,7 @@ def freesurfer_index(name: str) -> int | None:
 def labels_for_backend(backend: str) -> tuple[Label, ...]:
     if backend == "ants":
         return ANTS_LABELS
-    if backend in ("synthseg", "recon-all", "samseg"):
+    if backend in ("synthseg", "synthseg-fs", "recon-all", "samseg"):
         return FREESURFER_LABELS
     raise ValueError(f"unknown segmentation backend {backend!r}")
 

@@ -86,6 +86,7 @@ def init_morphometry_wf(
     fs_subjects_dir: str | os.PathLike | None = None,
     synthseg_parc: bool = False,
     synthseg_robust: bool = True,
+    seg_models_dir: str | os.PathLike | None = None,
     output_dir: str | os.PathLike | None = None,
     name: str = "morphometry_wf",
 ) -> pe.Workflow:
@@ -103,7 +104,8 @@ def init_morphometry_wf(
     Parameters
     ----------
     seg_backend : :obj:`str`
-        ``ants`` (embedded: MNI152NLin2009aSym priors + Atropos), ``synthseg`` (mri_synthseg),
+        ``ants`` (embedded: MNI152NLin2009aSym priors + Atropos), ``synthseg`` (the package's SynthSeg port,
+        :mod:`synthsr_nipype.segmentation`, with its QC scores), ``synthseg-fs`` (FreeSurfer's mri_synthseg),
         ``recon-all`` (FreeSurfer, aseg volumes via mri_segstats) or ``samseg`` (run_samseg).
     tbm : :obj:`bool`
         Also write the log-Jacobian map of the T1w→template SyN warp (tensor-based morphometry).
@@ -122,9 +124,12 @@ def init_morphometry_wf(
     fs_subjects_dir : :obj:`os.PathLike`
         ``SUBJECTS_DIR`` of ``recon-all``.
     synthseg_parc : :obj:`bool`
-        Add the cortical parcellation to ``mri_synthseg``.
+        Add SynthSeg's cortical parcellation (``synthseg`` and ``synthseg-fs``).
     synthseg_robust : :obj:`bool`
-        ``mri_synthseg --robust`` (the default; slower, better on clinical scans).
+        SynthSeg-robust (the default; better on clinical scans).
+    seg_models_dir : :obj:`os.PathLike`
+        Folder of the ``synthseg_*.h5`` files of the ``synthseg`` port, used as given (default: the
+        registry's folders, $SYNTHSR_MODELS_DIR, $FREESURFER_HOME/models, the user cache).
     output_dir : :obj:`os.PathLike`
         When given, the workflow writes its own BIDS derivatives (with sidecars) there.
     name : :obj:`str`
@@ -167,7 +172,10 @@ def init_morphometry_wf(
             f"ANTs via antspyx, seed {seed}), whose tissue priors and brain mask were warped back to "
             "segment cerebrospinal fluid, grey and white matter with Atropos inside the intracranial mask. "
         ),
-        "synthseg": "The SynthSR volume was segmented with FreeSurfer's mri_synthseg"
+        "synthseg": "The SynthSR volume was segmented with SynthSeg"
+        f"{' (robust model)' if synthseg_robust else ''}{' and its cortical parcellation' if synthseg_parc else ''} "
+        "(the PyTorch port of synthsr_nipype.segmentation), with its automated QC scores. ",
+        "synthseg-fs": "The SynthSR volume was segmented with FreeSurfer's mri_synthseg"
         f"{' (robust model)' if synthseg_robust else ''}. ",
         "recon-all": "The SynthSR volume was processed with FreeSurfer's recon-all; aseg volumes were "
         "extracted with mri_segstats. ",
@@ -230,6 +238,20 @@ def init_morphometry_wf(
         ])
         outputs += [(fsvol, f, f) for f in ("dseg", "dseg_tsv", "morph_tsv")]
         if seg_backend == "synthseg":
+            from ..interfaces.synthseg import SynthSeg
+
+            # ~3 GB for a 1 mm head on CPU (the port's peak; docs/segmentation.md)
+            synthseg = pe.Node(SynthSeg(robust=synthseg_robust, parc=synthseg_parc, qc=True,
+                                        num_threads=max(1, int(omp_nthreads))),
+                               name="synthseg", n_procs=omp_nthreads, mem_gb=4.0)
+            if seg_models_dir:
+                synthseg.inputs.models_dir = str(seg_models_dir)
+            workflow.connect([
+                (inputnode, synthseg, [("t1w", "in_file")]),
+                (synthseg, fsvol, [("out_seg", "seg_file"), ("out_volumes", "volumes"),
+                                   ("version", "software_version"), ("qc_scores", "qc_scores")]),
+            ])
+        elif seg_backend == "synthseg-fs":
             from ..interfaces.freesurfer import MRISynthSeg
 
             synthseg = pe.Node(MRISynthSeg(robust=synthseg_robust, parc=synthseg_parc, threads=omp_nthreads, cpu=True),

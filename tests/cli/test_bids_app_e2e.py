@@ -764,7 +764,7 @@ def test_freesurfer_backend_missing_exit_2_real_process(e2e, tmp_path):
     out, work = tmp_path / "out", tmp_path / "work"
     proc = subprocess.run(
         _cli(str(e2e["bids"]), str(out), "participant", "--model", str(TINY),
-             "--seg-backend", "synthseg", "-w", str(work)),
+             "--seg-backend", "synthseg-fs", "-w", str(work)),
         env=env, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 2

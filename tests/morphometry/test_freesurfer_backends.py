@@ -87,7 +87,7 @@ def _fake_exe(folder: Path, name: str) -> None:
 
 def test_missing_freesurfer_is_detected(tmp_path):
     env = {"PATH": str(tmp_path)}
-    assert fs.check_backend_available("synthseg", environ=env) == (
+    assert fs.check_backend_available("synthseg-fs", environ=env) == (
         "mri_synthseg not found on PATH; FREESURFER_HOME is unset")
     assert fs.check_backend_available("samseg", environ=env) == "run_samseg not found on PATH; FREESURFER_HOME is unset"
     msg = fs.check_backend_available("recon-all", environ={"PATH": str(tmp_path), "FREESURFER_HOME": "/opt/fs"})
@@ -101,7 +101,7 @@ def test_available_with_executables_and_license(tmp_path):
     for exe in ("mri_synthseg", "run_samseg", "recon-all", "mri_segstats"):
         _fake_exe(tmp_path, exe)
     env = {"PATH": str(tmp_path), "FREESURFER_HOME": str(tmp_path)}
-    assert fs.check_backend_available("synthseg", environ=env) is None
+    assert fs.check_backend_available("synthseg-fs", environ=env) is None
     assert fs.check_backend_available("samseg", environ=env) is None
     assert "license not found" in fs.check_backend_available("recon-all", environ=env)
     lic = tmp_path / "lic.txt"

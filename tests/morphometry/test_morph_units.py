@@ -182,7 +182,7 @@ def test_isolated_worker_reports_failure(tmp_path):
                      str(tmp_path / "x.nii.gz"), str(tmp_path / "o.nii.gz"), template_resolution=2)
 
 
-@pytest.mark.parametrize("backend", ["ants", "synthseg", "samseg", "recon-all"])
+@pytest.mark.parametrize("backend", ["ants", "synthseg", "synthseg-fs", "samseg", "recon-all"])
 def test_workflow_builds(backend, tmp_path):
     from synthsr_nipype.workflows.morphometry import init_morphometry_wf
 
@@ -190,7 +190,8 @@ def test_workflow_builds(backend, tmp_path):
     names = {n.name for n in wf._graph.nodes()}
     assert {"inputnode", "outputnode", "tbm", "template_reg", "ds_morphometry_wf"} <= names
     assert ("ants_seg" in names) is (backend == "ants")
-    assert "Atropos" in wf.__desc__ if backend == "ants" else "FreeSurfer" in wf.__desc__ or "SAMSEG" in wf.__desc__
+    words = ("Atropos",) if backend == "ants" else ("FreeSurfer", "SAMSEG", "port")
+    assert any(w in wf.__desc__ for w in words)
     assert "Workflow Graph" in init_morphometry_wf.__doc__
     wf_plain = init_morphometry_wf(seg_backend=backend, name="p")
     assert "tbm" not in {n.name for n in wf_plain._graph.nodes()}

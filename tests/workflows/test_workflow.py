@@ -557,7 +557,7 @@ def test_single_subject_wf_with_morphometry_graph(tmp_path, scans):
 
 @pytest.mark.parametrize(
     "backend,missing",
-    [("synthseg", "mri_synthseg not found on PATH"), ("samseg", "run_samseg not found on PATH"),
+    [("synthseg-fs", "mri_synthseg not found on PATH"), ("samseg", "run_samseg not found on PATH"),
      ("recon-all", "recon-all, mri_segstats not found on PATH")],
 )
 def test_freesurfer_backend_missing_exit_2_before_any_work(tmp_path, scans, capsys, monkeypatch,

@@ -1,0 +1,117 @@
+"""``--seg-backend synthseg`` in the BIDS-App: the package's SynthSeg port on sub-02 of the BIDS-App test
+dataset (two sessions, one fused from three scans), with the tiny fixture weights of
+``../shared/fixtures/synthseg-reference`` (random weights under the published names, so the labels are
+not anatomy: the tests check names, tables, sidecars and their paths, not volumes)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from tests.cli.test_bids_app_e2e import build_dataset
+from tests.paths import REAL, SHARED, TINY
+
+SEG_MODELS = SHARED / "fixtures" / "synthseg-reference" / "devset" / "fshome" / "models"
+pytestmark = pytest.mark.skipif(
+    not (REAL.is_dir() and TINY.is_file() and SEG_MODELS.is_dir()), reason="shared data (../shared) not available"
+)
+GROUPS = (("02", "post"), ("02", "pre"))
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """Participant (Linear, in-process, --parc) then group level."""
+    from synthsr_nipype.cli.bids_app import main
+
+    base = tmp_path_factory.mktemp("synthseg")
+    bids = build_dataset(base / "bids")
+    (base / "linear.yml").write_text("plugin: Linear\n")
+    out = base / "out"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SYNTHSR_CACHE_DIR", str(base / "weight-cache"))
+        mp.delenv("FREESURFER_HOME", raising=False)  # the port needs no FreeSurfer
+        start = time.monotonic()
+        code = main([str(bids), str(out), "participant", "--model", str(TINY), "--participant-label", "02",
+                     "--seg-backend", "synthseg", "--synthseg-parc", "--seg-models-dir", str(SEG_MODELS),
+                     "--omp-nthreads", "1", "--use-plugin", str(base / "linear.yml"), "-w", str(base / "work")])
+        seconds = time.monotonic() - start
+        group_code = main([str(bids), str(out), "group", "--seg-backend", "synthseg"])
+    return {"out": out, "code": code, "group_code": group_code, "seconds": seconds}
+
+
+def _names(sub: str, ses: str) -> dict[str, str]:
+    from synthsr_nipype.morphometry.derivatives import derivative_names
+
+    return derivative_names(sub, ses, "synthseg")
+
+
+def test_participant_derivatives_have_freesurfer_names_tissue_mapping_and_qc(run):
+    from synthsr_nipype.atomic import read_tsv
+    from synthsr_nipype.morphometry.derivatives import sidecar_name
+    from synthsr_nipype.morphometry.labels import FREESURFER_LABELS, freesurfer_index
+
+    assert run["code"] == 0
+    out = run["out"]
+    fs_names = {lab.index: lab.name for lab in FREESURFER_LABELS}
+    for sub, ses in GROUPS:
+        anat = out / f"sub-{sub}" / f"ses-{ses}" / "anat"
+        names = _names(sub, ses)
+        assert "seg-synthseg_dseg.nii.gz" in names["dseg"]
+        fused = nib.load(anat / f"sub-{sub}_ses-{ses}_desc-synthsr_T1w.nii.gz")
+        dseg = nib.load(anat / names["dseg"])
+        assert dseg.shape == fused.shape and np.allclose(dseg.affine, fused.affine)
+        present = {int(v) for v in np.unique(np.asarray(dseg.dataobj))} - {0}
+        assert present and any(v >= 1000 for v in present)  # --synthseg-parc: cortical parcels
+        lut = read_tsv(anat / names["dseg_tsv"])
+        assert list(lut.columns) == ["index", "name", "abbreviation", "mapping"]
+        assert set(lut["index"]) == present
+        aseg = lut[lut["index"] < 1000]
+        assert all(fs_names[i] == n for i, n in zip(aseg["index"], aseg["name"]))
+        assert set(aseg["mapping"].dropna()) <= {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}  # BIDS tissue codes
+        assert aseg["mapping"].notna().any()
+        morph = read_tsv(anat / names["morph_tsv"])
+        assert "TIV" in set(morph["name"]) and (morph["volume-mm3"] >= 0).all()
+        # the tool's CSV names, as for mri_synthseg: aseg rows keep their label value, parcels their ctx- names
+        aseg_rows = morph[morph["index"].notna()]
+        assert len(aseg_rows) > 20
+        assert all(freesurfer_index(n) == int(i) for i, n in zip(aseg_rows["index"], aseg_rows["name"]))
+        assert sum(n.startswith(("ctx-lh-", "ctx-rh-")) for n in morph["name"]) > 60
+        side = json.loads((anat / sidecar_name(names["morph_tsv"])).read_text())
+        assert side["SegmentationBackend"] == "synthseg"
+        assert side["SoftwareVersion"].startswith("SynthSeg-robust 2.0")
+        assert side["SynthSRModel"]["Name"] == TINY.name
+        qc = side["SynthSegQC"]
+        assert len(qc) > 1 and all(0 <= v <= 1 for v in qc.values())
+        assert json.loads((anat / sidecar_name(names["dseg"])).read_text())["SynthSegQC"] == qc
+
+
+def test_pybids_reindexes_the_synthseg_outputs(run):
+    from bids import BIDSLayout
+
+    layout = BIDSLayout(str(run["out"]), config=["bids", "derivatives"], validate=False)
+    for sub, ses in GROUPS:
+        q = {"subject": sub, "session": ses, "segmentation": "synthseg", "return_type": "filename"}
+        assert len(layout.get(suffix="dseg", extension=".nii.gz", **q)) == 1
+        assert len(layout.get(suffix="dseg", extension=".tsv", **q)) == 1
+        assert len(layout.get(suffix="morph", desc="volume", extension=".tsv", **q)) == 1
+
+
+def test_report_and_group_table_name_the_structures(run):
+    from synthsr_nipype.atomic import read_tsv
+
+    out = run["out"]
+    assert run["group_code"] == 0
+    structures: set[str] = set()
+    for sub, ses in GROUPS:
+        morph = read_tsv(out / f"sub-{sub}" / f"ses-{ses}" / "anat" / _names(sub, ses)["morph_tsv"])
+        structures |= set(morph["name"]) - {"TIV"}
+    html = (out / "sub-02.html").read_text()
+    named = [s for s in structures if s in html]
+    assert len(named) == len(structures), sorted(structures - set(named))[:5]
+    wide = read_tsv(out / "group" / "volumes.tsv")
+    assert set(wide["seg_backend"]) == {"synthseg"} and len(wide) == len(GROUPS)
+    assert structures <= set(wide.columns) and "TIV" in wide.columns
