@@ -168,7 +168,7 @@ def freesurfer_volumetry(
     from scipy.ndimage import affine_transform
 
     from ..atomic import atomic_write_nifti, atomic_write_tsv
-    from .labels import FREESURFER_LABELS, Label, dseg_table
+    from .labels import FREESURFER_LABELS, Label, cortical_parcels, dseg_table
     from .volumetry import morph_table
 
     out = Path(out_dir)
@@ -185,8 +185,9 @@ def freesurfer_volumetry(
     img.header.set_slope_inter(1, 0)
     dseg = atomic_write_nifti(out / "dseg.nii.gz", img)
     present = {int(v) for v in np.unique(data) if v != 0}
-    known = {lab.index for lab in FREESURFER_LABELS}
+    named = [*FREESURFER_LABELS, *cortical_parcels()]
+    known = {lab.index for lab in named}
     extra = [Label(i, f"label-{i}", f"label-{i}", "GM" if 1000 <= i < 3000 else None) for i in sorted(present - known)]
-    lut = atomic_write_tsv(out / "dseg.tsv", dseg_table([*FREESURFER_LABELS, *extra], present))
+    lut = atomic_write_tsv(out / "dseg.tsv", dseg_table([*named, *extra], present))
     morph = atomic_write_tsv(out / "desc-volume_morph.tsv", morph_table(rows))
     return {"dseg": str(dseg), "dseg_tsv": str(lut), "morph_tsv": str(morph)}

@@ -92,6 +92,16 @@ for _i, _n, _s, _t in _FS:
     _FS_BY_NAME[_s] = _i
 
 
+def cortical_parcels() -> tuple[Label, ...]:
+    """SynthSeg's cortical parcels (FreeSurfer's Desikan-Killiany ``ctx-lh-*``/``ctx-rh-*``, grey matter),
+    named from the port's tables (their one home). Only for naming the labels of a ``dseg``: volume tables
+    keep them apart from the aseg structures, whose cortex they subdivide."""
+    from ..segmentation.tables import load_tables
+
+    tables = load_tables()
+    return tuple(Label(int(i), str(n), str(n), "GM") for i, n in zip(tables.parc_labels[1:], tables.parc_names))
+
+
 def freesurfer_index(name: str) -> int | None:
     """Label value of a FreeSurfer structure from its LUT name or its mri_synthseg CSV name."""
     return _FS_BY_NAME.get(name.strip().lower())

@@ -69,8 +69,13 @@ def test_participant_derivatives_have_freesurfer_names_tissue_mapping_and_qc(run
         lut = read_tsv(anat / names["dseg_tsv"])
         assert list(lut.columns) == ["index", "name", "abbreviation", "mapping"]
         assert set(lut["index"]) == present
-        aseg = lut[lut["index"] < 1000]
+        aseg, parcels = lut[lut["index"] < 1000], lut[lut["index"] >= 1000]
         assert all(fs_names[i] == n for i, n in zip(aseg["index"], aseg["name"]))
+        # parcels by their FreeSurfer LUT names (1001 ctx-lh-bankssts, 2035 ctx-rh-insula), grey matter
+        assert len(parcels) > 30
+        assert all(n.startswith("ctx-lh-" if i < 2000 else "ctx-rh-")
+                   for i, n in zip(parcels["index"], parcels["name"]))
+        assert set(parcels["mapping"]) == {1}
         assert set(aseg["mapping"].dropna()) <= {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}  # BIDS tissue codes
         assert aseg["mapping"].notna().any()
         morph = read_tsv(anat / names["morph_tsv"])

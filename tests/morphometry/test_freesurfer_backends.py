@@ -182,7 +182,7 @@ def test_freesurfer_volumetry_interface(tmp_path, monkeypatch):
     assert d[2, 5, 5] == 2 and d[5, 5, 5] == 41 and d[4, 4, 4] == 1035 and d[0, 0, 0] == 0
     lut = read_tsv(out.dseg_tsv).set_index("index")
     assert lut.at[2, "name"] == "Left-Cerebral-White-Matter" and lut.at[2, "mapping"] == 2
-    assert lut.at[1035, "name"] == "label-1035" and lut.at[1035, "mapping"] == 1
+    assert lut.at[1035, "name"] == "ctx-lh-insula" and lut.at[1035, "mapping"] == 1  # the parcel LUT name
     morph = read_tsv(out.morph_tsv)
     assert morph["name"].tolist() == ["Left-Cerebral-White-Matter", "Left-Hippocampus", "TIV"]
     assert out.metadata["SoftwareVersion"] == "freesurfer-7.4.1"
