@@ -230,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.raiseExceptions = False
     # Batch schedulers end a job with SIGTERM at its wall-time limit: stop as on Ctrl-C.
     previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous_hook, sys.unraisablehook = sys.unraisablehook, _quiet_interrupts(sys.unraisablehook)
     _interrupted.clear()
     try:
         settings = settings_from_args(args)
@@ -251,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        sys.unraisablehook = previous_hook
 
 
 #: Set by SIGINT/SIGTERM. Nipype records an exception raised inside a node as that node's crash
@@ -261,6 +263,18 @@ _interrupted = threading.Event()
 def _interrupt(signum: int, frame) -> None:  # noqa: ARG001 - signal handler signature
     _interrupted.set()
     raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def _quiet_interrupts(hook):
+    """``sys.unraisablehook`` that drops our own interrupt when it lands where Python cannot raise
+    it (a weakref callback or ``__del__``, e.g. SQLAlchemy's in pybids' index: "Exception ignored
+    in ..." on stderr); :func:`_stop_if_interrupted` raises it again at the next node boundary."""
+    def unraisable(info) -> None:
+        if isinstance(info.exc_value, KeyboardInterrupt) and _interrupted.is_set():
+            return
+        hook(info)
+
+    return unraisable
 
 
 def _stop_if_interrupted(callback=None):
