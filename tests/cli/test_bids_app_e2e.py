@@ -603,9 +603,12 @@ def test_morph_participant_outputs_and_sidecars(morph):
         fused_rel = f"sub-{sub}/ses-{ses}/anat/sub-{sub}_ses-{ses}_desc-synthsr_T1w.nii.gz"
         fused = nib.load(out / fused_rel)
         names = _morph_names(sub, ses)
+        thickness = {key: names.pop(key) for key in ("thickness", "thickness_tsv")}
         assert set(names) == {"dseg", "dseg_tsv", "brain_mask", "morph_tsv", "to_template_xfm",
                               "from_template_xfm", "logjacobian", "probseg_CSF", "probseg_GM",
                               "probseg_WM"}
+        # this run did not ask for --thickness: none written
+        assert not any((anat / name).exists() for name in thickness.values()), thickness
         for key, name in names.items():
             assert (anat / name).is_file(), name
             if key == "dseg_tsv":  # described by the dseg sidecar
