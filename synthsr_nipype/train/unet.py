@@ -81,19 +81,27 @@ def recalibrate_batch_norm(net: TrainableUNet, batches: Iterable[torch.Tensor]) 
     """
     bns = [m for m in net.modules() if isinstance(m, nn.BatchNorm3d)]
     momenta = [m.momentum for m in bns]
-    was_training = net.training
     for m in bns:
         m.reset_running_stats()
         m.momentum = None  # cumulative average
-    net.train()
+    try:
+        return _forward_all(net, batches, training=True)
+    finally:
+        for m, momentum in zip(bns, momenta):
+            m.momentum = momentum
+
+
+def _forward_all(net: TrainableUNet, batches: Iterable[torch.Tensor], *, training: bool) -> int:
+    """Run ``net`` (in training or eval mode) over ``batches`` for what its hooks or BatchNorms record; its
+    mode is restored. Returns the number of batches."""
+    was_training = net.training
+    net.train(training)
     count = 0
     try:
         for x in batches:
             net(x)
             count += 1
     finally:
-        for m, momentum in zip(bns, momenta):
-            m.momentum = momentum
         net.train(was_training)
     return count
 
@@ -161,17 +169,11 @@ def load_inference_weights(net: TrainableUNet, state: dict[str, torch.Tensor],
         sums[id(module)].append(torch.stack([x.mean(dims), (x * x).mean(dims)]))
 
     hooks = [bn.register_forward_pre_hook(record) for bn, _, _ in bns]
-    was_training = net.training
-    net.eval()
-    count = 0
     try:
-        for x in batches:
-            net(x)
-            count += 1
+        count = _forward_all(net, batches, training=False)
     finally:
         for hook in hooks:
             hook.remove()
-        net.train(was_training)
     if count == 0:
         raise ValueError("initial weights need at least one batch to measure the BatchNorm statistics")
     for bn, scale, shift in bns:
