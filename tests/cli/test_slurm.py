@@ -180,6 +180,15 @@ def test_slurm_jobs_get_the_submitting_environment(runs):
 
 def test_slurm_outputs_identical_to_linear(runs):
     slurm, linear = _digest(runs["slurm"]["out"]), _digest(runs["linear"]["out"])
-    # per subject: the scan's output, the fused volume and the transform, each with a sidecar
-    assert len(linear) == 3 * 2 * len(SCANS), sorted(linear)
+    # per subject (one scan each, so no transform): the scan's output, the fused volume and the
+    # reliability map of each, every image with its sidecar
+    expected = {
+        f"sub-{sub}/anat/sub-{sub}_desc-{desc}{ext}"
+        for sub, (_, suffix, _) in SCANS.items()
+        for desc in (f"synthsr{suffix}_T1w", "synthsr_T1w", f"synthsr{suffix}Reliability_mask",
+                     "synthsrReliability_mask")
+        for ext in (".nii.gz", ".json")
+    }
+    print(f"\n{len(linear)} derivatives (linear), {len(slurm)} (slurm)")
+    assert set(linear) == expected, sorted(set(linear) ^ expected)
     assert slurm == linear
