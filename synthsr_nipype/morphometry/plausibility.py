@@ -28,14 +28,17 @@ class Range:
     source: str
 
 
-TIV_SOURCE = ("Buckner et al. 2004, NeuroImage 23:724-738 (estimated TIV of adults aged 18-93, both sexes)")
+TIV_SOURCE = ("Buckner et al. 2004, NeuroImage 23:724-738 (estimated TIV of adults aged 18-93, both sexes); "
+              "Matsumae et al. 1996, J Neurosurg 84:982-991 (TIV 1469 +- 102 mL in men, 1289 +- 111 mL in women, "
+              "adults aged 24-80)")
 TISSUE_SOURCE = ("Ge et al. 2002, AJNR 23:1327-1333 (grey and white matter fractions of intracranial volume, "
                  "adults aged 20-86)")
 VENTRICLE_SOURCE = ("Walhovd et al. 2005, Neurobiology of Aging 26:1261-1270 (lateral ventricles of adults aged "
-                    "19-85)")
+                    "19-85); Silva Junior et al., Rev Bras Neurol (all ventricles 15 +- 6 mL at 60-69, 40 +- 24 mL "
+                    "above 69)")
 
 RANGES: tuple[Range, ...] = (
-    Range("TIV", 1000.0, 2000.0, "mL", TIV_SOURCE),
+    Range("TIV", 950.0, 2000.0, "mL", TIV_SOURCE),
     Range("GM / TIV", 0.25, 0.60, "fraction", TISSUE_SOURCE),
     Range("WM / TIV", 0.20, 0.50, "fraction", TISSUE_SOURCE),
     Range("CSF / TIV", 0.05, 0.55, "fraction", TISSUE_SOURCE),
