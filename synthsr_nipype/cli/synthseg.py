@@ -44,7 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cpu", action="store_true", help="(optional) run on the CPU even if a GPU is present")
     parser.add_argument("--v1", action="store_true", help="(optional) SynthSeg 1.0 (needs synthseg_1.0.h5)")
     parser.add_argument("--keepgeom", action="store_true",
-                        help="(optional) not supported (FreeSurfer's surfa library); refused")
+                        help="(optional) segmentation on the input's grid (affine and shape), resampled by nearest "
+                             "neighbour when the image was resampled to 1 mm; posteriors, volumes and QC stay "
+                             "those of the 1 mm grid")
     parser.add_argument("--models-dir", metavar="DIR",
                         help="(optional) folder holding the synthseg_*.h5 files, used as given (default: "
                              "$SYNTHSR_MODELS_DIR, $FREESURFER_HOME/models, then the synthsr-models cache)")
@@ -90,9 +92,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     one_line_warnings()
     try:
-        if args.keepgeom:
-            raise UsageError("--keepgeom is not supported (it needs FreeSurfer's surfa); the outputs are on the "
-                             "input's grid unless the image was resampled to 1 mm")
         if args.crop is not None and args.autocrop:
             raise UsageError("--autocrop cannot be used with --crop")
         if args.crop is not None and (len(args.crop) not in (1, 3) or min(args.crop) <= 0):
@@ -128,7 +127,8 @@ def _run_all(jobs, args, networks, device, vol: str | None, qc: str | None) -> i
         try:
             result = api.run(job["input"], robust=args.robust, parc=args.parc, fast=args.fast, qc=qc is not None,
                              v1=args.v1, ct=args.ct, crop=args.crop, autocrop=args.autocrop,
-                             posteriors=job["posteriors"] is not None, threads=args.threads or None,
+                             posteriors=job["posteriors"] is not None, keep_geometry=args.keepgeom,
+                             threads=args.threads or None,
                              device=device, networks=networks)
             write_outputs(result, job["seg"], posteriors=job["posteriors"], resampled=job["resampled"])
         except (SynthSRError, RuntimeError, MemoryError, OSError) as exc:

@@ -26,6 +26,8 @@ class _SynthSegInputSpec(BaseInterfaceInputSpec):
     ct = traits.Bool(False, usedefault=True, desc="CT in Hounsfield units")
     v1 = traits.Bool(False, usedefault=True, desc="SynthSeg 1.0")
     posteriors = traits.Bool(False, usedefault=True, desc="also write the posteriors")
+    keep_geometry = traits.Bool(False, usedefault=True,
+                                desc="segmentation on the input's grid (mri_synthseg --keepgeom; nearest neighbour)")
     models_dir = Directory(exists=True, desc="folder of the synthseg_*.h5 files (default: the registry's folders)")
     # where and how fast it runs does not change the result: excluded from the cache key
     device = traits.Str("cpu", usedefault=True, nohash=True, desc="cpu, cuda or cuda:N")
@@ -59,7 +61,8 @@ class SynthSeg(SimpleInterface):
 
         inputs = self.inputs
         result = run(inputs.in_file, robust=inputs.robust, parc=inputs.parc, fast=inputs.fast, qc=inputs.qc,
-                     ct=inputs.ct, v1=inputs.v1, posteriors=inputs.posteriors, threads=inputs.num_threads,
+                     ct=inputs.ct, v1=inputs.v1, posteriors=inputs.posteriors,
+                     keep_geometry=inputs.keep_geometry, threads=inputs.num_threads,
                      device=inputs.device, models_dir=inputs.models_dir or None)
         cwd = Path(runtime.cwd)
         written = write_outputs(

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..segmentation.quality import QC_THRESHOLD, qc_flags
 from .labels import TIV_NAME, freesurfer_index
 
 #: executables each backend needs on PATH
@@ -84,7 +85,9 @@ def freesurfer_version(environ: Mapping[str, str] | None = None) -> str | None:
 def volumetry_metadata(backend: str, *, software_version: str | None = None,
                        qc_scores: Mapping[str, float] | None = None) -> dict[str, object]:
     """Sidecar provenance of a FreeSurfer-labelled segmentation; ``qc_scores`` (SynthSeg's automated QC,
-    0-1 per structure group, docs/segmentation.md) go in as ``SynthSegQC``."""
+    0-1 per structure group, docs/segmentation.md) go in as ``SynthSegQC``, the groups scoring below
+    :data:`~synthsr_nipype.segmentation.quality.QC_THRESHOLD` as ``SynthSegQCFlags`` (one line each; empty
+    when none) beside ``SynthSegQCThreshold``."""
     meta: dict[str, object] = {
         "SegmentationBackend": backend,
         "SoftwareVersion": software_version or freesurfer_version() or "FreeSurfer (build stamp not found)",
@@ -92,6 +95,8 @@ def volumetry_metadata(backend: str, *, software_version: str | None = None,
     }
     if qc_scores:
         meta["SynthSegQC"] = {str(k): round(float(v), 4) for k, v in qc_scores.items()}
+        meta["SynthSegQCThreshold"] = QC_THRESHOLD
+        meta["SynthSegQCFlags"] = qc_flags(meta["SynthSegQC"])
     return meta
 
 

@@ -17,6 +17,7 @@ import pandas as pd
 
 from ..atomic import read_tsv
 from ..errors import GroupError
+from ..segmentation.quality import qc_flags
 from .derivatives import backend_from_label
 from .labels import TIV_NAME
 
@@ -191,3 +192,44 @@ def collect_qc(output_dir: str | os.PathLike, *, participant_label: list[str] | 
         })
     table = pd.DataFrame(rows, columns=QC_COLUMNS)
     return table.sort_values("MeanReliability", kind="stable").reset_index(drop=True)
+
+
+SEG_QC_ID_COLUMNS = ["participant_id", "session_id", "segmentation"]
+
+
+def collect_segmentation_qc(output_dir: str | os.PathLike, *, participant_label: list[str] | None = None,
+                            session_label: list[str] | None = None) -> pd.DataFrame:
+    """SynthSeg's QC scores of every participant segmentation (the ``SynthSegQC`` of its ``_dseg.json``): one
+    row per subject/session, one column per structure group, ``flags`` (the groups below
+    :data:`~synthsr_nipype.segmentation.quality.QC_THRESHOLD`, one rule for the reports and the tables) and the
+    subject's report; flagged rows first, then by subject/session.  Empty without SynthSeg segmentations."""
+    root = Path(output_dir)
+    subjects = {p[4:] if p.startswith("sub-") else p for p in participant_label or []}
+    sessions = {s[4:] if s.startswith("ses-") else s for s in session_label or []}
+    rows, groups = [], []
+    for sidecar in sorted(root.glob("sub-*/**/anat/sub-*_dseg.json")):
+        try:
+            meta = json.loads(sidecar.read_text())
+        except (OSError, ValueError):
+            continue
+        scores = meta.get("SynthSegQC")
+        if not isinstance(scores, dict) or not scores:
+            continue
+        parts = dict(part.split("-", 1) for part in sidecar.name.split("_")[:-1] if "-" in part)
+        if (subjects and parts.get("sub") not in subjects) or (sessions and parts.get("ses") not in sessions):
+            continue
+        groups += [g for g in scores if g not in groups]
+        rows.append({
+            "participant_id": f"sub-{parts['sub']}",
+            "session_id": f"ses-{parts['ses']}" if parts.get("ses") else "n/a",
+            "segmentation": sidecar.relative_to(root).as_posix()[: -len(".json")] + ".nii.gz",
+            **{str(k): (float(v) if v is not None else None) for k, v in scores.items()},
+            "flags": "; ".join(qc_flags(scores)),
+            "report": f"sub-{parts['sub']}.html",
+        })
+    table = pd.DataFrame(rows, columns=[*SEG_QC_ID_COLUMNS, *groups, "flags", "report"])
+    if table.empty:
+        return table
+    table["_clean"] = table["flags"] == ""
+    table = table.sort_values(["_clean", "participant_id", "session_id"], kind="stable")
+    return table.drop(columns="_clean").reset_index(drop=True)

@@ -9,6 +9,8 @@ Writes under ``<output_dir>/group/``::
                          (n/a below plausibility.MIN_N_STATISTICS rows)
     plausibility.tsv     values outside published adult ranges (plausibility.RANGES)
     qc.tsv               every SynthSR output's and fused image's QC numbers, worst first
+    segmentation_qc.tsv  SynthSeg's QC scores per subject/session and structure group, with the groups below
+                         segmentation.quality.QC_THRESHOLD flagged (SynthSeg backends only)
     thickness.tsv, thickness_zscores.tsv   mean cortical thickness per region (--thickness runs)
     figures/volumes.svg, figures/volumes_icv.svg   (from MIN_N_STATISTICS rows on)
     group.html
@@ -27,7 +29,14 @@ from ..bids.derivatives import write_bidsignore
 from ..errors import GroupError
 from .derivatives import bidsignore_patterns
 from .figures import plot_distributions
-from .group import ID_COLUMNS, collect_qc, collect_volumes, wide_table, zscores
+from .group import (
+    ID_COLUMNS,
+    collect_qc,
+    collect_segmentation_qc,
+    collect_volumes,
+    wide_table,
+    zscores,
+)
 from .labels import TIV_NAME
 from .plausibility import MIN_N_STATISTICS, plausibility_flags
 from .report import write_group_report
@@ -62,6 +71,9 @@ def run_group_level(
     atomic_write_tsv(group / "plausibility.tsv", implausible)
     qc = collect_qc(out, participant_label=participant_label, session_label=session_label)
     atomic_write_tsv(group / "qc.tsv", qc)
+    seg_qc = collect_segmentation_qc(out, participant_label=participant_label, session_label=session_label)
+    if not seg_qc.empty:
+        atomic_write_tsv(group / "segmentation_qc.tsv", seg_qc)
     structures = [c for c in wide.columns if c not in ID_COLUMNS]
     backend = wide["seg_backend"].iloc[0]
     figures = {}
@@ -85,7 +97,8 @@ def run_group_level(
                                unit="mm")
         )
     write_group_report(group / "group.html", wide=wide, zscores=z, figures=figures,
-                       title="synthsr-nipype group volumetry", qc=qc, implausible=implausible)
+                       title="synthsr-nipype group volumetry", qc=qc, implausible=implausible,
+                       segmentation_qc=seg_qc)
     write_bidsignore(out, bidsignore_patterns())
     n_out = int(z["outlier"].sum())
     LOGGER.info("group level: %d rows, %d structures, %d outlier volumes → %s",

@@ -93,9 +93,39 @@ def _qc_table(qc: pd.DataFrame, out: Path) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
+def _segmentation_qc_table(seg_qc: pd.DataFrame, out: Path) -> str:
+    """SynthSeg's QC scores, a row per subject/session (flagged first, linked to the report), a score below
+    the threshold in red."""
+    from ..segmentation.quality import QC_THRESHOLD
+
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in seg_qc.columns if c != "segmentation")
+    rows = []
+    for _, row in seg_qc.iterrows():
+        cells = []
+        for column, value in row.items():
+            if column == "segmentation":
+                continue
+            if column == "report":
+                href = html.escape(os.path.relpath(out.parent.parent / str(value), out.parent))
+                cells.append(f'<td><a href="{href}">{html.escape(str(value))}</a></td>')
+            elif isinstance(value, float):
+                low = not pd.isna(value) and value < QC_THRESHOLD
+                text = "n/a" if pd.isna(value) else f"{value:.3f}"
+                cells.append(f'<td class="qc-low">{text}</td>' if low else f"<td>{text}</td>")
+            else:
+                cells.append(f"<td>{html.escape(str(value))}</td>")
+        rows.append(f'<tr{" class=qc-flagged" if row["flags"] else ""}>' + "".join(cells) + "</tr>")
+    n_flagged = int((seg_qc["flags"] != "").sum())
+    return (f'<p class="segmentation-qc" data-flagged="{n_flagged}">{n_flagged} of {len(seg_qc)} '
+            f"segmentation(s) with a structure group scoring below {QC_THRESHOLD:g} (SynthSeg's failure "
+            "threshold; docs/segmentation.md): look at their contours in the subject's report.</p>"
+            f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>")
+
+
 def write_group_report(
     out_file: str | os.PathLike, *, wide: pd.DataFrame, zscores: pd.DataFrame, figures: dict[str, str], title: str,
     qc: pd.DataFrame | None = None, implausible: pd.DataFrame | None = None,
+    segmentation_qc: pd.DataFrame | None = None,
 ) -> Path:
     """Self-contained page (figures linked relative to it) that reports missing figures itself.
 
@@ -128,6 +158,9 @@ def write_group_report(
         "images before using these volumes; ranges and sources in docs/morphometry.md):</p>"
         + _table(implausible, "{:.3f}")
     )
+    seg_qc_section = ("" if segmentation_qc is None or segmentation_qc.empty else
+                      "<h2>Segmentation QC (SynthSeg; flagged first)</h2>"
+                      + _segmentation_qc_table(segmentation_qc, out))
     figs = "".join(
         f'<figure><img class="report-figure" src="{html.escape(os.path.relpath(path, out.parent))}" '
         f'alt="{html.escape(caption)}" onerror="figureMissing(this)">'
@@ -140,7 +173,7 @@ def write_group_report(
 td,th{{border:1px solid #ccc;padding:2px 6px;text-align:right}}img{{max-width:100%}}
 .model-note{{background:#ffecec;border:2px solid #b00;padding:.5em;font-weight:bold}}
 .figure-missing{{color:#b00;font-weight:bold;border:2px solid #b00;padding:4px}}
-.qc-flagged td,.implausible{{color:#b00}}</style>
+.qc-flagged td,.implausible{{color:#b00}}td.qc-low{{background:#ffecec;font-weight:bold}}</style>
 {_SELF_CHECK}</head>
 <body data-figures-expected="{len(figures)}"><h1>{html.escape(title)}</h1>{banners}
 <p>{len(wide)} subject/session rows; segmentation backend: <b>{html.escape(backend)}</b>;
@@ -150,7 +183,7 @@ Volumes measured on synthetic (SynthSR) images: check the images before trusting
 <h2>Plausibility</h2>{plausibility}
 <h2>Outliers (|z| &gt; 3)</h2>{outliers}
 <h2>Scan QC (worst mean reliability first; docs/qc.md)</h2>{_qc_table(qc, out)}
-<h2>Figures</h2><p id="figure-status" hidden></p>{figs}
+{seg_qc_section}<h2>Figures</h2><p id="figure-status" hidden></p>{figs}
 <h2>Volumes</h2>{_table(wide, volumes=tuple(c for c in wide.columns if c not in ID_COLUMNS))}
 </body></html>
 """

@@ -102,6 +102,32 @@ class GroupSection:
     skipped: list[tuple[str, str]]
     errors: list[tuple[str, str, str]]  # node, error line, crash file (relative to output_dir)
     runtimes: list[tuple[str, str]]
+    segmentation_qc: SegmentationQC | None = None
+
+
+@dataclass
+class SegmentationQC:
+    """SynthSeg's QC scores of a segmentation (its sidecar's ``SynthSegQC``) and the groups they flag."""
+
+    source: str  # the segmentation's file name
+    threshold: float
+    scores: list[tuple[str, str, bool]]  # (structure group, score, below the threshold)
+    flags: list[str]
+
+
+def segmentation_qc(dseg: Path) -> SegmentationQC | None:
+    """The QC section of a segmentation whose sidecar has SynthSeg's scores (``--seg-backend synthseg``,
+    ``synthseg-fs``); flagged by :func:`synthsr_nipype.segmentation.quality.flagged_groups`."""
+    from ..segmentation.quality import QC_THRESHOLD, flagged_groups, qc_flags
+
+    scores = _sidecar(dseg).get("SynthSegQC")
+    if not isinstance(scores, dict) or not scores:
+        return None
+    flagged = set(flagged_groups(scores))
+    return SegmentationQC(source=dseg.name, threshold=QC_THRESHOLD,
+                          scores=[(str(k), "n/a" if v is None else f"{float(v):.4f}", k in flagged)
+                                  for k, v in scores.items()],
+                          flags=qc_flags(scores))
 
 
 def header_facts(path: str | os.PathLike[str]) -> tuple[list[tuple[str, str]], list[str]]:
@@ -356,7 +382,8 @@ def _group_section(output_dir: Path, figures_dir: Path, group: GroupPlan, log_di
     title = f"Session {group.session}" if group.session else "Anatomical scans"
     return GroupSection(label=group.label, title=title, scans=scans, fused=fused_figures, absent=absent,
                         volumes=volumes, thickness=_thickness(output_dir, group), skipped=list(group.skipped),
-                        errors=_errors(log_dir, output_dir, group), runtimes=_runtimes(work_dir, group))
+                        errors=_errors(log_dir, output_dir, group), runtimes=_runtimes(work_dir, group),
+                        segmentation_qc=segmentation_qc(dseg) if dseg is not None else None)
 
 
 # ----------------------------------------------------------------------------- the page

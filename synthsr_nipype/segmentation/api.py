@@ -15,7 +15,7 @@ import torch
 from ..errors import UsageError
 from .postprocess import postprocess
 from .predict import Networks, run_networks
-from .preprocess import preprocess
+from .preprocess import preprocess, resample_like_input
 from .tables import load_tables, volume_names
 from .weights import check_widths, load_networks
 
@@ -30,7 +30,8 @@ class SynthSegResult:
     keep the reference's column order; ``volumes`` holds NaN where the reference's do.
     """
 
-    segmentation: nib.Nifti1Image  # int32 labels on the input's grid (or the 1 mm grid after resampling)
+    segmentation: nib.Nifti1Image  # int32 labels on the input's grid (or the 1 mm grid after resampling,
+    # unless keep_geometry: then always the input's grid)
     posteriors: nib.Nifti1Image | None  # float32 (X, Y, Z, n_labels), when asked for
     volumes: dict[str, float]
     qc: dict[str, float] | None
@@ -89,13 +90,15 @@ def load_for(*, robust: bool = False, parc: bool = False, qc: bool = False, v1: 
 
 def run(image: ImageLike, *, robust: bool = False, parc: bool = False, fast: bool = False, qc: bool = False,
         v1: bool = False, ct: bool = False, crop: list[int] | None = None, autocrop: bool = False,
-        posteriors: bool = False, threads: int | None = None, device: str | torch.device = "cpu",
-        models_dir: str | os.PathLike[str] | None = None,
+        posteriors: bool = False, keep_geometry: bool = False, threads: int | None = None,
+        device: str | torch.device = "cpu", models_dir: str | os.PathLike[str] | None = None,
         networks: tuple[Networks, list[Path]] | None = None) -> SynthSegResult:
     """Segment one image as ``mri_synthseg`` does (same flags, same outputs; see docs/segmentation.md).
 
     ``robust`` implies ``fast``; ``crop`` (1 or 3 sizes) and ``autocrop`` exclude each other.  Models come
-    from ``models_dir`` (trusted as given) or the registry's folders.
+    from ``models_dir`` (trusted as given) or the registry's folders.  ``keep_geometry`` (``--keepgeom``)
+    puts the segmentation back on the input's grid (affine and shape) by nearest neighbour when the image was
+    resampled to 1 mm; the posteriors, volumes and QC stay those of the 1 mm grid, as the reference's.
     """
     if crop is not None and autocrop:
         raise UsageError("--autocrop cannot be used with --crop")
@@ -113,7 +116,12 @@ def run(image: ImageLike, *, robust: bool = False, parc: bool = False, fast: boo
         out = run_networks(nets, prep.image, tables, robust=robust, flip=not fast, device=dev)
         post = postprocess(out.seg, out.parc if parc else None, prep, tables, fast=fast)
     header = prep.header
-    seg_img = nib.Nifti1Image(post.seg, prep.affine, header)
+    seg, seg_affine = post.seg, prep.affine
+    if keep_geometry and prep.input_affine is not None and (
+            tuple(seg.shape[:3]) != prep.input_shape or not np.allclose(seg_affine, prep.input_affine)):
+        seg = resample_like_input(seg, seg_affine, prep.input_affine, prep.input_shape)
+        seg_affine = prep.input_affine
+    seg_img = nib.Nifti1Image(seg, seg_affine, header)
     seg_img.set_data_dtype(np.int32)
     post_img = None
     if posteriors:

@@ -39,6 +39,8 @@ class Prepared:
     crop_idx: tuple[int, ...] | None  # (lo x3, hi x3) of the crop in the aligned volume
     resampled: nib.Nifti1Image | None  # the 1 mm image (input voxel order) when resampling happened
     source: str
+    input_affine: np.ndarray | None = None  # the input's own affine and grid (``keep_geometry``)
+    input_shape: tuple[int, int, int] | None = None
 
 
 def ceil_to(value: int, multiple: int = PAD_MULTIPLE) -> int:
@@ -158,4 +160,28 @@ def preprocess(image: "nib.spatialimages.SpatialImage | str | os.PathLike[str]",
         im, crop_idx = auto_crop(im)
     im, pad_idx = pad(im, min_pad)
     return Prepared(image=im, affine=affine, header=img.header, im_res=im_res, shape=shape, pad_idx=pad_idx,
-                    crop_idx=crop_idx, resampled=resampled, source=name)
+                    crop_idx=crop_idx, resampled=resampled, source=name,
+                    input_affine=np.asarray(img.affine, dtype=np.float64),
+                    input_shape=tuple(int(n) for n in data.shape[:3]))
+
+
+def resample_like_input(labels: np.ndarray, affine: np.ndarray, target_affine: np.ndarray,
+                        target_shape: tuple[int, int, int]) -> np.ndarray:
+    """``--keepgeom``: a label map moved onto the input's grid by nearest neighbour, as mri_synthseg does it
+    (surfa's ``resample_like(..., method='nearest')``): each target voxel maps through
+    ``inv(affine) @ target_affine`` (float32, as surfa) to a source position; outside ``[0, n)`` on any axis
+    it is 0, else the position is rounded half away from zero (C ``round``) and clipped to ``n - 1``.
+    One target slice at a time (bounded memory).
+    """
+    vox = (np.linalg.inv(np.asarray(affine, np.float64)) @ np.asarray(target_affine, np.float64)).astype(np.float32)
+    limits = np.asarray(labels.shape[:3])
+    ii, jj = np.meshgrid(*(np.arange(n, dtype=np.float32) for n in target_shape[:2]), indexing="ij")
+    out = np.zeros(tuple(target_shape), dtype=labels.dtype)
+    for k in range(target_shape[2]):
+        points = np.stack([ii, jj, np.full_like(ii, k)], axis=-1)
+        src = points @ vox[:3, :3].T + vox[:3, 3]  # float32
+        inside = np.all((src >= 0) & (src < limits.astype(np.float32)), axis=-1)
+        idx = np.minimum(np.floor(src.astype(np.float64) + 0.5).astype(np.int64), limits - 1)  # src >= 0 inside
+        idx[~inside] = 0
+        out[..., k] = np.where(inside, labels[idx[..., 0], idx[..., 1], idx[..., 2]], 0)
+    return out

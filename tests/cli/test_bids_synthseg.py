@@ -53,6 +53,7 @@ def test_participant_derivatives_have_freesurfer_names_tissue_mapping_and_qc(run
     from synthsr_nipype.atomic import read_tsv
     from synthsr_nipype.morphometry.derivatives import sidecar_name
     from synthsr_nipype.morphometry.labels import FREESURFER_LABELS, freesurfer_index
+    from synthsr_nipype.segmentation.quality import QC_THRESHOLD, qc_flags
 
     assert run["code"] == 0
     out = run["out"]
@@ -92,6 +93,8 @@ def test_participant_derivatives_have_freesurfer_names_tissue_mapping_and_qc(run
         qc = side["SynthSegQC"]
         assert len(qc) > 1 and all(0 <= v <= 1 for v in qc.values())
         assert json.loads((anat / sidecar_name(names["dseg"])).read_text())["SynthSegQC"] == qc
+        assert side["SynthSegQCThreshold"] == QC_THRESHOLD
+        assert side["SynthSegQCFlags"] == qc_flags(qc)
 
 
 def test_pybids_reindexes_the_synthseg_outputs(run):
@@ -120,3 +123,60 @@ def test_report_and_group_table_name_the_structures(run):
     wide = read_tsv(out / "group" / "volumes.tsv")
     assert set(wide["seg_backend"]) == {"synthseg"} and len(wide) == len(GROUPS)
     assert structures <= set(wide.columns) and "TIV" in wide.columns
+
+
+def _qc(run, sub: str, ses: str) -> dict[str, float]:
+    from synthsr_nipype.morphometry.derivatives import sidecar_name
+
+    anat = run["out"] / f"sub-{sub}" / f"ses-{ses}" / "anat"
+    return json.loads((anat / sidecar_name(_names(sub, ses)["dseg"])).read_text())["SynthSegQC"]
+
+
+def test_group_tables_have_synthseg_qc_and_per_structure_rows(run):
+    """group/segmentation_qc.tsv: a row per session with every QC group and its flags; zscores.tsv a row per
+    structure and session (n/a: two rows are below MIN_N_STATISTICS)."""
+    from synthsr_nipype.atomic import read_tsv
+    from synthsr_nipype.segmentation.quality import qc_flags
+
+    group = run["out"] / "group"
+    qc = read_tsv(group / "segmentation_qc.tsv")
+    assert sorted(zip(qc["participant_id"], qc["session_id"])) == [(f"sub-{s}", f"ses-{e}") for s, e in GROUPS]
+    for _, row in qc.iterrows():
+        scores = _qc(run, row["participant_id"][4:], row["session_id"][4:])
+        assert {k: row[k] for k in scores} == scores
+        assert (row["flags"] if isinstance(row["flags"], str) else "") == "; ".join(qc_flags(scores))
+    wide = read_tsv(group / "volumes.tsv")
+    z = read_tsv(group / "zscores.tsv")
+    structures = [c for c in wide.columns if c not in ("participant_id", "session_id", "seg_backend", "synthsr_model")]
+    assert set(z["name"]) == set(structures) and len(z) == len(structures) * len(GROUPS)
+    assert z["z"].isna().all()  # n = 2
+
+
+def test_synthseg_report_in_headless_chromium(run):
+    """The real run's sub-02.html in a browser: per session the segmentation contours load, the volume table
+    names the structures, the QC section shows the sidecar's scores with the groups below 0.65 flagged."""
+    import re
+
+    from synthsr_nipype.reports.browser import find_chromium, render_dom
+    from synthsr_nipype.segmentation.quality import flagged_groups
+
+    if find_chromium() is None:
+        pytest.skip("no headless Chromium (`apt-get install chromium`)")
+    dom = render_dom(run["out"] / "sub-02.html")
+    body = dict(re.findall(r'([\w-]+)="([^"]*)"', re.search(r"<body\b([^>]*)>", dom).group(1)))
+    assert body["data-figures-loaded"] == body["data-figures-expected"] and body["data-figures-broken"] == "0", body
+    assert body["data-script-errors"] == "0"
+    for sub, ses in GROUPS:
+        start = dom.index(f'data-group="sub-{sub}_ses-{ses}"')
+        end = dom.find('class="group"', start + 1)
+        part = dom[start:end if end > 0 else dom.index('<section id="methods">')]
+        assert re.search(rf'<img src="[^"]*sub-{sub}_ses-{ses}_desc-segmentation_T1w\.svg"', part)
+        assert "<h4>Volumes</h4>" in part and "left cerebral white matter" in part
+        qc_part = part[part.index('<section class="segmentation-qc"'):]
+        qc_part = qc_part[:qc_part.index("</section>")]
+        scores = _qc(run, sub, ses)
+        flagged = re.findall(r'<tr class="qc-flagged"><td>([^<]*)</td>', qc_part)
+        print(f"sub-{sub}_ses-{ses}: QC {scores}; flagged in the page {flagged}")
+        assert sorted(flagged) == sorted(flagged_groups(scores))
+        assert f'data-qc-flags="{len(flagged)}"' in qc_part
+        assert len(re.findall(r"<tr(?: class=\"qc-flagged\")?><td>", qc_part)) == len(scores)

@@ -4,6 +4,7 @@ participant morphometry workflow end to end (ants + TBM, 2 mm) feeding the group
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import nibabel as nb
@@ -304,3 +305,72 @@ def test_group_page_says_what_lite_is(tmp_path):
     other = _cohort(_dataset(tmp_path / "v2"))
     run_group_level(other)
     assert 'class="model-note"' not in (other / "group" / "group.html").read_text()
+
+
+# the names of a SynthSeg run's _desc-volume_morph.tsv: mri_synthseg's CSV columns, parcels by their LUT names
+SYNTHSEG_STRUCTURES = ("left cerebral white matter", "left cerebral cortex", "left lateral ventricle",
+                       "left hippocampus", "right hippocampus", "brain-stem", "ctx-lh-insula", "ctx-rh-insula")
+QC_GROUPS = ("general white matter", "general grey matter", "general csf", "cerebellum", "brainstem", "thalamus",
+             "putamen+pallidum", "hippocampus+amygdala")
+
+
+def _synthseg_cohort(root: Path, n: int, low: dict[str, dict[str, float]]) -> Path:
+    """n SynthSeg participants (FreeSurfer names, parcels); sub-01's left hippocampus an outlier; QC scores
+    in the dseg sidecars, 0.9 unless ``low`` says otherwise (subject -> {group: score})."""
+    rng = np.random.default_rng(1)
+    for k in range(n):
+        sub = f"{k + 1:02d}"
+        vols = {name: 4e3 + 1e3 * i + rng.normal(0, 50.0) for i, name in enumerate(SYNTHSEG_STRUCTURES)}
+        if k == 0:
+            vols["left hippocampus"] = 9e3
+        _participant(root, sub, None, vols, backend="synthseg")
+        names = derivative_names(sub, None, "synthseg")
+        scores = {g: low.get(sub, {}).get(g, 0.9) for g in QC_GROUPS}
+        (root / f"sub-{sub}" / "anat" / names["dseg"].replace(".nii.gz", ".json")).write_text(
+            json.dumps({"SegmentationBackend": "synthseg", "SynthSegQC": scores}))
+    return root
+
+
+def test_synthseg_structures_get_zscores_and_qc_flags(tmp_path):
+    """Issue 26: z-scores per SynthSeg structure (parcels included) from 11 rows on, none below; SynthSeg's QC
+    scores in group/segmentation_qc.tsv and on group.html, the flagged subject first, visible and linked."""
+    from synthsr_nipype.morphometry.plausibility import MIN_N_STATISTICS
+    from synthsr_nipype.segmentation.quality import QC_THRESHOLD
+
+    root = _synthseg_cohort(_dataset(tmp_path / "out"), 12, {"07": {"thalamus": 0.41, "cerebellum": 0.64}})
+    run_group_level(root, seg_backend="synthseg")
+    group = root / "group"
+    wide = read_tsv(group / "volumes.tsv")
+    assert set(SYNTHSEG_STRUCTURES) <= set(wide.columns) and set(wide["seg_backend"]) == {"synthseg"}
+    z = read_tsv(group / "zscores.tsv")
+    assert set(SYNTHSEG_STRUCTURES) | {"TIV"} == set(z["name"])
+    assert z["z"].notna().all() and z[z["name"] != "TIV"]["z_icv"].notna().all()
+    hippo = z[(z["name"] == "left hippocampus")].set_index("participant_id")["z"]
+    print(f"left hippocampus z of the outlier: {hippo['sub-01']:.2f}; largest other |z|: "
+          f"{hippo.drop('sub-01').abs().max():.2f}; outlier rows {int(z['outlier'].sum())}")
+    assert hippo["sub-01"] > 3 and (hippo.drop("sub-01").abs() < 3).all()
+    assert set(z[z["outlier"]]["participant_id"]) == {"sub-01"}
+    qc = read_tsv(group / "segmentation_qc.tsv")
+    assert list(qc.columns) == ["participant_id", "session_id", "segmentation", *QC_GROUPS, "flags", "report"]
+    assert qc["participant_id"][0] == "sub-07" and len(qc) == 12
+    assert qc["flags"][0] == f"SynthSeg QC cerebellum 0.64 < {QC_THRESHOLD:g}; SynthSeg QC thalamus 0.41 < 0.65"
+    assert qc["flags"][1:].isna().all() or (qc["flags"][1:].fillna("") == "").all()
+    html = (group / "group.html").read_text()
+    section = html[html.index("<h2>Segmentation QC"):]
+    flagged = re.findall(r"<tr class=qc-flagged>(.*?)</tr>", section)
+    assert len(flagged) == 1 and '<a href="../sub-07.html">' in flagged[0]
+    assert flagged[0].count('class="qc-low"') == 2 and 'data-flagged="1"' in section
+
+    # n = 10 (< MIN_N_STATISTICS): the values, no z-scores; the QC flags whatever the n
+    small = _synthseg_cohort(_dataset(tmp_path / "small"), MIN_N_STATISTICS - 1, {"02": {"brainstem": 0.2}})
+    run_group_level(small)
+    z = read_tsv(small / "group" / "zscores.tsv")
+    assert z["z"].isna().all() and z["volume-mm3"].notna().all()
+    assert read_tsv(small / "group" / "segmentation_qc.tsv")["participant_id"][0] == "sub-02"
+
+
+def test_no_segmentation_qc_table_without_synthseg(tmp_path):
+    root = _cohort(_dataset(tmp_path / "out"), n=3)
+    run_group_level(root)
+    assert not (root / "group" / "segmentation_qc.tsv").exists()
+    assert "Segmentation QC" not in (root / "group" / "group.html").read_text()

@@ -169,3 +169,47 @@ def test_reliability_maps_and_qc_flags_in_headless_chromium(tmp_path):
     rows = re.findall(r'<tr class="qc-flagged">(.*?)</tr>', dom, flags=re.S)
     assert len(rows) == 1 and '<a href="../sub-01.html">' in rows[0] and "0.41" in rows[0], rows
     assert dom.index("0.41") < dom.index("0.9")  # worst first
+
+
+def test_synthseg_report_in_headless_chromium(tmp_path):
+    """Issue 26 as a reader sees a SynthSeg run's sub-X.html: the segmentation contours load with their
+    FreeSurfer legend, the volume table lists the tool's structures, the QC section shows every group's score
+    with the groups below 0.65 flagged; a deleted contour figure is named as missing."""
+    from synthsr_nipype.reports.subject import write_subject_report
+    from tests.reports.test_subject_report import (
+        SYNTHSEG_QC,
+        build_outputs,
+        with_synthseg_segmentation,
+    )
+
+    out, group = build_outputs(tmp_path)
+    dseg = with_synthseg_segmentation(out, group)
+    page = write_subject_report(out, "01", [group])
+    dom = render_dom(page)
+    expected, loaded, broken = _figure_counts(dom)
+    assert loaded == expected and broken == 0, _body_attrs(dom)
+    assert _body_attrs(dom)["data-script-errors"] == "0"
+    contours = re.findall(r'<img src="([^"]*desc-segmentation_T1w\.svg)"', dom)
+    assert contours == ["sub-01/figures/sub-01_desc-segmentation_T1w.svg"]
+    legend = re.findall(r'<ul class="legend">(.*?)</ul>', dom, flags=re.S)
+    names = re.findall(r"</span>([^<]+)</li>", legend[0])
+    assert {"Left-Cerebral-White-Matter", "Right-Cerebral-Cortex", "CSF"} <= set(names), names
+    fused = dom[dom.index('<section class="fused">'):]
+    volumes = fused[fused.index("<h4>Volumes</h4>"):fused.index("<h4>Segmentation QC</h4>")]
+    rows = re.findall(r"<tr><td>([^<]*)</td><td>([^<]*)</td>", volumes)
+    assert [name for _, name in rows] == ["left cerebral white matter", "left cerebral cortex", "csf",
+                                          "right cerebral white matter", "right cerebral cortex", "TIV"], rows
+    qc = fused[fused.index('<section class="segmentation-qc"'):]
+    qc = qc[:qc.index("</section>")]
+    scores = re.findall(r"<tr(?: class=\"qc-flagged\")?><td>([^<]*)</td><td>([^<]*)</td>", qc)
+    assert dict(scores) == {k: f"{v:.4f}" for k, v in SYNTHSEG_QC.items()}
+    flagged = re.findall(r'<tr class="qc-flagged"><td>([^<]*)</td>', qc)
+    print(f"QC section: {len(scores)} groups, flagged {flagged}; {loaded}/{expected} figures loaded")
+    assert flagged == ["cerebellum", "thalamus"] and 'data-qc-flags="2"' in qc
+    _png_is_not_blank(screenshot(page, tmp_path / "sub-01.png", width=1100, height=3000))
+
+    # the check can fail: without its figure, the contours are named as missing
+    (out / contours[0]).unlink()
+    dom = render_dom(page)
+    assert f"Missing figure: {contours[0]}" in dom and _figure_counts(dom)[2] == 1
+    assert dseg.is_file()

@@ -165,3 +165,60 @@ def test_thickness_table_when_the_run_made_one(tmp_path):
     html = write_subject_report(out, "01", [group]).read_text()
     assert "<h4>Cortical thickness</h4>" in html and "<th>thickness-mm</th>" in html
     assert "<td>Left-Cerebral-Cortex</td><td>2.4321</td>" in html
+
+
+SYNTHSEG_QC = {"general white matter": 0.91, "general grey matter": 0.88, "general csf": 0.83, "cerebellum": 0.64,
+               "brainstem": 0.9, "thalamus": 0.41, "putamen+pallidum": 0.8, "hippocampus+amygdala": 0.77}
+
+
+def with_synthseg_segmentation(out: Path, group: GroupPlan, qc: dict[str, float] | None = SYNTHSEG_QC) -> Path:
+    """Replace build_outputs' ants segmentation by a SynthSeg one: FreeSurfer labels, the tool's volume names and
+    the sidecars the volumetry step writes (morphometry.freesurfer.volumetry_metadata, QC scores included)."""
+    from synthsr_nipype.morphometry.freesurfer import volumetry_metadata
+    from synthsr_nipype.morphometry.labels import FREESURFER_LABELS
+
+    anat = (out / group.fused_relpath).parent
+    for path in anat.glob("*_seg-ants_*"):
+        path.unlink()
+    names = derivative_names(group.subject, group.session, "synthseg")
+    fused = nib.load(out / group.fused_relpath)
+    data = np.asarray(fused.dataobj)
+    half = np.arange(data.shape[0])[:, None, None] < data.shape[0] // 2
+    labels = np.select([data >= 900, data >= 700, data >= 300], [np.where(half, 2, 41), np.where(half, 3, 42), 24], 0)
+    nib.Nifti1Image(labels.astype(np.int32), fused.affine).to_filename(anat / names["dseg"])
+    atomic_write_tsv(anat / names["dseg_tsv"], dseg_table(FREESURFER_LABELS, present={2, 3, 24, 41, 42}))
+    atomic_write_tsv(anat / names["morph_tsv"], morph_table([
+        (2, "left cerebral white matter", 230123.4), (3, "left cerebral cortex", 250321.0), (24, "csf", 1234.5),
+        (41, "right cerebral white matter", 231000.0), (42, "right cerebral cortex", 251000.0),
+        (None, "TIV", 1400000.0)]))
+    meta = volumetry_metadata("synthseg", software_version="SynthSeg-robust 2.0", qc_scores=qc)
+    for name in (names["dseg"], names["morph_tsv"]):
+        (anat / (name.removesuffix(".nii.gz").removesuffix(".tsv") + ".json")).write_text(json.dumps(meta))
+    return anat / names["dseg"]
+
+
+def test_synthseg_qc_section_flags_groups_below_the_threshold(tmp_path):
+    """Issue 26: the segmentation part of sub-X.html lists SynthSeg's QC scores; the groups below 0.65 are
+    flagged (a note each, their rows highlighted); a segmentation without QC scores has no such section."""
+    from synthsr_nipype.segmentation.quality import QC_THRESHOLD
+
+    out, group = build_outputs(tmp_path)
+    assert "Segmentation QC" not in write_subject_report(out, "01", [group]).read_text()  # ants: no QC scores
+    dseg = with_synthseg_segmentation(out, group)
+    sidecar = json.loads(dseg.with_name(dseg.name.replace(".nii.gz", ".json")).read_text())
+    assert sidecar["SynthSegQCThreshold"] == QC_THRESHOLD == 0.65
+    assert sidecar["SynthSegQCFlags"] == ["SynthSeg QC cerebellum 0.64 < 0.65", "SynthSeg QC thalamus 0.41 < 0.65"]
+    html = write_subject_report(out, "01", [group]).read_text()
+    section = html[html.index('<section class="segmentation-qc"'):]
+    section = section[:section.index("</section>")]
+    print(re.sub(r"\s+", " ", unescape(re.sub(r"<[^>]+>", " ", section)))[:600])
+    assert 'data-qc-flags="2"' in section and dseg.name in section
+    assert re.findall(r'<div class="note qc-flag">([^<]*)</div>', section) == [
+        "SynthSeg QC cerebellum 0.64 &lt; 0.65", "SynthSeg QC thalamus 0.41 &lt; 0.65"]
+    flagged = re.findall(r'<tr class="qc-flagged"><td>([^<]*)</td><td>([^<]*)</td>', section)
+    assert flagged == [("cerebellum", "0.6400"), ("thalamus", "0.4100")]
+    assert len(re.findall(r"<tr><td>", section)) == 6  # the other groups, not flagged
+    # the section sits in the segmentation part: after the contours and the volumes of the fused image
+    assert html.index("desc-segmentation_T1w.svg") < html.index("<h4>Volumes</h4>") < html.index(
+        "<h4>Segmentation QC</h4>")
+    assert "left cerebral cortex" in html

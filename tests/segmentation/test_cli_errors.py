@@ -25,7 +25,6 @@ def _run(argv, capsys):
     (["--robust", "--v1"], 2, "--v1 cannot be used with --robust"),
     (["--crop", "96", "--autocrop"], 2, "--autocrop cannot be used with --crop"),
     (["--crop", "96", "96"], 2, "--crop takes 1 or 3 positive sizes"),
-    (["--keepgeom"], 2, "--keepgeom is not supported"),
 ])
 def test_refused_flag_combinations(extra, exit_code, message, tmp_path, capsys):
     rc, err = _run(["--i", IMAGE, "--o", tmp_path / "seg.nii.gz", "--models-dir", FSHOME / "models", *extra], capsys)
