@@ -96,11 +96,14 @@ def _qc_table(qc: pd.DataFrame, out: Path) -> str:
 def _segmentation_qc_table(seg_qc: pd.DataFrame, out: Path) -> str:
     """SynthSeg's QC scores, a row per subject/session (flagged first, linked to the report), a score below
     the threshold in red."""
-    from ..segmentation.quality import QC_THRESHOLD
+    from ..segmentation.quality import QC_THRESHOLD, flagged_groups
+    from .group import SEG_QC_ID_COLUMNS
 
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in seg_qc.columns if c != "segmentation")
+    groups = [c for c in seg_qc.columns if c not in (*SEG_QC_ID_COLUMNS, "flags", "report")]
     rows = []
     for _, row in seg_qc.iterrows():
+        low = set(flagged_groups({g: row[g] for g in groups}))
         cells = []
         for column, value in row.items():
             if column == "segmentation":
@@ -108,10 +111,9 @@ def _segmentation_qc_table(seg_qc: pd.DataFrame, out: Path) -> str:
             if column == "report":
                 href = html.escape(os.path.relpath(out.parent.parent / str(value), out.parent))
                 cells.append(f'<td><a href="{href}">{html.escape(str(value))}</a></td>')
-            elif isinstance(value, float):
-                low = not pd.isna(value) and value < QC_THRESHOLD
-                text = "n/a" if pd.isna(value) else f"{value:.3f}"
-                cells.append(f'<td class="qc-low">{text}</td>' if low else f"<td>{text}</td>")
+            elif column in groups:
+                text = "n/a" if pd.isna(value) else f"{float(value):.3f}"
+                cells.append(f'<td class="qc-low">{text}</td>' if column in low else f"<td>{text}</td>")
             else:
                 cells.append(f"<td>{html.escape(str(value))}</td>")
         rows.append(f'<tr{" class=qc-flagged" if row["flags"] else ""}>' + "".join(cells) + "</tr>")
