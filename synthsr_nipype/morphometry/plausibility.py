@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from .labels import ANTS_LABELS, FREESURFER_LABELS, TIV_NAME
+from .labels import ANTS_LABELS, FREESURFER_LABELS, TIV_NAME, freesurfer_index
 
 #: With n values, no |z| can exceed (n - 1) / sqrt(n) (sample SD): |z| > 3 is impossible below n = 11, so below
 #: this n the group level shows the values, not z-scores or distributions.
@@ -45,9 +45,19 @@ RANGES: tuple[Range, ...] = (
     Range("lateral ventricles", 3.0, 150.0, "mL", VENTRICLE_SOURCE),
 )
 
-_TISSUE = {label.name: label.tissue for label in (*ANTS_LABELS, *FREESURFER_LABELS)}
-_TISSUE.update({label.abbreviation: label.tissue for label in ANTS_LABELS})
-_LATERAL = {"Left-Lateral-Ventricle", "Right-Lateral-Ventricle", "Left-Inf-Lat-Vent", "Right-Inf-Lat-Vent"}
+_ANTS_TISSUE = {name: label.tissue for label in ANTS_LABELS for name in (label.name, label.abbreviation)}
+_FS_TISSUE = {label.index: label.tissue for label in FREESURFER_LABELS}
+#: FreeSurfer's lateral ventricles with their inferior horns (left 4, 5; right 43, 44)
+_LATERAL = {4, 5, 43, 44}
+
+
+def _tissue(name: str) -> str | None:
+    """Tissue class of a volume table's structure: the ants classes, else the FreeSurfer label the name
+    stands for (LUT names and mri_synthseg's CSV names alike; cortical parcels have none, so the cortex,
+    which they subdivide, is counted once)."""
+    if name in _ANTS_TISSUE:
+        return _ANTS_TISSUE[name]
+    return _FS_TISSUE.get(freesurfer_index(name))
 
 
 def quantities(row: pd.Series, structures: list[str]) -> dict[str, float]:
@@ -57,10 +67,10 @@ def quantities(row: pd.Series, structures: list[str]) -> dict[str, float]:
     if tiv is not None and pd.notna(tiv):
         out["TIV"] = float(tiv) / 1000.0
         for tissue in ("GM", "WM", "CSF"):
-            names = [s for s in structures if _TISSUE.get(s) == tissue]
+            names = [s for s in structures if _tissue(s) == tissue]
             if names and float(tiv) > 0:
                 out[f"{tissue} / TIV"] = float(sum(row[n] for n in names)) / float(tiv)
-    lateral = [s for s in structures if s in _LATERAL]
+    lateral = [s for s in structures if s not in _ANTS_TISSUE and freesurfer_index(s) in _LATERAL]
     if lateral:
         out["lateral ventricles"] = float(sum(row[n] for n in lateral)) / 1000.0
     return out

@@ -374,3 +374,21 @@ def test_no_segmentation_qc_table_without_synthseg(tmp_path):
     run_group_level(root)
     assert not (root / "group" / "segmentation_qc.tsv").exists()
     assert "Segmentation QC" not in (root / "group" / "group.html").read_text()
+
+
+def test_plausibility_reads_synthseg_names_and_counts_the_cortex_once():
+    """mri_synthseg's CSV names (lower case) map to their FreeSurfer labels; cortical parcels, which subdivide
+    the cortex, are not added to it again."""
+    from synthsr_nipype.morphometry.plausibility import quantities
+
+    row = pd.Series({"TIV": 1500e3, "left cerebral cortex": 250e3, "right cerebral cortex": 250e3,
+                     "ctx-lh-precuneus": 10e3, "ctx-rh-precuneus": 10e3, "left cerebral white matter": 230e3,
+                     "right cerebral white matter": 230e3, "left lateral ventricle": 9e3,
+                     "right lateral ventricle": 8e3, "left inferior lateral ventricle": 0.5e3,
+                     "right inferior lateral ventricle": 0.5e3, "csf": 300e3, "left hippocampus": 4e3})
+    got = quantities(row, [c for c in row.index if c != "TIV"])
+    print(got)
+    assert got["GM / TIV"] == pytest.approx((500e3 + 4e3) / 1500e3)
+    assert got["WM / TIV"] == pytest.approx(460e3 / 1500e3)
+    assert got["CSF / TIV"] == pytest.approx((300e3 + 18e3) / 1500e3)
+    assert got["lateral ventricles"] == pytest.approx(18.0)
