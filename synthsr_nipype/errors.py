@@ -16,7 +16,10 @@ Commands catch :class:`SynthSRError`, print its one-line message and return its 
 
 from __future__ import annotations
 
+import functools
 import sys
+from collections.abc import Callable
+from typing import Any
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -96,3 +99,27 @@ def report(exc: SynthSRError) -> int:
     (whatever the message quotes), then its exit code to return."""
     print("ERROR: " + " ".join(str(exc).split()), file=sys.stderr)
     return exc.exit_code
+
+
+def reports_errors(main: Callable[..., int]) -> Callable[..., int]:
+    """A command's ``main`` that ends a :class:`SynthSRError` through :func:`report`: the one catch of
+    the entry points (each ``main`` raises; none repeats the catch, print and return).
+
+    >>> @reports_errors
+    ... def main(argv=None):
+    ...     raise UsageError("--i: no such file")
+    >>> import contextlib, io
+    >>> with contextlib.redirect_stderr(io.StringIO()) as err:
+    ...     code = main()
+    >>> code, err.getvalue().strip()
+    (2, 'ERROR: --i: no such file')
+    """
+
+    @functools.wraps(main)
+    def wrapper(*args: Any, **kwargs: Any) -> int:
+        try:
+            return main(*args, **kwargs)
+        except SynthSRError as exc:
+            return report(exc)
+
+    return wrapper

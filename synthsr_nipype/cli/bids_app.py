@@ -154,6 +154,7 @@ def _run_participant(settings: Settings, command_line: Sequence[str], scratch: c
         model_sha256={name: info["sha256"] for name, info in models.items()},
         synthsr=settings.synthsr,
         morphometry=settings.morphometry,
+        omp_nthreads=run.omp_nthreads,
     )
     atomic_write_bytes(run.output_dir / "logs" / "CITATION.md", citation_markdown(workflow).encode())
     if run.write_graph:

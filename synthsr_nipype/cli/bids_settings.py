@@ -14,6 +14,7 @@ from ..settings import (
     SynthSROptions,
     default_omp_nthreads,
     model_reference,
+    uses_gpu,
 )
 from .bids_parser import DefaultStr
 
@@ -23,8 +24,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     :mod:`synthsr_nipype.settings`; ``args`` is left as it is)."""
     participant = args.analysis_level == "participant"
     device = str(args.device)
-    use_gpu = participant and not args.dry_run and _uses_gpu(device)
-    omp_nthreads = args.omp_nthreads or default_omp_nthreads(args.nprocs)
+    use_gpu = participant and not args.dry_run and uses_gpu(device)
     run = RunOptions(
         bids_dir=Path(args.bids_dir).resolve(),
         output_dir=Path(args.output_dir).absolute(),
@@ -37,7 +37,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         bids_database_dir=_absolute(args.bids_database_dir),
         validate=not args.skip_bids_validation,
         nprocs=args.nprocs,
-        omp_nthreads=omp_nthreads,
+        omp_nthreads=args.omp_nthreads or default_omp_nthreads(args.nprocs),
         mem_gb=args.mem_gb,
         use_plugin=args.use_plugin,
         resource_monitor=args.resource_monitor,
@@ -56,7 +56,6 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         sharpen=not args.disable_sharpening,
         device=device,
         use_gpu=use_gpu,
-        omp_nthreads=omp_nthreads,
         fusion_method=args.fusion,
         output_space=args.output_space,
     )
@@ -82,13 +81,3 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 def _absolute(path: Path | None) -> Path | None:
     return None if path is None else Path(path).absolute()
 
-
-def _uses_gpu(device: str) -> bool:
-    """Whether SynthSR nodes will run on a CUDA GPU (then they take MultiProc GPU slots)."""
-    if device.startswith("cuda"):
-        return True
-    if device == "auto":
-        import torch
-
-        return bool(torch.cuda.is_available())
-    return False

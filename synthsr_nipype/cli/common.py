@@ -1,4 +1,4 @@
-"""Helpers shared by the ``synthsr`` and ``synthsr-hyperfine`` commands."""
+"""Helpers shared by the ``synthsr``, ``synthsr-hyperfine`` and ``synthseg`` commands."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from pathlib import Path
 
 import nibabel as nib
 
+from .. import __version__
 from ..atomic import atomic_write_nifti
-from ..errors import EXIT_FAILED, EXIT_OK, SynthSRError, UsageError
+from ..errors import EXIT_FAILED, EXIT_OK, ModelError, SynthSRError, UsageError
 from ..inference.memory import PRECISIONS
 
 IMAGE_EXTENSIONS = (".nii.gz", ".nii", ".mgz")
@@ -22,6 +23,13 @@ EXIT_CODES_HELP = (
     "exit codes: 0 success; 1 at least one image failed (the others are still processed); "
     "2 usage error or model not found; 3 corrupted or wrong-architecture model file"
 )
+
+
+def command_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """The parser of an image command: its exit codes below the options and ``--version``."""
+    parser = argparse.ArgumentParser(prog=prog, description=description, epilog=EXIT_CODES_HELP)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    return parser
 
 
 def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,6 +52,22 @@ def threads_from_args(args: argparse.Namespace) -> int | None:
     if args.threads is not None and args.threads < 0:
         raise UsageError("--threads must be >= 0")
     return None if not args.threads else args.threads
+
+
+def model_from_args(args: argparse.Namespace, name: str, *, channels: int, other: str):
+    """``--threads``, ``--cpu``/``--device`` and the model of an image command, checked once: ``(model,
+    device, threads)``; a model of another channel count is a :class:`~synthsr_nipype.errors.ModelError`
+    that ends with ``other`` (what to use instead)."""
+    # torch loads here, not at import: ``synthseg --help`` (which imports this module) stays light
+    from ..inference import pick_device
+    from ..model import load_model
+
+    threads = threads_from_args(args)
+    device = pick_device(device_from_args(args))
+    model = load_model(name, device=device)
+    if model.in_channels != channels:
+        raise ModelError(f"{model.path}: a {model.in_channels}-channel model; {other}")
+    return model, device, threads
 
 
 def one_line_warnings() -> None:

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from ..atomic import atomic_write_nifti
-from ..errors import ModelNotFoundError, SynthSRError, report
+from ..errors import ModelNotFoundError, report, reports_errors
 from ..inference import run
 from ..inference.simulate import simulate_acquisition
 from ..model import DEFAULT_MODEL, load_model
@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@reports_errors
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from nilearn.datasets import (
@@ -44,12 +45,7 @@ def main(argv: list[str] | None = None) -> int:
             return report(exc)
         print(f"model {DEFAULT_MODEL} not found (synthsr-models fetch {DEFAULT_MODEL} gets it): using the bundled "
               f"'{FALLBACK_MODEL}' model, trained by this package", file=sys.stderr)
-        try:
-            model = load_model(FALLBACK_MODEL)
-        except SynthSRError as err:
-            return report(err)
-    except SynthSRError as exc:
-        return report(exc)
+        model = load_model(FALLBACK_MODEL)
     if (notes := model_notes(model.name)) is not None:
         print(f"NOTE: {notes.note}", file=sys.stderr)
     template = load_mni152_template(resolution=1)
@@ -57,10 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_nifti(out / "clinical_5mm_axial.nii.gz", clinical)
     print(f"simulated a 5 mm axial scan from the MNI152 template: {out / 'clinical_5mm_axial.nii.gz'}")
     start = time.perf_counter()
-    try:
-        result = run(clinical, model=model, threads=args.threads)
-    except SynthSRError as exc:
-        return report(exc)
+    result = run(clinical, model=model, threads=args.threads)
     atomic_write_nifti(out / "clinical_5mm_axial_synthsr.nii.gz", result)
     figure = save_comparison(clinical, result, out / "comparison.png")
     print(f"SynthSR output ({time.perf_counter() - start:.1f} s): {out / 'clinical_5mm_axial_synthsr.nii.gz'}")

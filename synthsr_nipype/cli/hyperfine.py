@@ -8,51 +8,42 @@ from collections.abc import Callable
 
 import nibabel as nib
 
-from .. import __version__
-from ..errors import ModelError, SynthSRError, UsageError, report
-from ..inference import pick_device, run
-from ..model import load_model
+from ..errors import UsageError, reports_errors
+from ..inference import run
 from .common import (
-    EXIT_CODES_HELP,
     add_runtime_arguments,
-    device_from_args,
+    command_parser,
+    model_from_args,
     one_line_warnings,
     pair_outputs,
     run_batch,
-    threads_from_args,
 )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="synthsr-hyperfine",
-        description="SynthSR for a pair of Hyperfine T1 and T2 scans (1.5x1.5x5 mm axial), registered in "
-                    "physical space (headers only, not resampled). PyTorch port of mri_synthsr_hyperfine.",
-        epilog=EXIT_CODES_HELP)
+    parser = command_parser(
+        "synthsr-hyperfine",
+        "SynthSR for a pair of Hyperfine T1 and T2 scans (1.5x1.5x5 mm axial), registered in "
+        "physical space (headers only, not resampled). PyTorch port of mri_synthsr_hyperfine.")
     parser.add_argument("--t1", required=True, help="T1 image, folder of images or .txt list")
     parser.add_argument("--t2", required=True, help="T2 image(s), matching --t1 one to one")
     parser.add_argument("--o", required=True, help="output image, folder or .txt list")
     parser.add_argument("--model", default="hyperfine", help="(optional) a 2-channel Keras .h5 weight file")
     add_runtime_arguments(parser)
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
 
 
+@reports_errors
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     one_line_warnings()
-    try:
-        t1s, outputs = pair_outputs(args.t1, args.o)
-        t2s, _ = pair_outputs(args.t2, args.o)
-        if len(t1s) != len(t2s):
-            raise UsageError(f"{len(t1s)} T1 image(s) but {len(t2s)} T2 image(s)")
-        threads = threads_from_args(args)
-        device = pick_device(device_from_args(args))
-        model = load_model(args.model, device=device)
-        if model.in_channels != 2:
-            raise ModelError(f"{model.path}: a {model.in_channels}-channel model; the Hyperfine pipeline needs 2")
-    except SynthSRError as exc:
-        return report(exc)
+    t1s, outputs = pair_outputs(args.t1, args.o)
+    t2s, _ = pair_outputs(args.t2, args.o)
+    if len(t1s) != len(t2s):
+        raise UsageError(f"{len(t1s)} T1 image(s) but {len(t2s)} T2 image(s)")
+    model, device, threads = model_from_args(args, args.model, channels=2,
+                                             other="the Hyperfine pipeline needs 2")
+
     def job(t1: str, t2: str) -> Callable[[], nib.Nifti1Image]:
         return lambda: run([t1, t2], model, device=device, threads=threads, precision=args.precision)
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 import urllib.parse
 
-from ..errors import EXIT_OK, SynthSRError, report
+from ..errors import EXIT_OK, SynthSRError, reports_errors
 from ..model.cache import sha256_file
 from ..model.card import ModelCard, is_card_model, read_card
 from ..model.fetch import fetch_model, model_url, where
@@ -56,41 +56,39 @@ def _rounded(value: object) -> object:
     return f"{value:.4g}" if isinstance(value, float) else value
 
 
+@reports_errors
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        if args.command == "list":
-            print("search order: --model PATH, " + ", ".join(str(d) for d in search_dirs()))
-            for name, info in MODELS.items():
-                try:
-                    found = str(resolve_model_path(name)[0])
-                except SynthSRError:
-                    found = "not found"
-                digest = info.sha256
-                if digest is None and info.bundled and found != "not found":
-                    digest = sha256_file(found)  # the bundled model's own hash
-                print(f"{name:10s} {info.filename:36s} {digest or '(no published hash)'}  {found}")
-                if found != "not found" and is_card_model(found):
-                    print(f"{'':10s} card: {card_summary(read_card(found, runnable=False)[1])}")
-            return EXIT_OK
-        if args.command == "card":
-            path, _ = resolve_model_path(args.model)
-            print(read_card(path, runnable=False)[1].to_json())
-            return EXIT_OK
-        info = MODELS[args.name]
-        if args.print_url:
-            print("\n".join(where(args.name, dest_dir=args.dest, base_url=args.url).lines()))
-            return EXIT_OK
-        host = urllib.parse.urlsplit(model_url(info, args.url)).hostname
-        print(f"fetching {info.filename} from {host} (--print-url shows the address)", file=sys.stderr)
-        path = fetch_model(args.name, dest_dir=args.dest, base_url=args.url, progress=not args.quiet)
-        if info.sha256 is None:
-            print(f"note: {info.name} has no published SHA-256; checked that it is a Keras HDF5 file holding "
-                  f"the {info.in_channels}-channel SynthSR U-Net (SHA-256 {sha256_file(path)})", file=sys.stderr)
-        print(path)
+    if args.command == "list":
+        print("search order: --model PATH, " + ", ".join(str(d) for d in search_dirs()))
+        for name, info in MODELS.items():
+            try:
+                found = str(resolve_model_path(name)[0])
+            except SynthSRError:
+                found = "not found"
+            digest = info.sha256
+            if digest is None and info.bundled and found != "not found":
+                digest = sha256_file(found)  # the bundled model's own hash
+            print(f"{name:10s} {info.filename:36s} {digest or '(no published hash)'}  {found}")
+            if found != "not found" and is_card_model(found):
+                print(f"{'':10s} card: {card_summary(read_card(found, runnable=False)[1])}")
         return EXIT_OK
-    except SynthSRError as exc:
-        return report(exc)
+    if args.command == "card":
+        path, _ = resolve_model_path(args.model)
+        print(read_card(path, runnable=False)[1].to_json())
+        return EXIT_OK
+    info = MODELS[args.name]
+    if args.print_url:
+        print("\n".join(where(args.name, dest_dir=args.dest, base_url=args.url).lines()))
+        return EXIT_OK
+    host = urllib.parse.urlsplit(model_url(info, args.url)).hostname
+    print(f"fetching {info.filename} from {host} (--print-url shows the address)", file=sys.stderr)
+    path = fetch_model(args.name, dest_dir=args.dest, base_url=args.url, progress=not args.quiet)
+    if info.sha256 is None:
+        print(f"note: {info.name} has no published SHA-256; checked that it is a Keras HDF5 file holding "
+              f"the {info.in_channels}-channel SynthSR U-Net (SHA-256 {sha256_file(path)})", file=sys.stderr)
+    print(path)
+    return EXIT_OK
 
 
 def entry() -> None:

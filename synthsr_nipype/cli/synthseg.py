@@ -9,17 +9,16 @@ import time
 from pathlib import Path
 
 from .. import __version__
-from ..errors import EXIT_FAILED, EXIT_OK, SynthSRError, UsageError
-from .common import EXIT_CODES_HELP, is_image_path, list_images, one_line_warnings, report_failure
+from ..errors import EXIT_FAILED, EXIT_OK, SynthSRError, UsageError, reports_errors
+from .common import command_parser, is_image_path, list_images, one_line_warnings, report_failure
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="synthseg",
-        description="SynthSeg: segmentation, volumes, cortical parcellation and QC of a brain scan of any "
-                    "contrast and resolution (PyTorch port of FreeSurfer's mri_synthseg; same flags, same "
-                    "outputs).",
-        epilog=EXIT_CODES_HELP)
+    parser = command_parser(
+        "synthseg",
+        "SynthSeg: segmentation, volumes, cortical parcellation and QC of a brain scan of any "
+        "contrast and resolution (PyTorch port of FreeSurfer's mri_synthseg; same flags, same "
+        "outputs).")
     parser.add_argument("--i", required=True, metavar="IN", help="image to segment, or a folder of images")
     parser.add_argument("--o", required=True, metavar="OUT",
                         help="segmentation output; a folder if --i is one (outputs named <name>_synthseg.nii.gz)")
@@ -50,7 +49,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--models-dir", metavar="DIR",
                         help="(optional) folder holding the synthseg_*.h5 files, used as given (default: "
                              "$SYNTHSR_MODELS_DIR, $FREESURFER_HOME/models, then the synthsr-models cache)")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
 
 
@@ -88,29 +86,26 @@ def plan(args: argparse.Namespace) -> list[dict[str, str | None]]:
                               for k, v in outs.items()}}]
 
 
+@reports_errors
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     one_line_warnings()
-    try:
-        if args.crop is not None and args.autocrop:
-            raise UsageError("--autocrop cannot be used with --crop")
-        if args.crop is not None and (len(args.crop) not in (1, 3) or min(args.crop) <= 0):
-            raise UsageError("--crop takes 1 or 3 positive sizes")
-        if args.robust and args.v1:
-            raise UsageError("--v1 cannot be used with --robust: SynthSeg-robust only came out with 2.0")
-        if args.threads < 0:
-            raise UsageError("--threads must be >= 0")
-        jobs = plan(args)
-        vol, qc = _csv_path(args.vol), _csv_path(args.qc)
-        from ..inference import pick_device
-        from ..segmentation import api
+    if args.crop is not None and args.autocrop:
+        raise UsageError("--autocrop cannot be used with --crop")
+    if args.crop is not None and (len(args.crop) not in (1, 3) or min(args.crop) <= 0):
+        raise UsageError("--crop takes 1 or 3 positive sizes")
+    if args.robust and args.v1:
+        raise UsageError("--v1 cannot be used with --robust: SynthSeg-robust only came out with 2.0")
+    if args.threads < 0:
+        raise UsageError("--threads must be >= 0")
+    jobs = plan(args)
+    vol, qc = _csv_path(args.vol), _csv_path(args.qc)
+    from ..inference import pick_device
+    from ..segmentation import api
 
-        device = pick_device("cpu" if args.cpu else "auto")
-        networks = api.load_for(robust=args.robust, parc=args.parc, qc=qc is not None, v1=args.v1,
-                                device=device, models_dir=args.models_dir)
-    except SynthSRError as exc:
-        print(f"ERROR: {exc}", file=sys.stderr)
-        return exc.exit_code
+    device = pick_device("cpu" if args.cpu else "auto")
+    networks = api.load_for(robust=args.robust, parc=args.parc, qc=qc is not None, v1=args.v1,
+                            device=device, models_dir=args.models_dir)
     version = api.version_name(robust=args.robust, fast=args.fast or args.robust, v1=args.v1)
     print(f"synthseg {__version__}: {version}, device {device}, {args.threads or 'all'} thread(s)", file=sys.stderr)
     return _run_all(jobs, args, networks, device, vol, qc)

@@ -15,29 +15,26 @@ import nibabel as nib  # noqa: E402
 
 from .. import __version__  # noqa: E402
 from ..atomic import atomic_write_json, atomic_write_nifti  # noqa: E402
-from ..errors import ModelError, SynthSRError, UsageError, report  # noqa: E402
-from ..inference import native_image, pick_device, run, synthesise  # noqa: E402
-from ..model import load_model  # noqa: E402
+from ..errors import UsageError, reports_errors  # noqa: E402
+from ..inference import native_image, run, synthesise  # noqa: E402
 from ..model.registry import model_notes  # noqa: E402
 from .common import (  # noqa: E402
-    EXIT_CODES_HELP,
     IMAGE_EXTENSIONS,
     add_runtime_arguments,
-    device_from_args,
+    command_parser,
     is_image_path,
+    model_from_args,
     one_line_warnings,
     pair_outputs,
     run_batch,
-    threads_from_args,
 )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="synthsr",
-        description="SynthSR: a synthetic 1 mm MP-RAGE from a scan of any contrast and resolution "
-                    "(PyTorch port of FreeSurfer's mri_synthsr; same flags, same outputs).",
-        epilog=EXIT_CODES_HELP)
+    parser = command_parser(
+        "synthsr",
+        "SynthSR: a synthetic 1 mm MP-RAGE from a scan of any contrast and resolution "
+        "(PyTorch port of FreeSurfer's mri_synthsr; same flags, same outputs).")
     parser.add_argument("--i", required=True, metavar="IN",
                         help="image to super-resolve, a folder of images, or a .txt list of image paths")
     parser.add_argument("--o", required=True, metavar="OUT",
@@ -65,7 +62,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-memory-gb", type=float, default=None, metavar="GB",
                         help="(optional) keep the estimated peak memory under GB: thinner slabs, then overlapping "
                              "tiles (at most 0.1 %% of voxels change, by one level)")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
 
 
@@ -75,21 +71,16 @@ def model_choice(args: argparse.Namespace) -> str:
     return "v1" if args.v1 else "lowfield" if args.lowfield else "v2"
 
 
+@reports_errors
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     one_line_warnings()
-    try:
-        inputs, outputs = pair_outputs(args.i, args.o)
-        maps = reliability_targets(args.reliability, inputs, outputs)
-        threads = threads_from_args(args)
-        if args.max_memory_gb is not None and args.max_memory_gb <= 0:
-            raise UsageError("--max-memory-gb must be positive")
-        device = pick_device(device_from_args(args))
-        model = load_model(model_choice(args), device=device)
-        if model.in_channels != 1:
-            raise ModelError(f"{model.path}: a {model.in_channels}-channel model; use synthsr-hyperfine for it")
-    except SynthSRError as exc:
-        return report(exc)
+    inputs, outputs = pair_outputs(args.i, args.o)
+    maps = reliability_targets(args.reliability, inputs, outputs)
+    if args.max_memory_gb is not None and args.max_memory_gb <= 0:
+        raise UsageError("--max-memory-gb must be positive")
+    model, device, threads = model_from_args(args, model_choice(args), channels=1,
+                                             other="use synthsr-hyperfine for it")
     print(f"synthsr {__version__}: model {model.name} (sha256 {model.sha256[:12]}), device {device}", file=sys.stderr)
     if (notes := model_notes(model.name)) is not None:
         print(f"NOTE: {notes.note}", file=sys.stderr)

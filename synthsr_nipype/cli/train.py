@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from ..errors import SynthSRError, report
+from ..errors import reports_errors
 from ..train.config import NetworkConfig, TrainConfig, load_config
 
 if TYPE_CHECKING:
@@ -131,60 +131,58 @@ def print_validation(result: StepResult) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+@reports_errors
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.time_budget is not None and not args.time_budget > 0:
         raise SystemExit("synthsr-train: error: --time-budget needs a positive number of minutes")
-    try:
-        config = load_config(args.config, overrides_from_args(args))
-        from ..train.export import export_checkpoint
-        from ..train.trainer import Trainer, load_checkpoint
+    config = load_config(args.config, overrides_from_args(args))
+    from ..train.export import export_checkpoint
+    from ..train.trainer import Trainer, load_checkpoint
 
-        trainer = Trainer(config)
-        checkpoint = None
-        if args.resume is not None:
-            checkpoint = trainer.latest_checkpoint() if args.resume == "latest" else Path(args.resume)
-            if checkpoint is None:
-                print(f"ERROR: --resume: no checkpoint in {trainer.run_dir / 'checkpoints'}", file=sys.stderr)
-                return 2
-            trainer.load_checkpoint(checkpoint)
-            print(f"resuming from {checkpoint} (step {trainer.state.step})", file=sys.stderr)
-        if not args.export_only:
-            print(f"training {len(trainer.train_maps)} label map(s), validating on {len(trainer.val_maps)}; "
-                  f"network {trainer.spec.as_dict()}; device {trainer.device}; run folder {trainer.run_dir}",
-                  file=sys.stderr)
-            try:
-                budget = None if args.time_budget is None else 60.0 * args.time_budget
-                trainer.fit(progress=not args.quiet, time_budget_s=budget, on_step=print_validation)
-                if trainer.state.step < config.steps:
-                    print(f"time budget of {args.time_budget:g} min spent: stopped at step {trainer.state.step} "
-                          f"of {config.steps}", file=sys.stderr)
-            except KeyboardInterrupt:
-                path = trainer.save_checkpoint()
-                print(f"interrupted: step {trainer.state.step} saved to {path}; continue with --resume",
-                      file=sys.stderr)
-                return 130
-            except FloatingPointError as exc:
-                print(f"ERROR: {exc}", file=sys.stderr)
-                return 1
-        source = checkpoint if args.export_only and checkpoint is not None else trainer.latest_checkpoint()
-        if source is None:
-            print(f"ERROR: no checkpoint to export in {trainer.run_dir / 'checkpoints'}", file=sys.stderr)
+    trainer = Trainer(config)
+    checkpoint = None
+    if args.resume is not None:
+        checkpoint = trainer.latest_checkpoint() if args.resume == "latest" else Path(args.resume)
+        if checkpoint is None:
+            print(f"ERROR: --resume: no checkpoint in {trainer.run_dir / 'checkpoints'}", file=sys.stderr)
             return 2
-        out = Path(args.export) if args.export else trainer.run_dir / "model.safetensors"
-        def export(checkpoint: Path, target: Path) -> Path:
-            step = int(load_checkpoint(checkpoint)["step"])
-            return export_checkpoint(checkpoint, target, name=config.name,
-                                     recalibration=trainer.generator_at(max(step - 1, 0)),
-                                     recalibration_batches=config.bn_recalibration)
+        trainer.load_checkpoint(checkpoint)
+        print(f"resuming from {checkpoint} (step {trainer.state.step})", file=sys.stderr)
+    if not args.export_only:
+        print(f"training {len(trainer.train_maps)} label map(s), validating on {len(trainer.val_maps)}; "
+              f"network {trainer.spec.as_dict()}; device {trainer.device}; run folder {trainer.run_dir}",
+              file=sys.stderr)
+        try:
+            budget = None if args.time_budget is None else 60.0 * args.time_budget
+            trainer.fit(progress=not args.quiet, time_budget_s=budget, on_step=print_validation)
+            if trainer.state.step < config.steps:
+                print(f"time budget of {args.time_budget:g} min spent: stopped at step {trainer.state.step} "
+                      f"of {config.steps}", file=sys.stderr)
+        except KeyboardInterrupt:
+            path = trainer.save_checkpoint()
+            print(f"interrupted: step {trainer.state.step} saved to {path}; continue with --resume",
+                  file=sys.stderr)
+            return 130
+        except FloatingPointError as exc:
+            print(f"ERROR: {exc}", file=sys.stderr)
+            return 1
+    source = checkpoint if args.export_only and checkpoint is not None else trainer.latest_checkpoint()
+    if source is None:
+        print(f"ERROR: no checkpoint to export in {trainer.run_dir / 'checkpoints'}", file=sys.stderr)
+        return 2
+    out = Path(args.export) if args.export else trainer.run_dir / "model.safetensors"
+    def export(checkpoint: Path, target: Path) -> Path:
+        step = int(load_checkpoint(checkpoint)["step"])
+        return export_checkpoint(checkpoint, target, name=config.name,
+                                 recalibration=trainer.generator_at(max(step - 1, 0)),
+                                 recalibration_batches=config.bn_recalibration)
 
-        print(f"model: {export(source, out)} (from {source.name})")
-        best = trainer.run_dir / "checkpoints" / "best.pt"
-        if best.is_file() and not args.export:
-            print(f"best validation: {export(best, trainer.run_dir / 'best.safetensors')}")
-        return 0
-    except SynthSRError as exc:
-        return report(exc)
+    print(f"model: {export(source, out)} (from {source.name})")
+    best = trainer.run_dir / "checkpoints" / "best.pt"
+    if best.is_file() and not args.export:
+        print(f"best validation: {export(best, trainer.run_dir / 'best.safetensors')}")
+    return 0
 
 
 def entry() -> None:

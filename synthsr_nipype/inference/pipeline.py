@@ -18,8 +18,9 @@ import nibabel as nib
 import numpy as np
 import torch
 
-from ..errors import DeviceError, InputImageError, ModelError
+from ..errors import InputImageError, ModelError
 from ..model import DEFAULT_MODEL, SynthSRModel, UNet, load_model
+from ..model.device import pick_device
 from ..model.spec import pad_multiple
 from . import memory
 from .geometry import (
@@ -60,24 +61,6 @@ class Prepared:
     @property
     def padded_shape(self) -> tuple[int, int, int]:
         return tuple(self.net_input.shape[2:])  # type: ignore[return-value]
-
-
-def pick_device(device: str | torch.device = "auto") -> torch.device:
-    """``auto`` takes CUDA, then Apple MPS, then the CPU."""
-    if isinstance(device, torch.device):
-        return device
-    if device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise DeviceError(f"--device {device}: no CUDA GPU is available on this machine; use --device cpu or auto")
-    if device == "mps" and not (getattr(torch.backends, "mps", None) is not None
-                                and torch.backends.mps.is_available()):
-        raise DeviceError("--device mps: Apple MPS is not available on this machine; use --device cpu or auto")
-    return torch.device(device)
 
 
 def _as_tensor(data: np.ndarray, device: torch.device) -> torch.Tensor:

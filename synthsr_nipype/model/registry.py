@@ -86,6 +86,18 @@ class ModelInfo:
     channels: tuple[str, ...] = ()
     notes: ModelNotes | None = None  # said wherever the model is used (see ModelNotes)
 
+    @classmethod
+    def annexed(cls, name: str, sha256: str, size: int, in_channels: int, description: str, *,
+                filename: str | None = None) -> ModelInfo:
+        """A model in FreeSurfer's git-annex remote (fetched by its SHA-256 and size); its file is
+        ``<name>.h5`` unless named.
+
+        >>> ModelInfo.annexed("synthseg_2.0", "f1" * 32, 53_079_152, 1, "SynthSeg 2.0").filename
+        'synthseg_2.0.h5'
+        """
+        return cls(name, filename or f"{name}.h5", sha256, size, in_channels, description,
+                   upstream=Upstream("freesurfer-annex"))
+
     def __post_init__(self) -> None:
         if self.channels and len(self.channels) != self.in_channels:
             raise ValueError(f"model {self.name}: {self.in_channels} input channels but "
@@ -93,13 +105,12 @@ class ModelInfo:
 
 
 MODELS: dict[str, ModelInfo] = {
-    "v2": ModelInfo("v2", "synthsr_v20_230130.h5",
-                    "a472f776e7b33b5ea6e10c801f55fee488f1477a208b3e6998dc1aec1d9c5f8b", 106_163_752, 1,
-                    "general model, January 2023 (mri_synthsr default)", upstream=Upstream("freesurfer-annex")),
-    "lowfield": ModelInfo("lowfield", "synthsr_lowfield_v20_230130.h5",
-                          "a7c5ea91c94fe31f3c716252caae0d181629201bd884dc59af88ddfd75ed4b84", 106_163_752, 1,
-                          "low-field scans (e.g. Hyperfine Swoop), January 2023",
-                          upstream=Upstream("freesurfer-annex")),
+    "v2": ModelInfo.annexed("v2", "a472f776e7b33b5ea6e10c801f55fee488f1477a208b3e6998dc1aec1d9c5f8b",
+                            106_163_752, 1, "general model, January 2023 (mri_synthsr default)",
+                            filename="synthsr_v20_230130.h5"),
+    "lowfield": ModelInfo.annexed("lowfield", "a7c5ea91c94fe31f3c716252caae0d181629201bd884dc59af88ddfd75ed4b84",
+                                  106_163_752, 1, "low-field scans (e.g. Hyperfine Swoop), January 2023",
+                                  filename="synthsr_lowfield_v20_230130.h5"),
     "v1": ModelInfo("v1", "synthsr_v10_210712.h5",
                     "2fd59e96196388360eba95254fb6dfc9eb9eb8638018b590575e47e0a387f255", 53_075_984, 1,
                     "version 1 general model, July 2021",
@@ -114,29 +125,20 @@ MODELS: dict[str, ModelInfo] = {
                       notes=_lite_notes()),
 }
 #: SynthSeg's weights (mri_synthseg; the synthsr_nipype.segmentation port), in FreeSurfer's git-annex remote
-#: like v2/lowfield.  Sizes and SHA-256 are the annex keys of FreeSurfer's tree (shared fixture README, 1.1).
-SYNTHSEG_MODELS: dict[str, ModelInfo] = {
-    "synthseg_2.0": ModelInfo("synthseg_2.0", "synthseg_2.0.h5",
-                              "f190bfd742f450ef3ca2c9df9ed4d2e0232b3a74471da5e51b7770bacdf80c3e", 53_079_152, 1,
-                              "SynthSeg 2.0 segmentation U-Net (mri_synthseg default)",
-                              upstream=Upstream("freesurfer-annex")),
-    "synthseg_robust_2.0": ModelInfo("synthseg_robust_2.0", "synthseg_robust_2.0.h5",
-                                     "7bc30bf5c3d204f20c4a6cb5a283aedbcab6af1de927cda783f59b67d19cb01c",
-                                     214_606_800, 1, "SynthSeg-robust 2.0: U-Net, denoiser and second U-Net "
-                                     "(mri_synthseg --robust)", upstream=Upstream("freesurfer-annex")),
-    "synthseg_parc_2.0": ModelInfo("synthseg_parc_2.0", "synthseg_parc_2.0.h5",
-                                   "83bb1de76fb6f173c6dacacd433f81209fc6abb1dbc179a930ec06ecabbeb684", 53_090_840,
-                                   3, "SynthSeg 2.0 cortical parcellation U-Net (mri_synthseg --parc)",
-                                   upstream=Upstream("freesurfer-annex")),
-    "synthseg_qc_2.0": ModelInfo("synthseg_qc_2.0", "synthseg_qc_2.0.h5",
-                                 "fb92e37daa0842bdd8a03bc06a3b36b0d38810e31c714659cedd09119c0abfb7", 49_878_004, 9,
-                                 "SynthSeg 2.0 automated QC regressor (mri_synthseg --qc)",
-                                 upstream=Upstream("freesurfer-annex")),
-    "synthseg_robust_1.0": ModelInfo("synthseg_robust_1.0", "synthseg_robust_1.0.h5",
-                                     "ed7c45b9fc48983a8218bff542ec2edf5ada3e28d261cec29db1d9f8d95ac8eb",
-                                     214_607_552, 1, "SynthSeg-robust 1.0 (older robust chain; mri_synthseg "
-                                     "does not load it)", upstream=Upstream("freesurfer-annex")),
-}
+#: like v2/lowfield, each file named after its model.  Sizes and SHA-256 are the annex keys of FreeSurfer's
+#: tree (shared fixture README, 1.1).
+SYNTHSEG_MODELS: dict[str, ModelInfo] = {info.name: info for info in (
+    ModelInfo.annexed("synthseg_2.0", "f190bfd742f450ef3ca2c9df9ed4d2e0232b3a74471da5e51b7770bacdf80c3e",
+                      53_079_152, 1, "SynthSeg 2.0 segmentation U-Net (mri_synthseg default)"),
+    ModelInfo.annexed("synthseg_robust_2.0", "7bc30bf5c3d204f20c4a6cb5a283aedbcab6af1de927cda783f59b67d19cb01c",
+                      214_606_800, 1, "SynthSeg-robust 2.0: U-Net, denoiser and second U-Net (mri_synthseg --robust)"),
+    ModelInfo.annexed("synthseg_parc_2.0", "83bb1de76fb6f173c6dacacd433f81209fc6abb1dbc179a930ec06ecabbeb684",
+                      53_090_840, 3, "SynthSeg 2.0 cortical parcellation U-Net (mri_synthseg --parc)"),
+    ModelInfo.annexed("synthseg_qc_2.0", "fb92e37daa0842bdd8a03bc06a3b36b0d38810e31c714659cedd09119c0abfb7",
+                      49_878_004, 9, "SynthSeg 2.0 automated QC regressor (mri_synthseg --qc)"),
+    ModelInfo.annexed("synthseg_robust_1.0", "ed7c45b9fc48983a8218bff542ec2edf5ada3e28d261cec29db1d9f8d95ac8eb",
+                      214_607_552, 1, "SynthSeg-robust 1.0 (older robust chain; mri_synthseg does not load it)"),
+)}
 MODELS.update(SYNTHSEG_MODELS)
 #: what mri_synthseg --v1 loads; not in FreeSurfer's stored tree (no published hash): found by file name only
 SYNTHSEG_V1_FILENAME = "synthseg_1.0.h5"

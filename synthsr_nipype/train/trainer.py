@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from ..atomic import atomic_target
 from ..errors import SynthSRError
 from ..model.card import read_card_model, spec_from_dict
+from ..model.device import pick_device
 from ..synth import GeneratorConfig, SynthGenerator
 from .config import ConfigError, TrainConfig, split_label_maps
 from .unet import TrainableUNet, load_inference_weights
@@ -66,14 +67,6 @@ def linear_fit(inputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 def initial_seed(seed: int, index: int) -> int:
     """Seeds of the samples that measure ``initial_weights``' BatchNorm statistics (apart from every step's)."""
     return int(np.random.SeedSequence([int(seed), 2, int(index)]).generate_state(1, dtype=np.uint32)[0])
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device {name} was requested but no CUDA device is available")
-    return torch.device(name)
 
 
 @dataclass

@@ -27,6 +27,7 @@ def init_single_subject_wf(
     model_sha256: Mapping[str, str] | None = None,
     synthsr: SynthSROptions = SynthSROptions(),
     morphometry: MorphometryOptions = MorphometryOptions(),
+    omp_nthreads: int = 1,
     name: str | None = None,
 ):
     """SynthSR on every scan of one group, fusion of the outputs, the derivatives sinks and,
@@ -72,7 +73,10 @@ def init_single_subject_wf(
         :func:`~synthsr_nipype.workflows.synthsr.init_synthsr_wf` and the fusion method.
     morphometry
         :class:`~synthsr_nipype.settings.MorphometryOptions`: no backend (SynthSR only), or
-        the keywords of :func:`~synthsr_nipype.workflows.morphometry.init_morphometry_wf`.
+        what :func:`~synthsr_nipype.workflows.morphometry.init_morphometry_wf` builds.
+    omp_nthreads
+        ``RunOptions.omp_nthreads``: the threads of a SynthSR node (fewer where the cost model
+        advises it) and of the morphometry's multi-threaded nodes.
     name
         Workflow name (default ``single_subject_<sub>[_<ses>]_wf``).
 
@@ -106,7 +110,7 @@ def init_single_subject_wf(
             device=synthsr.device,
             use_gpu=synthsr.use_gpu,
             # the cost model's thread advice, within the user's cap: small jobs leave slots free
-            omp_nthreads=max(1, min(synthsr.omp_nthreads, job.n_procs)),
+            omp_nthreads=max(1, min(omp_nthreads, job.n_procs)),
             mem_gb=job.mem_gb,
             output_space=synthsr.output_space,
             slice_thickness=job.slice_thickness,
@@ -165,8 +169,8 @@ def init_single_subject_wf(
         from .morphometry import init_morphometry_wf
 
         morph_wf = init_morphometry_wf(
-            **morphometry.workflow_kwargs(),
-            omp_nthreads=synthsr.omp_nthreads,
+            morphometry,
+            omp_nthreads=omp_nthreads,
             output_dir=str(output_dir),
         )
         ents = {"subject": group.subject}
@@ -195,6 +199,7 @@ def init_synthsr_bids_wf(
     model_sha256: Mapping[str, str] | None = None,
     synthsr: SynthSROptions = SynthSROptions(),
     morphometry: MorphometryOptions = MorphometryOptions(),
+    omp_nthreads: int = 1,
     name: str = "synthsr_bids_wf",
 ):
     """The BIDS-App: one :func:`init_single_subject_wf` per group of the plan.
@@ -226,7 +231,7 @@ def init_synthsr_bids_wf(
         Root of the derivatives dataset.
     work_dir
         Nipype working directory (node caches).
-    model_sha256, synthsr, morphometry
+    model_sha256, synthsr, morphometry, omp_nthreads
         See :func:`init_single_subject_wf`.
     name
         Workflow name.
@@ -250,6 +255,7 @@ def init_synthsr_bids_wf(
                     model_sha256=model_sha256,
                     synthsr=synthsr,
                     morphometry=morphometry,
+                    omp_nthreads=omp_nthreads,
                 )
             ]
         )

@@ -15,6 +15,7 @@ from ..interfaces.segmentation import (
 )
 from ..morphometry import BACKENDS, TEMPLATE_SPACE
 from ..morphometry.ants_backend import DEFAULT_SEED
+from ..settings import MorphometryOptions
 
 #: the outputs written as derivatives (with ``output_dir``)
 DERIVATIVE_FIELDS = ("dseg", "dseg_tsv", "probsegs", "brain_mask", "morph_tsv", "to_template_xfm",
@@ -74,19 +75,11 @@ def _add_reliability(morph_tsv, dseg, reliability=None):
 
 
 def init_morphometry_wf(
+    options: MorphometryOptions,
     *,
-    seg_backend: str = "ants",
-    tbm: bool = False,
-    thickness: bool = False,
     omp_nthreads: int = 1,
-    template_resolution: int = 1,
     seed: int = DEFAULT_SEED,
     deterministic: bool = True,
-    fs_license_file: str | os.PathLike | None = None,
-    fs_subjects_dir: str | os.PathLike | None = None,
-    synthseg_parc: bool = False,
-    synthseg_robust: bool = True,
-    seg_models_dir: str | os.PathLike | None = None,
     output_dir: str | os.PathLike | None = None,
     name: str = "morphometry_wf",
 ) -> pe.Workflow:
@@ -99,37 +92,23 @@ def init_morphometry_wf(
             :simple_form: yes
 
             from synthsr_nipype.workflows.morphometry import init_morphometry_wf
-            wf = init_morphometry_wf(seg_backend="ants", tbm=True)
+            from synthsr_nipype.settings import MorphometryOptions
+            wf = init_morphometry_wf(MorphometryOptions(seg_backend="ants", tbm=True))
 
     Parameters
     ----------
-    seg_backend : :obj:`str`
-        ``ants`` (embedded: MNI152NLin2009aSym priors + Atropos), ``synthseg`` (the package's SynthSeg port,
-        :mod:`synthsr_nipype.segmentation`, with its QC scores), ``synthseg-fs`` (FreeSurfer's mri_synthseg),
-        ``recon-all`` (FreeSurfer, aseg volumes via mri_segstats) or ``samseg`` (run_samseg).
-    tbm : :obj:`bool`
-        Also write the log-Jacobian map of the T1w→template SyN warp (tensor-based morphometry).
-    thickness : :obj:`bool`
-        Also write the DiReCT cortical thickness map and its per-hemisphere table (``ants`` backend).
+    options : :class:`~synthsr_nipype.settings.MorphometryOptions`
+        The backend (``ants``: embedded, MNI152NLin2009aSym priors + Atropos; ``synthseg``: the package's
+        SynthSeg port, :mod:`synthsr_nipype.segmentation`, with its QC scores; ``synthseg-fs``: FreeSurfer's
+        mri_synthseg; ``recon-all``: FreeSurfer, aseg volumes via mri_segstats; ``samseg``: run_samseg),
+        TBM, thickness, the template grid, FreeSurfer's licence and ``SUBJECTS_DIR``, SynthSeg's
+        options and weights: each field is documented there.
     omp_nthreads : :obj:`int`
         Threads of the multi-threaded nodes (FreeSurfer tools; ANTs only when not ``deterministic``).
-    template_resolution : :obj:`int`
-        Template grid in mm (1; 2 for fast tests).
     seed : :obj:`int`
         ANTs random seed, recorded in the sidecars.
     deterministic : :obj:`bool`
         Run ANTs single-threaded so that reruns give identical numbers.
-    fs_license_file : :obj:`os.PathLike`
-        FreeSurfer licence for ``recon-all`` (else ``$FS_LICENSE`` / ``$FREESURFER_HOME/license.txt``).
-    fs_subjects_dir : :obj:`os.PathLike`
-        ``SUBJECTS_DIR`` of ``recon-all``.
-    synthseg_parc : :obj:`bool`
-        Add SynthSeg's cortical parcellation (``synthseg`` and ``synthseg-fs``).
-    synthseg_robust : :obj:`bool`
-        SynthSeg-robust (the default; better on clinical scans).
-    seg_models_dir : :obj:`os.PathLike`
-        Folder of the ``synthseg_*.h5`` files of the ``synthseg`` port, used as given (default: the
-        registry's folders, $SYNTHSR_MODELS_DIR, $FREESURFER_HOME/models, the user cache).
     output_dir : :obj:`os.PathLike`
         When given, the workflow writes its own BIDS derivatives (with sidecars) there.
     name : :obj:`str`
@@ -160,10 +139,11 @@ def init_morphometry_wf(
     out_files
         Written derivatives (when ``output_dir`` is given).
     """
-    if seg_backend not in BACKENDS:
-        raise ValueError(f"seg_backend must be one of {BACKENDS}, not {seg_backend!r}")
-    if thickness and seg_backend != "ants":
-        raise ValueError(f"thickness needs the GM/WM posteriors of the ants backend, not {seg_backend!r}")
+    backend = options.seg_backend
+    if backend not in BACKENDS:
+        raise ValueError(f"seg_backend must be one of {BACKENDS}, not {backend!r}")
+    if options.thickness and backend != "ants":
+        raise ValueError(f"thickness needs the GM/WM posteriors of the ants backend, not {backend!r}")
     workflow = pe.Workflow(name=name)
     ants_threads = 1 if deterministic else max(1, int(omp_nthreads))
     desc = {
@@ -173,20 +153,21 @@ def init_morphometry_wf(
             "segment cerebrospinal fluid, grey and white matter with Atropos inside the intracranial mask. "
         ),
         "synthseg": "The SynthSR volume was segmented with SynthSeg"
-        f"{' (robust model)' if synthseg_robust else ''}{' and its cortical parcellation' if synthseg_parc else ''} "
+        f"{' (robust model)' if options.synthseg_robust else ''}"
+        f"{' and its cortical parcellation' if options.synthseg_parc else ''} "
         "(the PyTorch port of synthsr_nipype.segmentation), with its automated QC scores. ",
         "synthseg-fs": "The SynthSR volume was segmented with FreeSurfer's mri_synthseg"
-        f"{' (robust model)' if synthseg_robust else ''}. ",
+        f"{' (robust model)' if options.synthseg_robust else ''}. ",
         "recon-all": "The SynthSR volume was processed with FreeSurfer's recon-all; aseg volumes were "
         "extracted with mri_segstats. ",
         "samseg": "The SynthSR volume was segmented with FreeSurfer's SAMSEG. ",
-    }[seg_backend]
-    if tbm:
+    }[backend]
+    if options.tbm:
         desc += (
             "For tensor-based morphometry, the log-determinant of the Jacobian of the SyN warp "
             f"(affine part removed) was computed in {TEMPLATE_SPACE} space. "
         )
-    if thickness:
+    if options.thickness:
         desc += (
             "Cortical thickness was estimated with DiReCT (ANTs kelly_kapowski) from the grey- and "
             "white-matter posteriors and averaged per hemisphere. "
@@ -208,18 +189,18 @@ def init_morphometry_wf(
     outputs: list[tuple[pe.Node, str, str]] = [(merge_meta, "meta", "metadata")]
 
     reg = None
-    if seg_backend == "ants" or tbm:
+    if backend == "ants" or options.tbm:
         # ~1 GB for a 1 mm head and template; the single-threaded default is what makes reruns identical
         reg = pe.Node(
-            TemplateRegistration(template_resolution=template_resolution, seed=seed, num_threads=ants_threads),
+            TemplateRegistration(template_resolution=options.template_resolution, seed=seed, num_threads=ants_threads),
             name="template_reg", n_procs=ants_threads, mem_gb=2.0,
         )
         workflow.connect([(inputnode, reg, [("t1w", "t1w")])])
         outputs += [(reg, "to_template", "to_template_xfm"), (reg, "from_template", "from_template_xfm")]
 
-    if seg_backend == "ants":
+    if backend == "ants":
         seg = pe.Node(
-            AntsSegmentation(template_resolution=template_resolution, seed=seed, num_threads=ants_threads),
+            AntsSegmentation(template_resolution=options.template_resolution, seed=seed, num_threads=ants_threads),
             name="ants_seg", n_procs=ants_threads, mem_gb=2.0,
         )
         workflow.connect([
@@ -231,36 +212,37 @@ def init_morphometry_wf(
     else:
         from ..interfaces.freesurfer import FreeSurferVolumetry
 
-        fsvol = pe.Node(FreeSurferVolumetry(backend=seg_backend), name="fs_volumetry")
+        fsvol = pe.Node(FreeSurferVolumetry(backend=backend), name="fs_volumetry")
         workflow.connect([
             (inputnode, fsvol, [("t1w", "reference")]),
             (fsvol, merge_meta, [("metadata", "backend_meta")]),
         ])
         outputs += [(fsvol, f, f) for f in ("dseg", "dseg_tsv", "morph_tsv")]
-        if seg_backend == "synthseg":
+        if backend == "synthseg":
             from ..interfaces.synthseg import SynthSeg
 
             # ~3 GB for a 1 mm head on CPU (the port's peak; docs/segmentation.md)
-            synthseg = pe.Node(SynthSeg(robust=synthseg_robust, parc=synthseg_parc, qc=True,
+            synthseg = pe.Node(SynthSeg(robust=options.synthseg_robust, parc=options.synthseg_parc, qc=True,
                                         num_threads=max(1, int(omp_nthreads))),
                                name="synthseg", n_procs=omp_nthreads, mem_gb=4.0)
-            if seg_models_dir:
-                synthseg.inputs.models_dir = str(seg_models_dir)
+            if options.seg_models_dir:
+                synthseg.inputs.models_dir = str(options.seg_models_dir)
             workflow.connect([
                 (inputnode, synthseg, [("t1w", "in_file")]),
                 (synthseg, fsvol, [("out_seg", "seg_file"), ("out_volumes", "volumes"),
                                    ("version", "software_version"), ("qc_scores", "qc_scores")]),
             ])
-        elif seg_backend == "synthseg-fs":
+        elif backend == "synthseg-fs":
             from ..interfaces.freesurfer import MRISynthSeg
 
-            synthseg = pe.Node(MRISynthSeg(robust=synthseg_robust, parc=synthseg_parc, threads=omp_nthreads, cpu=True),
+            synthseg = pe.Node(MRISynthSeg(robust=options.synthseg_robust, parc=options.synthseg_parc,
+                                           threads=omp_nthreads, cpu=True),
                                name="synthseg", n_procs=omp_nthreads, mem_gb=8.0)
             workflow.connect([
                 (inputnode, synthseg, [("t1w", "in_file")]),
                 (synthseg, fsvol, [("out_file", "seg_file"), ("vol_file", "volumes")]),
             ])
-        elif seg_backend == "samseg":
+        elif backend == "samseg":
             from ..interfaces.freesurfer import SAMSeg
 
             samseg = pe.Node(SAMSeg(threads=omp_nthreads), name="samseg", n_procs=omp_nthreads, mem_gb=8.0)
@@ -277,11 +259,11 @@ def init_morphometry_wf(
 
             from ..morphometry.freesurfer import find_license
 
-            lic = find_license(fs_license_file)
+            lic = find_license(options.fs_license_file)
             recon = pe.Node(ReconAll(directive="all", openmp=omp_nthreads), name="recon_all",
                             n_procs=omp_nthreads, mem_gb=8.0)
-            if fs_subjects_dir:
-                recon.inputs.subjects_dir = str(fs_subjects_dir)
+            if options.fs_subjects_dir:
+                recon.inputs.subjects_dir = str(options.fs_subjects_dir)
             if lic is not None:
                 recon.inputs.environ = {"FS_LICENSE": str(lic)}
             subj = pe.Node(niu.Function(function=_fs_subject_id, input_names=["source_entities"],
@@ -303,8 +285,8 @@ def init_morphometry_wf(
                 (segstats, fsvol, [("summary_file", "volumes")]),
             ])
 
-    if tbm:
-        tbm_node = pe.Node(TBM(template_resolution=template_resolution, num_threads=ants_threads),
+    if options.tbm:
+        tbm_node = pe.Node(TBM(template_resolution=options.template_resolution, num_threads=ants_threads),
                            name="tbm", n_procs=ants_threads, mem_gb=2.0)
         workflow.connect([
             (inputnode, tbm_node, [("t1w", "t1w")]),
@@ -312,8 +294,8 @@ def init_morphometry_wf(
         ])
         outputs.append((tbm_node, "logjacobian", "logjacobian"))
 
-    if thickness:
-        ct = pe.Node(CorticalThickness(template_resolution=template_resolution, num_threads=ants_threads),
+    if options.thickness:
+        ct = pe.Node(CorticalThickness(template_resolution=options.template_resolution, num_threads=ants_threads),
                      name="cortical_thickness", n_procs=ants_threads, mem_gb=2.0)
         workflow.connect([
             (seg, ct, [("dseg", "dseg"), ("probsegs", "probsegs")]),
@@ -338,7 +320,7 @@ def init_morphometry_wf(
         from .outputs import init_ds_morphometry_wf
 
         written = [dst for _, _, dst in outputs if dst in DERIVATIVE_FIELDS]
-        ds_wf = init_ds_morphometry_wf(output_dir=output_dir, backend=seg_backend, fields=written)
+        ds_wf = init_ds_morphometry_wf(output_dir=output_dir, backend=backend, fields=written)
         workflow.connect([
             (inputnode, ds_wf, [("source_entities", "inputnode.source_entities"),
                                 ("sources", "inputnode.sources")]),

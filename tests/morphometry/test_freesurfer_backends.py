@@ -68,11 +68,13 @@ def test_recon_all_and_segstats_cmdlines(t1w, tmp_path):
 
 
 def test_workflow_recon_all_passes_license(tmp_path):
+    from synthsr_nipype.settings import MorphometryOptions
     from synthsr_nipype.workflows.morphometry import init_morphometry_wf
 
     lic = tmp_path / "license.txt"
     lic.write_text("x")
-    wf = init_morphometry_wf(seg_backend="recon-all", fs_license_file=lic, fs_subjects_dir=tmp_path, omp_nthreads=3)
+    wf = init_morphometry_wf(MorphometryOptions(seg_backend="recon-all", fs_license_file=str(lic),
+                                                fs_subjects_dir=str(tmp_path)), omp_nthreads=3)
     recon = wf.get_node("recon_all")
     assert recon.inputs.environ == {"FS_LICENSE": str(lic)}
     assert recon.inputs.openmp == 3 and recon.inputs.subjects_dir == str(tmp_path)

@@ -158,6 +158,7 @@ def test_participant_workflow_then_group(tmp_path, monkeypatch):
     """ants + TBM through the Nipype workflow for two subjects (2 mm), then the group level."""
     from nibabel.processing import resample_to_output
 
+    from synthsr_nipype.settings import MorphometryOptions
     from synthsr_nipype.workflows.morphometry import init_morphometry_wf
 
     monkeypatch.setenv("SYNTHSR_CACHE_DIR", str(tmp_path / "cache"))
@@ -167,8 +168,8 @@ def test_participant_workflow_then_group(tmp_path, monkeypatch):
         img = resample_to_output(nb.load(src), voxel_sizes=(2.0, 2.0, 2.0), order=1)
         t1 = tmp_path / f"sub-{sub}_desc-synthsr_T1w.nii.gz"
         nb.Nifti1Image(np.clip(img.get_fdata(), 0, 255).astype(np.uint8), img.affine).to_filename(t1)
-        wf = init_morphometry_wf(seg_backend="ants", tbm=True, template_resolution=2, output_dir=out,
-                                 name=f"morph_{sub}")
+        options = MorphometryOptions(seg_backend="ants", tbm=True, template_resolution=2)
+        wf = init_morphometry_wf(options, output_dir=out, name=f"morph_{sub}")
         wf.base_dir = str(tmp_path / "work")
         wf.inputs.inputnode.t1w = str(t1)
         wf.inputs.inputnode.source_entities = {"subject": sub}

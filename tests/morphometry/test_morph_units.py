@@ -184,19 +184,23 @@ def test_isolated_worker_reports_failure(tmp_path):
 
 @pytest.mark.parametrize("backend", ["ants", "synthseg", "synthseg-fs", "samseg", "recon-all"])
 def test_workflow_builds(backend, tmp_path):
+    from synthsr_nipype.settings import MorphometryOptions
     from synthsr_nipype.workflows.morphometry import init_morphometry_wf
 
-    wf = init_morphometry_wf(seg_backend=backend, tbm=True, omp_nthreads=2, output_dir=tmp_path, name="m")
+    wf = init_morphometry_wf(MorphometryOptions(seg_backend=backend, tbm=True), omp_nthreads=2, output_dir=tmp_path,
+                             name="m")
     names = {n.name for n in wf._graph.nodes()}
     assert {"inputnode", "outputnode", "tbm", "template_reg", "ds_morphometry_wf"} <= names
     assert ("ants_seg" in names) is (backend == "ants")
     words = ("Atropos",) if backend == "ants" else ("FreeSurfer", "SAMSEG", "port")
     assert any(w in wf.__desc__ for w in words)
     assert "Workflow Graph" in init_morphometry_wf.__doc__
-    wf_plain = init_morphometry_wf(seg_backend=backend, name="p")
+    wf_plain = init_morphometry_wf(MorphometryOptions(seg_backend=backend), name="p")
     assert "tbm" not in {n.name for n in wf_plain._graph.nodes()}
     with pytest.raises(ValueError):
-        init_morphometry_wf(seg_backend="fast")
+        init_morphometry_wf(MorphometryOptions(seg_backend="fast"))
+    with pytest.raises(ValueError, match="not None"):  # no backend: nothing to build
+        init_morphometry_wf(MorphometryOptions())
 
 
 def test_template_head_wraps_the_brain(tpl2):

@@ -261,3 +261,19 @@ def test_generator_device_is_the_training_device_or_the_cpu(tmp_path):
     assert torch.equal(on_device.generator.sample(1, seed=3).target, plain.generator.sample(1, seed=3).target)
     with pytest.raises(ConfigError, match="generator_device"):
         tiny_config(tmp_path, generator_device="gpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_training_device_is_the_inference_device_rule(tmp_path, capsys):
+    """One pick_device: a training config's device goes through the inference rule (a missing CUDA GPU
+    is a DeviceError: one line, exit 2, as synthsr --device cuda)."""
+    from synthsr_nipype.inference import pick_device
+    from synthsr_nipype.model import device
+    from synthsr_nipype.train import trainer
+
+    assert trainer.pick_device is device.pick_device is pick_device
+    path = write_config(tmp_path, steps=1, device="cuda")
+    code = train_cli.main([str(path), "--quiet"])
+    err = capsys.readouterr().err
+    print(code, err.strip())
+    assert code == 2 and err.startswith("ERROR: --device cuda: no CUDA GPU") and err.count("\n") == 1

@@ -203,7 +203,6 @@ def test_bids_plan_interface(tmp_path, scans):
 # ---------------------------------------------------------------------------- workflows
 def test_single_subject_wf_graph_and_citation(tmp_path, scans):
     from synthsr_nipype.bids import build_layout, build_plan, collect_anat
-    from synthsr_nipype.settings import SynthSROptions
     from synthsr_nipype.workflows import citation_markdown, init_synthsr_bids_wf
 
     root = make_dataset(tmp_path / "bids", {
@@ -221,7 +220,7 @@ def test_single_subject_wf_graph_and_citation(tmp_path, scans):
     assert sub1.get_node("fusion").inputs.reference_index == plan.groups[0].reference_job
     # each SynthSR node: mem_gb and n_procs from the cost model, n_procs capped by --omp-nthreads
     big = init_synthsr_bids_wf(plan=plan, output_dir=tmp_path / "out",
-                               synthsr=SynthSROptions(omp_nthreads=64), name="big_wf")
+                               omp_nthreads=64, name="big_wf")
     for group in plan.groups:
         sub = big.get_node(f"single_subject_{group.subject}" + (f"_{group.session}" if group.session else "")
                            + "_wf")
@@ -598,7 +597,7 @@ def test_seg_backend_choice_and_tbm_default():
 
     with pytest.raises(UsageError, match="--thickness needs the GM/WM posteriors of --seg-backend ants, not samseg"):
         settings_from_args(parse([*base, "--thickness", "--seg-backend", "samseg"]))
-    assert settings_from_args(parse([*base, "--thickness"])).morphometry.workflow_kwargs()["thickness"] is True
+    assert settings_from_args(parse([*base, "--thickness"])).morphometry.thickness is True
     assert _seg_backend(parse([*base, "--seg-backend", "synthseg", "--tbm"])) == "synthseg"
     # at the group level --seg-backend selects volumes: none means any, --tbm implies nothing
     group = [str(SHARED), "out", "group"]
