@@ -15,7 +15,7 @@ import json
 import os
 import types
 import typing
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -173,6 +173,10 @@ class RunOptions:
     """``--model`` was given (at the group level it then selects that model's volumes)."""
 
 
+#: the file in ``logs/<run>/`` that records a run's settings (:meth:`Settings.to_json`)
+SETTINGS_FILE = "settings.json"
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything a run was asked to do; what ``logs/<run>/settings.json`` records."""
@@ -186,6 +190,14 @@ class Settings:
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True, default=str) + "\n"
+
+    def with_outputs_of(self, earlier: Settings) -> Settings:
+        """This command's paths, selection and execution, with what ``earlier`` was asked to make (its SynthSR
+        and morphometry options, suffixes and filters, which decide the outputs and their names): how
+        ``--reports-only`` describes an earlier run's outputs whatever options it is given itself."""
+        run = replace(self.run, suffixes=earlier.run.suffixes, bids_filter_file=earlier.run.bids_filter_file,
+                      model_given=earlier.run.model_given)
+        return replace(self, run=run, synthsr=earlier.synthsr, morphometry=earlier.morphometry)
 
     @classmethod
     def from_json(cls, text: str) -> Settings:

@@ -37,7 +37,7 @@ from ..settings import Settings, log_level  # noqa: E402
 from .bids_checks import check_morphometry_dependencies, check_paths  # noqa: E402
 from .bids_parser import get_parser  # noqa: E402
 from .bids_plan import model_info, new_run_id, nothing_to_run, select, write_outputs_scaffold  # noqa: E402
-from .bids_settings import settings_from_args  # noqa: E402
+from .bids_settings import earlier_run_settings, settings_from_args  # noqa: E402
 
 log = logging.getLogger("synthsr_bids")
 
@@ -94,15 +94,13 @@ def _run_participant(settings: Settings, command_line: Sequence[str], scratch: c
     if not run.dry_run and not run.reports_only:
         nipype = NipypeSettings.from_run(run)
         nipype.check(run.use_plugin)
+    if run.reports_only:
+        settings = earlier_run_settings(settings)
     plan, selection, models = select(settings)
     from ..bids.plan import format_plan, scan_warnings, skipped_scans
 
     problem = nothing_to_run(settings, plan, selection)
     if run.reports_only:
-        from ..reports.subject import latest_run_dir
-
-        if latest_run_dir(run.output_dir) is None:
-            raise InputError(f"--reports-only: no earlier run in {run.output_dir} (no logs/<run>/run.json)")
         return _write_reports(settings, plan, log_dir=None)
     for relpath, note in scan_warnings(plan):
         print(f"WARNING: {relpath}: {note}", file=sys.stderr)

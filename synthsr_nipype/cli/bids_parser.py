@@ -237,7 +237,8 @@ def get_parser() -> argparse.ArgumentParser:
     g_other.add_argument(
         "--reports-only", action="store_true",
         help="only (re)write the per-subject reports output_dir/sub-<label>.html from the outputs, "
-        "logs and work folder of earlier runs; nothing else runs",
+        "logs and work folder of earlier runs, with the options the newest one recorded in "
+        "logs/<run>/settings.json (model, backend, suffixes); nothing else runs",
     )
     g_other.add_argument(
         "--stop-on-first-crash", action="store_true", help="stop at the first failed node"

@@ -21,7 +21,7 @@ from ..bids.labels import normalize_labels
 from ..bids.query import select_scans
 from ..errors import SynthSRError
 from ..morphometry.derivatives import bidsignore_patterns
-from ..settings import Settings
+from ..settings import SETTINGS_FILE, Settings
 
 
 def new_run_id() -> str:
@@ -91,7 +91,7 @@ def write_outputs_scaffold(settings: Settings, plan, log_dir: Path) -> None:
     write_bidsignore(output_dir, ignore)
     write_readme(output_dir)
     atomic_write_bytes(log_dir / "plan.txt", (format_plan(plan) + "\n").encode())
-    atomic_write_text(log_dir / "settings.json", settings.to_json())
+    atomic_write_text(log_dir / SETTINGS_FILE, settings.to_json())
 
 
 def nothing_to_run(settings: Settings, plan, selection: str) -> str:

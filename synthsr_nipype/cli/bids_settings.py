@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-from ..errors import UsageError
+from ..errors import InputError, UsageError
 from ..settings import (
+    SETTINGS_FILE,
     MorphometryOptions,
     RunOptions,
     Settings,
@@ -81,3 +83,24 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 def _absolute(path: Path | None) -> Path | None:
     return None if path is None else Path(path).absolute()
 
+
+def earlier_run_settings(settings: Settings) -> Settings:
+    """``--reports-only``: this command's settings with the options the newest earlier run recorded in its
+    ``logs/<run>/settings.json`` (a run from before that file existed: this command's own options)."""
+    from ..reports.subject import latest_run_dir
+
+    earlier = latest_run_dir(settings.run.output_dir)
+    if earlier is None:
+        raise InputError(f"--reports-only: no earlier run in {settings.run.output_dir} (no logs/<run>/run.json)")
+    recorded = earlier / SETTINGS_FILE
+    if not recorded.is_file():
+        return settings
+    try:
+        previous = Settings.from_json(recorded.read_text())
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"{recorded}: cannot be read as the settings of that run ({exc})") from None
+    if (previous.synthsr, previous.morphometry) != (settings.synthsr, settings.morphometry):
+        print(f"NOTE: --reports-only describes the outputs of the run in {earlier}: its options "
+              f"(model {previous.synthsr.model}, segmentation {previous.morphometry.seg_backend or 'none'}) "
+              "are used, not this command's", file=sys.stderr)
+    return settings.with_outputs_of(previous)

@@ -497,6 +497,28 @@ def test_e2e_reports_only_rebuilds_without_running(e2e, tmp_path):
     assert _digest(out) == _digest(e2e["out"])  # the derivatives are untouched
 
 
+def test_e2e_reports_only_reads_the_earlier_runs_settings(e2e, tmp_path, capsys):
+    """Without the options of the run that made the outputs (here its --model), --reports-only plans with the
+    ones that run recorded in logs/<run>/settings.json: the same pages, nothing run."""
+    from synthsr_nipype.cli.bids_app import main
+
+    out = tmp_path / "out"
+    shutil.copytree(e2e["out"], out)
+    before = {p.name: p.read_text() for p in out.glob("sub-*.html")}
+    for page in out.glob("sub-*.html"):
+        page.unlink()
+    work = e2e["base"] / "work_linear"
+    results = _synthsr_results(work)
+    code = main([str(e2e["bids"]), str(out), "participant", "-w", str(work), "--reports-only"])
+    err = capsys.readouterr().err
+    print(err)
+    assert code == 0, err
+    assert f"(model {TINY.resolve()}" in err and "are used, not this command's" in err
+    assert sorted(p.name for p in out.glob("sub-*.html")) == sorted(before)
+    assert "tiny_weights" in (out / "sub-01.html").read_text()
+    assert _synthsr_results(work) == results  # nothing ran
+
+
 def test_e2e_reports_only_needs_an_earlier_run(e2e, tmp_path, capsys):
     from synthsr_nipype.cli.bids_app import main
 
