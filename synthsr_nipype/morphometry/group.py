@@ -99,7 +99,8 @@ def collect_volumes(
                 f"refusing to mix {column.replace('_', ' ')}s in one table ({', '.join(values)}); "
                 f"select one with {option}"
             )
-    return long.sort_values(["participant_id", "session_id", "name"], kind="stable").reset_index(drop=True)
+    # stable: each participant's rows keep their table's order (the backend's label order, not alphabetical)
+    return long.sort_values(["participant_id", "session_id"], kind="stable").reset_index(drop=True)
 
 
 def wide_table(long: pd.DataFrame, value: str = "volume-mm3") -> pd.DataFrame:

@@ -115,7 +115,7 @@ def test_group_thickness_tables(tmp_path):
     group = run_group_level(root)
     wide = read_tsv(group / "thickness.tsv")
     assert list(wide.columns) == ["participant_id", "session_id", "seg_backend", "synthsr_model",
-                                  "Cortex", "Left-Cerebral-Cortex", "Right-Cerebral-Cortex"]
+                                  "Left-Cerebral-Cortex", "Right-Cerebral-Cortex", "Cortex"]  # the tables' order
     assert len(wide) == 12 and wide["Cortex"].between(2.2, 2.7).all()
     z = read_tsv(group / "thickness_zscores.tsv")
     assert {"thickness-mm", "z", "outlier"} <= set(z.columns) and "z_icv" not in z.columns
