@@ -101,7 +101,10 @@ class MorphometryOptions:
     tbm: bool = False
     """``--tbm``: also the log-Jacobian map of the warp to MNI152NLin2009aSym."""
     thickness: bool = False
-    """``--thickness``: also cortical thickness (DiReCT) from the ``ants`` backend's posteriors."""
+    """``--thickness``: also cortical thickness (DiReCT) from the posteriors of the ``ants`` or ``synthseg``
+    backend."""
+    thickness_iterations: int | None = None
+    """``--thickness-iterations``: DiReCT's iterations (``None``: antsCorticalThickness.sh's 45)."""
     template_resolution: int = 1
     """``--template-resolution``: the template grid in mm (1 or 2) of the ``ants`` backend and TBM."""
     fs_license_file: str | None = None

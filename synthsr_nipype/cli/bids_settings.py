@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from ..errors import InputError, UsageError
+from ..morphometry import MIN_DIRECT_ITERATIONS, THICKNESS_BACKENDS
 from ..settings import (
     SETTINGS_FILE,
     MorphometryOptions,
@@ -61,13 +62,20 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         fusion_method=args.fusion,
         output_space=args.output_space,
     )
-    if participant and args.thickness and args.seg_backend not in ("none", "ants"):
-        raise UsageError(f"--thickness needs the GM/WM posteriors of --seg-backend ants, not {args.seg_backend}")
+    if participant and args.thickness and args.seg_backend not in ("none", *THICKNESS_BACKENDS):
+        raise UsageError(f"--thickness needs the GM/WM posteriors of --seg-backend "
+                         f"{' or '.join(THICKNESS_BACKENDS)}, not {args.seg_backend}")
+    if participant and args.thickness_iterations and not args.thickness:
+        raise UsageError("--thickness-iterations needs --thickness")
+    if participant and args.thickness_iterations and args.thickness_iterations < MIN_DIRECT_ITERATIONS:
+        raise UsageError(f"--thickness-iterations must be at least {MIN_DIRECT_ITERATIONS}: with fewer, DiReCT "
+                         "gives no thickness")
     if participant:
         morphometry = MorphometryOptions(
             seg_backend=args.seg_backend,
             tbm=args.tbm,
             thickness=args.thickness,
+            thickness_iterations=args.thickness_iterations,
             template_resolution=args.template_resolution,
             fs_license_file=str(args.fs_license_file) if args.fs_license_file else None,
             fs_subjects_dir=str(_absolute(args.fs_subjects_dir)) if args.fs_subjects_dir else None,

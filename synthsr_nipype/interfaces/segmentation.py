@@ -134,11 +134,12 @@ class _ThicknessInputSpec(BaseInterfaceInputSpec):
     from_template = File(exists=True, mandatory=True, desc="template→T1w transform (for the hemispheres)")
     template_resolution = traits.Enum(1, 2, usedefault=True)
     num_threads = traits.Int(1, usedefault=True, desc="ITK threads")
+    iterations = traits.Int(desc="DiReCT iterations (default: antsCorticalThickness.sh's 45)")
 
 
 class _ThicknessOutputSpec(TraitedSpec):
     thickness = File(exists=True, desc="thickness map (mm)")
-    thickness_tsv = File(exists=True, desc="mean thickness per hemisphere and over the cortex")
+    thickness_tsv = File(exists=True, desc="mean thickness per region and over the cortex")
     mean_thickness = traits.Float(desc="mean cortical thickness (mm)")
 
 
@@ -155,7 +156,32 @@ class CorticalThickness(SimpleInterface):
         _, gm, wm = self.inputs.probsegs
         res = thickness.cortical_thickness(self.inputs.dseg, gm, wm, runtime.cwd, regions=hemis,
                                            region_names=thickness.HEMISPHERES,
-                                           num_threads=self.inputs.num_threads)
+                                           num_threads=self.inputs.num_threads,
+                                           iterations=self.inputs.iterations or None)
+        for key in ("thickness", "thickness_tsv", "mean_thickness"):
+            self._results[key] = res[key]
+        return runtime
+
+
+class _SynthSegThicknessInputSpec(BaseInterfaceInputSpec):
+    dseg = File(exists=True, mandatory=True, desc="SynthSeg segmentation (FreeSurfer labels, parcels or not)")
+    gm = File(exists=True, mandatory=True, desc="cortex posterior on the grid of dseg (SynthSeg)")
+    wm = File(exists=True, mandatory=True, desc="white-matter + deep-structure posterior on the grid of dseg")
+    num_threads = traits.Int(1, usedefault=True, desc="ITK threads")
+    iterations = traits.Int(desc="DiReCT iterations (default: antsCorticalThickness.sh's 45)")
+
+
+class SynthSegThickness(SimpleInterface):
+    """DiReCT cortical thickness from SynthSeg's labels and posteriors, per cortical parcel (``--synthseg-parc``)
+    or per hemisphere."""
+
+    input_spec = _SynthSegThicknessInputSpec
+    output_spec = _ThicknessOutputSpec
+
+    def _run_interface(self, runtime):
+        res = thickness.synthseg_thickness(self.inputs.dseg, self.inputs.gm, self.inputs.wm, runtime.cwd,
+                                           num_threads=self.inputs.num_threads,
+                                           iterations=self.inputs.iterations or None)
         for key in ("thickness", "thickness_tsv", "mean_thickness"):
             self._results[key] = res[key]
         return runtime

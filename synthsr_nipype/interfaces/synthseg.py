@@ -28,6 +28,11 @@ class _SynthSegInputSpec(BaseInterfaceInputSpec):
     posteriors = traits.Bool(False, usedefault=True, desc="also write the posteriors")
     keep_geometry = traits.Bool(False, usedefault=True,
                                 desc="segmentation on the input's grid (mri_synthseg --keepgeom; nearest neighbour)")
+    tissue_probsegs = traits.Bool(False, usedefault=True,
+                                  desc="also write the CSF, GM and WM posteriors (each the sum of its labels' "
+                                       "posteriors, by the dseg.tsv mapping) on the input's grid")
+    thickness_posteriors = traits.Bool(False, usedefault=True,
+                                       desc="also write the GM (cortex) and WM posteriors DiReCT takes")
     models_dir = Directory(exists=True, desc="folder of the synthseg_*.h5 files (default: the registry's folders)")
     # where and how fast it runs does not change the result: excluded from the cache key
     device = traits.Str("cpu", usedefault=True, nohash=True, desc="cpu, cuda or cuda:N")
@@ -43,6 +48,9 @@ class _SynthSegOutputSpec(TraitedSpec):
     volumes = traits.Dict(desc="structure -> volume (mm^3), the CSV's columns")
     qc_scores = traits.Dict(desc="QC class -> score, when asked for")
     version = traits.Str(desc="SynthSeg version run")
+    probsegs = traits.List(File(exists=True), desc="CSF, GM, WM posteriors (tissue_probsegs)")
+    thickness_gm = File(desc="cortex posterior for DiReCT (thickness_posteriors)")
+    thickness_wm = File(desc="white-matter (+ deep structures) posterior for DiReCT (thickness_posteriors)")
 
 
 class SynthSeg(SimpleInterface):
@@ -57,17 +65,22 @@ class SynthSeg(SimpleInterface):
     output_spec = _SynthSegOutputSpec
 
     def _run_interface(self, runtime):
+        from ..morphometry.derivatives import TISSUES
+        from ..morphometry.freesurfer import posterior_sums
+        from ..morphometry.labels import tissue_labels
+        from ..morphometry.thickness import SYNTHSEG_DIRECT
         from ..segmentation import run, write_outputs
 
         inputs = self.inputs
+        sums = inputs.tissue_probsegs or inputs.thickness_posteriors
         result = run(inputs.in_file, robust=inputs.robust, parc=inputs.parc, fast=inputs.fast, qc=inputs.qc,
-                     ct=inputs.ct, v1=inputs.v1, posteriors=inputs.posteriors,
+                     ct=inputs.ct, v1=inputs.v1, posteriors=inputs.posteriors or sums,
                      keep_geometry=inputs.keep_geometry, threads=inputs.num_threads,
                      device=inputs.device, models_dir=inputs.models_dir or None)
         cwd = Path(runtime.cwd)
         written = write_outputs(
             result, cwd / "synthseg.nii.gz", volumes=cwd / "volumes.csv",
-            posteriors=cwd / "posteriors.nii.gz" if inputs.posteriors else None,
+            posteriors=cwd / "posteriors.nii.gz" if inputs.posteriors else None,  # the 4-D file only if asked
             resampled=cwd / "resampled.nii.gz", qc=cwd / "qc.csv" if inputs.qc else None)
         self._results["out_seg"] = str(written["seg"])
         self._results["out_volumes"] = str(written["volumes"])
@@ -77,4 +90,13 @@ class SynthSeg(SimpleInterface):
         self._results["volumes"] = dict(result.volumes)
         self._results["qc_scores"] = dict(result.qc or {})
         self._results["version"] = result.version
+        if inputs.tissue_probsegs:
+            tissues = tissue_labels()
+            paths = posterior_sums(result.posteriors, result.labels, {t: tissues[t] for t in TISSUES},
+                                   inputs.in_file, cwd, prefix="probseg")
+            self._results["probsegs"] = [paths[t] for t in TISSUES]
+        if inputs.thickness_posteriors:
+            paths = posterior_sums(result.posteriors, result.labels, SYNTHSEG_DIRECT, inputs.in_file, cwd,
+                                   prefix="direct")
+            self._results["thickness_gm"], self._results["thickness_wm"] = paths["GM"], paths["WM"]
         return runtime

@@ -4,7 +4,7 @@ one derivatives sink, :class:`~synthsr_nipype.interfaces.derivatives.Derivatives
 Names (in ``sub-<s>/[ses-<t>/]anat/``, ``<group>`` = ``sub-<s>[_ses-<t>]``)::
 
     <group>_seg-<backend>_dseg.nii.gz  (+ .tsv look-up table, + .json)
-    <group>_seg-<backend>_label-{CSF,GM,WM}_probseg.nii.gz       (ants)
+    <group>_seg-<backend>_label-{CSF,GM,WM}_probseg.nii.gz       (ants, synthseg)
     <group>_seg-<backend>_desc-brain_mask.nii.gz                 (ants)
     <group>_seg-<backend>_desc-volume_morph.tsv  (+ .json)       community suffix
     <group>_from-T1w_to-MNI152NLin2009aSym_mode-image_xfm.h5     (ants / --tbm)
@@ -85,11 +85,18 @@ def derivative_names(subject: str, session: str | None, backend: str) -> dict[st
     }
 
 
-def sidecar_metadata(field: str) -> dict[str, Any] | None:
-    """What the sidecar of an output says besides the backend's provenance and Sources;
+def sidecar_metadata(field: str, backend: str | None = None) -> dict[str, Any] | None:
+    """What the sidecar of an output (of ``backend``'s run) says besides the backend's provenance and Sources;
     ``None``: no sidecar of its own (the look-up table is described by the dseg sidecar)."""
     if field == "dseg_tsv":
         return None
+    if field.startswith("probseg_") and backend == "synthseg":
+        from .labels import tissue_labels
+
+        tissue = field.split("_", 1)[1]
+        return {"Description": f"Probability of {tissue}: the sum of SynthSeg's posteriors of the labels the "
+                               f"_dseg.tsv maps to {tissue} (FreeSurfer labels "
+                               f"{', '.join(str(i) for i in tissue_labels()[tissue])}; parcels are cortex, 3/42)"}
     if field == "morph_tsv":
         return dict(MORPH_COLUMNS_META)
     if field == "thickness_tsv":

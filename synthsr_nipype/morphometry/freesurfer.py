@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -170,7 +170,6 @@ def freesurfer_volumetry(
     """
     import nibabel as nb
     import numpy as np
-    from scipy.ndimage import affine_transform
 
     from ..atomic import atomic_write_nifti, atomic_write_tsv
     from .labels import FREESURFER_LABELS, Label, cortical_parcels, dseg_table
@@ -180,10 +179,8 @@ def freesurfer_volumetry(
     out.mkdir(parents=True, exist_ok=True)
     ref = nb.load(str(reference))
     seg = nb.load(str(seg_file))  # .mgz or NIfTI
-    # reference voxel -> label-map voxel; nearest neighbour so that labels stay labels
-    vox2vox = np.linalg.inv(seg.affine) @ ref.affine
-    data = affine_transform(np.asarray(seg.dataobj).astype(np.int32), vox2vox[:3, :3], vox2vox[:3, 3],
-                            output_shape=ref.shape[:3], order=0, mode="constant", cval=0)
+    # nearest neighbour so that labels stay labels
+    data = onto_grid(np.asarray(seg.dataobj).astype(np.int32), seg.affine, ref, order=0)
     dtype = np.uint8 if data.max() < 256 else np.int16 if data.max() < 32768 else np.int32
     img = nb.Nifti1Image(data.astype(dtype), ref.affine, ref.header)
     img.set_data_dtype(dtype)
@@ -196,3 +193,51 @@ def freesurfer_volumetry(
     lut = atomic_write_tsv(out / "dseg.tsv", dseg_table([*named, *extra], present))
     morph = atomic_write_tsv(out / "desc-volume_morph.tsv", morph_table(rows))
     return {"dseg": str(dseg), "dseg_tsv": str(lut), "morph_tsv": str(morph)}
+
+
+def onto_grid(data, affine, reference, *, order: int):
+    """A 3-D array on the grid of ``affine`` resampled onto the grid of the image ``reference`` (``order`` 0:
+    nearest neighbour, for labels; 1: linear, for probabilities); unchanged when the grids are the same."""
+    import numpy as np
+    from scipy.ndimage import affine_transform
+
+    shape = tuple(reference.shape[:3])
+    if data.shape == shape and np.allclose(affine, reference.affine, atol=1e-4):
+        return data
+    # reference voxel -> source voxel
+    vox2vox = np.linalg.inv(affine) @ reference.affine
+    return affine_transform(data, vox2vox[:3, :3], vox2vox[:3, 3], output_shape=shape, order=order,
+                            mode="constant", cval=0)
+
+
+def posterior_sums(posteriors, labels: Sequence[int], groups: Mapping[str, Sequence[int]],
+                   reference: str | os.PathLike, out_dir: str | os.PathLike, *,
+                   prefix: str = "probseg") -> dict[str, str]:
+    """Per group, the sum of the posteriors (``posteriors``: a 4-D image, channel ``k`` the probability of
+    label ``labels[k]``, as SynthSeg gives them) of the group's labels, linearly resampled onto the grid of
+    ``reference``, in [0, 1] (a voxel whose posteriors are NaN, where SynthSeg's all vanish, reads 0); written as
+    ``<prefix>_<group>.nii.gz`` (float32). Returns group -> path.
+    """
+    import nibabel as nb
+    import numpy as np
+
+    from ..atomic import atomic_write_nifti
+
+    data = posteriors.dataobj
+    channel = {int(lab): k for k, lab in enumerate(labels)}
+    if len(channel) != posteriors.shape[-1]:
+        raise ValueError(f"{len(channel)} labels for {posteriors.shape[-1]} posterior channels")
+    ref = nb.load(str(reference))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written: dict[str, str] = {}
+    for name, members in groups.items():
+        total = np.zeros(posteriors.shape[:3], dtype=np.float32)
+        for lab in members:
+            if lab in channel:
+                total += np.nan_to_num(np.asarray(data[..., channel[lab]], dtype=np.float32), nan=0.0)
+        total = np.clip(onto_grid(total, posteriors.affine, ref, order=1), 0.0, 1.0).astype(np.float32)
+        img = nb.Nifti1Image(total, ref.affine)
+        img.header.set_xyzt_units("mm")
+        written[name] = str(atomic_write_nifti(out / f"{prefix}_{name}.nii.gz", img))
+    return written

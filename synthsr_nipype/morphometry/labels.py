@@ -102,6 +102,17 @@ def cortical_parcels() -> tuple[Label, ...]:
     return tuple(Label(int(i), str(n), str(n), "GM") for i, n in zip(tables.parc_labels[1:], tables.parc_names))
 
 
+def tissue_labels(labels: tuple[Label, ...] | list[Label] = FREESURFER_LABELS) -> dict[str, tuple[int, ...]]:
+    """The label values of each BIDS tissue class (``GM``, ``WM``, ``CSF``), by the ``mapping`` of the dseg.tsv
+    (:func:`dseg_table`): the labels a tissue's ``_probseg`` sums the posteriors of.
+
+    >>> groups = tissue_labels()
+    >>> groups["WM"][:3], 3 in groups["GM"], 24 in groups["CSF"], 165 in {i for g in groups.values() for i in g}
+    ((2, 7, 16), True, True, False)
+    """
+    return {tissue: tuple(lab.index for lab in labels if lab.tissue == tissue) for tissue in BIDS_TISSUE}
+
+
 def freesurfer_index(name: str) -> int | None:
     """Label value of a FreeSurfer structure from its LUT name or its mri_synthseg CSV name."""
     return _FS_BY_NAME.get(name.strip().lower())

@@ -4,7 +4,8 @@ DiReCT (Das et al. 2009, the thickness of antsCorticalThickness.sh) diffuses the
 boundary outwards through the grey-matter posterior and measures, per voxel, how far it had to go:
 a volumetric thickness, no surfaces. The table gives the mean over the grey-matter voxels of each
 region where DiReCT found a thickness (> 0): the parcellation's regions when there is one, else one
-region per hemisphere (the template's, warped onto the subject).
+region per hemisphere (the template's, warped onto the subject, for the ``ants`` backend; SynthSeg's
+cortex labels 3/42 for ``synthseg``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import nibabel as nb
 import numpy as np
 import pandas as pd
 
-from ..atomic import atomic_write_tsv
+from ..atomic import atomic_write_nifti, atomic_write_tsv
 from ..isolation import run_isolated
 
 STEPS = "synthsr_nipype.morphometry.thickness_steps"
@@ -27,6 +28,17 @@ THICKNESS_COLUMNS = ["index", "name", "thickness-mm", "volume-mm3"]
 HEMISPHERES = {1: "Left-Cerebral-Cortex", 2: "Right-Cerebral-Cortex"}
 #: name of the all-regions row of every thickness table
 CORTEX_NAME = "Cortex"
+#: SynthSeg labels (FreeSurfer's) whose posteriors DiReCT takes as grey and white matter, as
+#: antsCorticalThickness.sh does with its classes: the cerebral cortex as GM; the cerebral white matter with
+#: the deep structures it encloses (thalamus, caudate, putamen, pallidum, hippocampus, amygdala, accumbens,
+#: ventral DC) as WM, so that the cortex is measured from the white surface only. Everything else in the
+#: brain (CSF, cerebellum, brain stem) bounds the cortex.
+SYNTHSEG_DIRECT = {
+    "GM": (3, 42),
+    "WM": (2, 41, 10, 49, 11, 50, 12, 51, 13, 52, 17, 53, 18, 54, 26, 58, 28, 60),
+}
+#: the cortex per hemisphere in a SynthSeg segmentation (labels 3 and 42 of FreeSurfer's LUT)
+SYNTHSEG_HEMISPHERES = {3: "Left-Cerebral-Cortex", 42: "Right-Cerebral-Cortex"}
 
 
 def cortical_thickness(
@@ -84,3 +96,44 @@ def hemisphere_regions(from_template: str | os.PathLike, reference: str | os.Pat
     Path(out_file).parent.mkdir(parents=True, exist_ok=True)
     return run_isolated(STEPS, "hemispheres", str(Path(from_template).resolve()), str(Path(reference).resolve()),
                         str(Path(out_file).resolve()), template_resolution=template_resolution)["hemispheres"]
+
+
+def template_regions(from_template: str | os.PathLike, reference: str | os.PathLike, labels: str | os.PathLike,
+                     out_file: str | os.PathLike) -> str:
+    """A label image on the template grid (``labels``, e.g. a parcellation of the template's cortex) on the
+    grid of ``reference``, through the template→subject transform of the ``ants`` backend."""
+    Path(out_file).parent.mkdir(parents=True, exist_ok=True)
+    return run_isolated(STEPS, "template_labels", str(Path(from_template).resolve()),
+                        str(Path(reference).resolve()), str(Path(labels).resolve()),
+                        str(Path(out_file).resolve()))["labels"]
+
+
+def synthseg_regions(dseg: str | os.PathLike) -> dict[int, str]:
+    """The thickness regions of a SynthSeg segmentation: its cortical parcels present (``--synthseg-parc``,
+    FreeSurfer's ``ctx-lh-*``/``ctx-rh-*`` names from the port's tables, as in the dseg.tsv), else the cortex per
+    hemisphere (labels 3 and 42)."""
+    from .labels import cortical_parcels
+
+    present = {int(v) for v in np.unique(np.asarray(nb.load(dseg).dataobj))}
+    parcels = {lab.index: lab.name for lab in cortical_parcels() if lab.index in present}
+    return parcels or {i: n for i, n in SYNTHSEG_HEMISPHERES.items() if i in present}
+
+
+def synthseg_thickness(dseg: str | os.PathLike, gm: str | os.PathLike, wm: str | os.PathLike,
+                       out_dir: str | os.PathLike, *, num_threads: int = 1,
+                       iterations: int | None = None) -> dict[str, Any]:
+    """DiReCT thickness from a SynthSeg segmentation (``dseg``, FreeSurfer labels, with or without parcels) and
+    its GM/WM posteriors summed over :data:`SYNTHSEG_DIRECT` (on the grid of ``dseg``); the table has one row
+    per region of :func:`synthseg_regions` and the ``Cortex`` row."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    img = nb.load(dseg)
+    lab = np.asarray(img.dataobj).astype(np.int64)
+    cortex = np.isin(lab, SYNTHSEG_DIRECT["GM"]) | ((lab >= 1000) & (lab < 3000))
+    # DiReCT's classes: 1 the rest of the brain, 2 cortex, 3 white matter and the deep structures
+    classes = np.where(lab > 0, 1, 0).astype(np.uint8)
+    classes[np.isin(lab, SYNTHSEG_DIRECT["WM"])] = 3
+    classes[cortex] = 2
+    seg = atomic_write_nifti(out / "direct_classes.nii.gz", nb.Nifti1Image(classes, img.affine))
+    return cortical_thickness(seg, gm, wm, out, regions=dseg, region_names=synthseg_regions(dseg),
+                              num_threads=num_threads, iterations=iterations)

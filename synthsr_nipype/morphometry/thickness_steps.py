@@ -45,10 +45,22 @@ def hemispheres(from_template: str, reference: str, out_file: str, *, template_r
     x = (mask.affine[:3, :3] @ ijk + mask.affine[:3, 3:])[0].reshape(mask.shape)
     inside = np.asarray(mask.dataobj) > 0.5
     labels = np.where(inside, np.where(x < 0, 1, 2), 0).astype(np.float32)
+    _warp_labels(labels, str(tpl.mask), from_template, reference, out_file)
+    return {"hemispheres": out_file}
+
+
+def template_labels(from_template: str, reference: str, labels: str, out_file: str) -> dict[str, Any]:
+    """A label image on a template grid (``labels``) moved onto the subject grid (nearest neighbour)."""
+    img = nb.load(labels)
+    _warp_labels(np.asarray(img.dataobj).astype(np.float32), labels, from_template, reference, out_file)
+    return {"labels": out_file}
+
+
+def _warp_labels(labels: np.ndarray, template_file: str, from_template: str, reference: str, out_file: str) -> None:
     fixed = ants.image_read(reference)
-    moving = ants.image_read(str(tpl.mask)).new_image_like(labels)
+    moving = ants.image_read(template_file).new_image_like(labels)
     warped = ants.apply_transforms(fixed=fixed, moving=moving, transformlist=[from_template],
                                    interpolator="nearestNeighbor").numpy()
     ref = nb.load(reference)
-    atomic_write_nifti(out_file, nb.Nifti1Image(np.rint(warped).astype(np.uint8), ref.affine))
-    return {"hemispheres": out_file}
+    dtype = np.uint8 if labels.max() < 256 else np.int16
+    atomic_write_nifti(out_file, nb.Nifti1Image(np.rint(warped).astype(dtype), ref.affine))

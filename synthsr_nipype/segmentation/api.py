@@ -42,6 +42,8 @@ class SynthSegResult:
     #: dtype the volumes were computed in (float32, float64 after a crop paste): the CSV prints them as
     #: numpy scalars of this type, as the reference does
     volumes_dtype: str = "float32"
+    #: the label of each posterior channel (the sorted segmentation labels, background first)
+    labels: tuple[int, ...] = ()
 
     @property
     def subject(self) -> str:
@@ -135,5 +137,6 @@ def run(image: ImageLike, *, robust: bool = False, parc: bool = False, fast: boo
         scores = {n: float(v) for n, v in zip(tables.qc_names, values)}
     result = SynthSegResult(segmentation=seg_img, posteriors=post_img, volumes=volumes, qc=scores,
                             resampled=prep.resampled, version=version_name(robust=robust, fast=fast, v1=v1),
-                            models=paths, source=prep.source, volumes_dtype=str(post.volumes.dtype))
+                            models=paths, source=prep.source, volumes_dtype=str(post.volumes.dtype),
+                            labels=tuple(int(v) for v in tables.labels))
     return result

@@ -11,9 +11,10 @@ from ..interfaces.segmentation import (
     TBM,
     AntsSegmentation,
     CorticalThickness,
+    SynthSegThickness,
     TemplateRegistration,
 )
-from ..morphometry import BACKENDS, TEMPLATE_SPACE
+from ..morphometry import BACKENDS, TEMPLATE_SPACE, THICKNESS_BACKENDS
 from ..morphometry.ants_backend import DEFAULT_SEED
 from ..settings import MorphometryOptions
 
@@ -129,11 +130,13 @@ def init_morphometry_wf(
     Outputs
     -------
     dseg, dseg_tsv, probsegs, brain_mask, morph_tsv, tiv
-        Segmentation, its look-up table, CSF/GM/WM posteriors and mask (``ants``), volumes.
+        Segmentation, its look-up table, CSF/GM/WM posteriors (``ants``, ``synthseg``), mask (``ants``),
+        volumes.
     logjacobian, to_template_xfm, from_template_xfm
         TBM map in template space and the ANTs transforms (``ants`` backend or ``tbm``).
     thickness, thickness_tsv
-        Cortical thickness map (mm) and table (``thickness``).
+        Cortical thickness map (mm) and table (``thickness``; ``ants``: per hemisphere; ``synthseg``: per
+        cortical parcel with ``synthseg_parc``, else per hemisphere).
     metadata
         Sidecar content (backend, version, seed, model).
     out_files
@@ -142,8 +145,9 @@ def init_morphometry_wf(
     backend = options.seg_backend
     if backend not in BACKENDS:
         raise ValueError(f"seg_backend must be one of {BACKENDS}, not {backend!r}")
-    if options.thickness and backend != "ants":
-        raise ValueError(f"thickness needs the GM/WM posteriors of the ants backend, not {backend!r}")
+    if options.thickness and backend not in THICKNESS_BACKENDS:
+        raise ValueError(f"thickness needs the GM/WM posteriors of {' or '.join(THICKNESS_BACKENDS)}, "
+                         f"not {backend!r}")
     workflow = pe.Workflow(name=name)
     ants_threads = 1 if deterministic else max(1, int(omp_nthreads))
     desc = {
@@ -168,9 +172,11 @@ def init_morphometry_wf(
             f"(affine part removed) was computed in {TEMPLATE_SPACE} space. "
         )
     if options.thickness:
+        regions = "per cortical parcel" if backend == "synthseg" and options.synthseg_parc else "per hemisphere"
         desc += (
             "Cortical thickness was estimated with DiReCT (ANTs kelly_kapowski) from the grey- and "
-            "white-matter posteriors and averaged per hemisphere. "
+            f"white-matter posteriors{' of SynthSeg' if backend == 'synthseg' else ''} and averaged "
+            f"{regions}. "
         )
     workflow.__desc__ = desc
 
@@ -222,7 +228,10 @@ def init_morphometry_wf(
             from ..interfaces.synthseg import SynthSeg
 
             # ~3 GB for a 1 mm head on CPU (the port's peak; docs/segmentation.md)
+            # the tissue posteriors as _probseg (and DiReCT's pair with thickness), summed inside the node:
+            # the 4-D posteriors (~1.4 GB for a 1 mm head) are never written
             synthseg = pe.Node(SynthSeg(robust=options.synthseg_robust, parc=options.synthseg_parc, qc=True,
+                                        tissue_probsegs=True, thickness_posteriors=options.thickness,
                                         num_threads=max(1, int(omp_nthreads))),
                                name="synthseg", n_procs=omp_nthreads, mem_gb=4.0)
             if options.seg_models_dir:
@@ -232,6 +241,7 @@ def init_morphometry_wf(
                 (synthseg, fsvol, [("out_seg", "seg_file"), ("out_volumes", "volumes"),
                                    ("version", "software_version"), ("qc_scores", "qc_scores")]),
             ])
+            outputs.append((synthseg, "probsegs", "probsegs"))
         elif backend == "synthseg-fs":
             from ..interfaces.freesurfer import MRISynthSeg
 
@@ -294,9 +304,21 @@ def init_morphometry_wf(
         ])
         outputs.append((tbm_node, "logjacobian", "logjacobian"))
 
-    if options.thickness:
+    if options.thickness and backend == "synthseg":
+        ct = pe.Node(SynthSegThickness(num_threads=ants_threads), name="cortical_thickness", n_procs=ants_threads,
+                     mem_gb=2.0)
+        if options.thickness_iterations:
+            ct.inputs.iterations = int(options.thickness_iterations)
+        workflow.connect([
+            (fsvol, ct, [("dseg", "dseg")]),
+            (synthseg, ct, [("thickness_gm", "gm"), ("thickness_wm", "wm")]),
+        ])
+        outputs += [(ct, "thickness", "thickness"), (ct, "thickness_tsv", "thickness_tsv")]
+    elif options.thickness:
         ct = pe.Node(CorticalThickness(template_resolution=options.template_resolution, num_threads=ants_threads),
                      name="cortical_thickness", n_procs=ants_threads, mem_gb=2.0)
+        if options.thickness_iterations:
+            ct.inputs.iterations = int(options.thickness_iterations)
         workflow.connect([
             (seg, ct, [("dseg", "dseg"), ("probsegs", "probsegs")]),
             (reg, ct, [("from_template", "from_template")]),

@@ -209,7 +209,7 @@ def init_ds_morphometry_wf(
     merge = pe.Node(Merge(len(sinks)), name="merge_ds", run_without_submitting=True)
     for number, (field, index) in enumerate(sinks, start=1):
         entities, extension = outputs[field]
-        extra = sidecar_metadata(field)
+        extra = sidecar_metadata(field, backend)
         sink = pe.Node(
             DerivativesSink(
                 base_directory=str(output_dir),

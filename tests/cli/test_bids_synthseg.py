@@ -1,12 +1,15 @@
 """``--seg-backend synthseg`` in the BIDS-App: the package's SynthSeg port on sub-02 of the BIDS-App test
 dataset (two sessions, one fused from three scans), with the tiny fixture weights of
 ``../shared/fixtures/synthseg-reference`` (random weights under the published names, so the labels are
-not anatomy: the tests check names, tables, sidecars and their paths, not volumes)."""
+not anatomy: the tests check names, tables, sidecars and their paths, not volumes), with ``--synthseg-parc
+--thickness``: the tissue posteriors as ``_probseg``, DiReCT per cortical parcel (5 iterations, about 3 min
+per session: DiReCT's 45 take about 25 min per 1 mm head on one thread)."""
 
 from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -14,6 +17,8 @@ import pytest
 
 from tests.cli.test_bids_app_e2e import build_dataset
 from tests.paths import REAL, SHARED, TINY
+from tests.validator import AVAILABLE as VALIDATOR_AVAILABLE
+from tests.validator import bids_validator_errors
 
 SEG_MODELS = SHARED / "fixtures" / "synthseg-reference" / "devset" / "fshome" / "models"
 pytestmark = pytest.mark.skipif(
@@ -24,7 +29,7 @@ GROUPS = (("02", "post"), ("02", "pre"))
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    """Participant (Linear, in-process, --parc) then group level."""
+    """Participant (Linear, in-process, --parc, --thickness) then group level."""
     from synthsr_nipype.cli.bids_app import main
 
     base = tmp_path_factory.mktemp("synthseg")
@@ -36,9 +41,11 @@ def run(tmp_path_factory):
         mp.delenv("FREESURFER_HOME", raising=False)  # the port needs no FreeSurfer
         start = time.monotonic()
         code = main([str(bids), str(out), "participant", "--model", str(TINY), "--participant-label", "02",
-                     "--seg-backend", "synthseg", "--synthseg-parc", "--seg-models-dir", str(SEG_MODELS),
+                     "--seg-backend", "synthseg", "--synthseg-parc", "--thickness", "--thickness-iterations", "5",
+                     "--seg-models-dir", str(SEG_MODELS),
                      "--omp-nthreads", "1", "--use-plugin", str(base / "linear.yml"), "-w", str(base / "work")])
         seconds = time.monotonic() - start
+        print(f"participant --seg-backend synthseg --synthseg-parc --thickness: {seconds:.0f} s")
         group_code = main([str(bids), str(out), "group", "--seg-backend", "synthseg"])
     return {"out": out, "code": code, "group_code": group_code, "seconds": seconds}
 
@@ -107,6 +114,88 @@ def test_pybids_reindexes_the_synthseg_outputs(run):
         assert len(layout.get(suffix="dseg", extension=".nii.gz", **q)) == 1
         assert len(layout.get(suffix="dseg", extension=".tsv", **q)) == 1
         assert len(layout.get(suffix="morph", desc="volume", extension=".tsv", **q)) == 1
+        labels = {layout.get_file(f).entities["label"]
+                  for f in layout.get(suffix="probseg", extension=".nii.gz", **q)}
+        assert labels == {"CSF", "GM", "WM"}
+        assert len(layout.get(suffix="map", desc="thickness", extension=".nii.gz", **q)) == 1
+        assert len(layout.get(suffix="morph", desc="thickness", extension=".tsv", **q)) == 1
+        images = layout.get(extension=".nii.gz", **q)
+        assert len(images) == 5  # dseg, three probsegs, thickness map: each with its sidecar
+        assert all(Path(f.replace(".nii.gz", ".json")).is_file() for f in images)
+
+
+@pytest.mark.skipif(not VALIDATOR_AVAILABLE, reason="bids-validator-deno not installed (pip install it)")
+def test_synthseg_derivatives_pass_the_bids_schema_validator(run):
+    errors = bids_validator_errors(run["out"])
+    print(errors)
+    assert errors == []
+
+
+def test_probsegs_are_the_tissue_sums_of_the_posteriors(run):
+    """CSF, GM, WM on the fused grid, float32 in [0, 1], summing to at most one; the GM probability is higher
+    where the dseg says grey matter (by its dseg.tsv mapping) than where it says white matter."""
+    from synthsr_nipype.atomic import read_tsv
+    from synthsr_nipype.morphometry.derivatives import sidecar_name
+
+    out = run["out"]
+    for sub, ses in GROUPS:
+        anat = out / f"sub-{sub}" / f"ses-{ses}" / "anat"
+        names = _names(sub, ses)
+        fused_rel = f"sub-{sub}/ses-{ses}/anat/sub-{sub}_ses-{ses}_desc-synthsr_T1w.nii.gz"
+        fused = nib.load(out / fused_rel)
+        prob = {}
+        for tissue in ("CSF", "GM", "WM"):
+            name = names[f"probseg_{tissue}"]
+            assert name == f"sub-{sub}_ses-{ses}_seg-synthseg_label-{tissue}_probseg.nii.gz"
+            img = nib.load(anat / name)
+            assert img.shape == fused.shape and np.allclose(img.affine, fused.affine)
+            assert img.get_data_dtype() == np.float32
+            prob[tissue] = np.asarray(img.dataobj)
+            assert prob[tissue].min() >= 0 and prob[tissue].max() <= 1
+            side = json.loads((anat / sidecar_name(name)).read_text())
+            assert side["SegmentationBackend"] == "synthseg" and side["Sources"] == [f"bids::{fused_rel}"]
+            assert f"maps to {tissue}" in side["Description"]
+        total = prob["CSF"] + prob["GM"] + prob["WM"]
+        assert total.max() <= 1 + 1e-5
+        lut = read_tsv(anat / names["dseg_tsv"])
+        dseg = np.asarray(nib.load(anat / names["dseg"]).dataobj)
+        gm_labels = lut.loc[lut["mapping"] == 1, "index"].tolist()
+        wm_labels = lut.loc[lut["mapping"] == 2, "index"].tolist()
+        in_gm, in_wm = prob["GM"][np.isin(dseg, gm_labels)].mean(), prob["GM"][np.isin(dseg, wm_labels)].mean()
+        print(f"sub-{sub} ses-{ses}: GM probability {in_gm:.3f} in GM labels, {in_wm:.3f} in WM labels; "
+              f"tissue sum mean {total[dseg > 0].mean():.3f} inside the segmentation")
+        assert in_gm > in_wm
+
+
+def test_thickness_per_parcel_present(run):
+    """--synthseg-parc --thickness: one row per cortical parcel present in the dseg, by its dseg.tsv name, then
+    the Cortex row; the map is zero outside the cortex; the report and the group table show it."""
+    from synthsr_nipype.atomic import read_tsv
+    from synthsr_nipype.morphometry.derivatives import sidecar_name
+
+    out = run["out"]
+    regions: set[str] = set()
+    for sub, ses in GROUPS:
+        anat = out / f"sub-{sub}" / f"ses-{ses}" / "anat"
+        names = _names(sub, ses)
+        lut = read_tsv(anat / names["dseg_tsv"])
+        parcels = lut[lut["index"] >= 1000]
+        table = read_tsv(anat / names["thickness_tsv"])
+        print(f"sub-{sub} ses-{ses}: {len(table) - 1} parcels, cortex {table['thickness-mm'].iloc[-1]} mm, "
+              f"{table['thickness-mm'].notna().sum() - 1} measured")
+        assert list(table.columns) == ["index", "name", "thickness-mm", "volume-mm3"]
+        assert list(table["name"]) == [*parcels["name"], "Cortex"]
+        assert list(table["index"].dropna()) == list(parcels["index"])
+        assert table["thickness-mm"].iloc[:-1].notna().any() and (table["thickness-mm"].dropna() > 0).all()
+        th = np.asarray(nib.load(anat / names["thickness"]).dataobj)
+        dseg = np.asarray(nib.load(anat / names["dseg"]).dataobj)
+        assert th.shape == dseg.shape and th[dseg < 1000].max() == 0
+        assert (anat / sidecar_name(names["thickness_tsv"])).is_file()
+        regions |= set(table["name"])
+    html = (out / "sub-02.html").read_text()
+    assert "Cortical thickness" in html and all(r in html for r in regions)
+    wide = read_tsv(out / "group" / "thickness.tsv")
+    assert len(wide) == len(GROUPS) and regions <= set(wide.columns)
 
 
 def test_report_and_group_table_name_the_structures(run):

@@ -210,3 +210,44 @@ def test_real_samseg_run(tmp_path):
     t1 = SHARED / "data" / "real" / "py_synthsr" / "FLAIR.nii.gz"
     res = SAMSeg(in_files=[str(t1)], threads=2, output_dir=str(tmp_path / "samseg")).run()
     assert fs.parse_freesurfer_stats(res.outputs.tiv_file)[0][1] == "TIV"
+
+
+# ----------------------------------------------------------------------------- SynthSeg's posteriors
+def test_tissue_posteriors_sum_the_labels_of_each_bids_tissue(tmp_path):
+    """CSF/GM/WM probsegs: each the sum of the posteriors of the labels the dseg.tsv maps to it (vessels,
+    skull and background in none), NaN (SynthSeg's all-vanished voxels) read 0; on another grid, resampled."""
+    from synthsr_nipype.morphometry.labels import tissue_labels
+
+    rng = np.random.default_rng(0)
+    labels = [0, 2, 3, 4, 10, 24, 30, 41, 42]
+    post = rng.random((6, 6, 6, len(labels))).astype(np.float32)
+    post /= post.sum(-1, keepdims=True)
+    post[0, 0, 0] = np.nan
+    img = nb.Nifti1Image(post, np.eye(4))
+    ref = tmp_path / "ref.nii.gz"
+    nb.Nifti1Image(np.zeros((6, 6, 6), np.float32), np.eye(4)).to_filename(ref)
+    groups = tissue_labels()
+    out = fs.posterior_sums(img, labels, groups, ref, tmp_path / "same")
+    ch = {lab: k for k, lab in enumerate(labels)}
+    expected = {"GM": [3, 10, 42], "WM": [2, 41], "CSF": [4, 24]}
+    total = np.zeros((6, 6, 6))
+    for tissue, members in expected.items():
+        got = nb.load(out[tissue]).get_fdata()
+        want = post[..., [ch[m] for m in members]].sum(-1)
+        print(tissue, float(got[1:, 1:, 1:].mean()), float(want[1:, 1:, 1:].mean()))
+        assert np.allclose(got[1:, 1:, 1:], want[1:, 1:, 1:], atol=1e-6) and got[0, 0, 0] == 0
+        assert nb.load(out[tissue]).get_data_dtype() == np.float32
+        total += got
+    # background (0) and vessel (30) are in no tissue: the three sum to less than one
+    rest = post[..., [ch[0], ch[30]]].sum(-1)
+    assert np.allclose(total[1:, 1:, 1:], 1 - rest[1:, 1:, 1:], atol=1e-5)
+    # a reference on a shifted grid: linear resampling (one voxel along x)
+    shifted = np.eye(4)
+    shifted[0, 3] = 1.0
+    nb.Nifti1Image(np.zeros((5, 6, 6), np.float32), shifted).to_filename(ref)
+    moved = nb.load(fs.posterior_sums(img, labels, {"WM": groups["WM"]}, ref, tmp_path / "moved")["WM"])
+    assert moved.shape == (5, 6, 6) and np.allclose(moved.affine, shifted)
+    want = post[1:, ..., ch[2]] + post[1:, ..., ch[41]]
+    assert np.allclose(moved.get_fdata()[:, 1:, 1:], want[:, 1:, 1:], atol=1e-6)
+    with pytest.raises(ValueError, match="8 labels for 9 posterior channels"):
+        fs.posterior_sums(img, labels[:-1], groups, ref, tmp_path / "bad")

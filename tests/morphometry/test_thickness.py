@@ -89,3 +89,65 @@ def test_interface_runs_on_the_phantom(tmp_path, monkeypatch):
     assert 1.5 < res.outputs.mean_thickness < 3.5
     assert table.at["Cortex", "thickness-mm"] == pytest.approx(res.outputs.mean_thickness)
     assert nb.load(res.outputs.thickness).shape == nb.load(p["dseg"]).shape
+
+
+def _synthseg_phantom(tmp_path, *, parc: bool):
+    """The phantom in SynthSeg's labels: WM 2/41, cortex 3/42 (or, with ``parc``, two parcels per hemisphere:
+    1028/1029 and 2028/2029 split at y = 0), a thalamus (10/49) inside the WM, CSF (24) around; the DiReCT
+    posteriors (cortex; WM + deep structures) with a 1-voxel blur."""
+    grid = np.indices((36, 36, 36)).astype(float) - 17.5
+    r = np.sqrt((grid**2).sum(0))
+    left = grid[0] < 0
+    lab = np.zeros(r.shape, dtype=np.int16)
+    lab[r <= WM_RADIUS + 3 + 4] = 24
+    cortex = (r > WM_RADIUS) & (r <= WM_RADIUS + 3)
+    if parc:
+        front = grid[1] >= 0
+        lab[cortex] = np.where(left, np.where(front, 1028, 1029), np.where(front, 2028, 2029))[cortex]
+    else:
+        lab[cortex] = np.where(left, 3, 42)[cortex]
+    lab[r <= WM_RADIUS] = np.where(left, 2, 41)[r <= WM_RADIUS]
+    lab[r <= 3] = np.where(left, 10, 49)[r <= 3]
+    paths = {"dseg": tmp_path / f"dseg{parc}.nii.gz", "gm": tmp_path / "gm.nii.gz", "wm": tmp_path / "wm.nii.gz"}
+    nb.Nifti1Image(lab, np.eye(4)).to_filename(paths["dseg"])
+    nb.Nifti1Image(ndimage.gaussian_filter(cortex.astype(np.float32), 0.5), np.eye(4)).to_filename(paths["gm"])
+    nb.Nifti1Image(ndimage.gaussian_filter((r <= WM_RADIUS).astype(np.float32), 0.5),
+                   np.eye(4)).to_filename(paths["wm"])
+    return paths
+
+
+@pytest.mark.parametrize("parc", [False, True])
+def test_synthseg_thickness_per_hemisphere_or_parcel(tmp_path, monkeypatch, parc):
+    """SynthSeg's labels: the cortex per hemisphere (3/42), or one row per parcel present (FreeSurfer names
+    from the port's tables), then the Cortex row; the thalamus counts as white matter, not as cortex."""
+    from synthsr_nipype.interfaces.segmentation import SynthSegThickness
+
+    p = _synthseg_phantom(tmp_path, parc=parc)
+    monkeypatch.chdir(tmp_path)
+    res = SynthSegThickness(dseg=str(p["dseg"]), gm=str(p["gm"]), wm=str(p["wm"])).run()
+    table = read_tsv(res.outputs.thickness_tsv)
+    print(table)
+    expected = (["ctx-lh-superiorfrontal", "ctx-lh-superiorparietal", "ctx-rh-superiorfrontal",
+                 "ctx-rh-superiorparietal"] if parc else ["Left-Cerebral-Cortex", "Right-Cerebral-Cortex"])
+    assert list(table["name"]) == [*expected, thickness.CORTEX_NAME]
+    assert list(table["index"].dropna()) == ([1028, 1029, 2028, 2029] if parc else [3, 42])
+    # a 3 mm shell (docs/morphometry.md: DiReCT reads ~1 mm under the truth on a 1 mm grid)
+    assert 1.5 < res.outputs.mean_thickness < 3.5, res.outputs.mean_thickness
+    assert table["thickness-mm"].iloc[:-1].between(1.5, 3.5).all()
+    th = nb.load(res.outputs.thickness).get_fdata()
+    lab = np.asarray(nb.load(p["dseg"]).dataobj)
+    cortex = np.isin(lab, [3, 42]) | (lab >= 1000)
+    assert th[~cortex].max() == 0 and (th[cortex] > 0).mean() > 0.9
+
+
+def test_synthseg_regions_name_the_parcels_as_the_dseg_tsv(tmp_path):
+    from synthsr_nipype.morphometry.labels import cortical_parcels
+
+    names = {lab.index: lab.name for lab in cortical_parcels()}
+    lab = np.zeros((4, 4, 4), dtype=np.int16)
+    lab[0, 0, :3] = [2, 3, 42]
+    nb.Nifti1Image(lab, np.eye(4)).to_filename(tmp_path / "hemi.nii.gz")
+    assert thickness.synthseg_regions(tmp_path / "hemi.nii.gz") == thickness.SYNTHSEG_HEMISPHERES
+    lab[1, 1, :2] = [1035, 2002]
+    nb.Nifti1Image(lab, np.eye(4)).to_filename(tmp_path / "parc.nii.gz")
+    assert thickness.synthseg_regions(tmp_path / "parc.nii.gz") == {1035: names[1035], 2002: names[2002]}

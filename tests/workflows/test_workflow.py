@@ -552,6 +552,32 @@ def test_single_subject_wf_with_morphometry_graph(tmp_path, scans):
     assert ds.get_node("ds_thickness").inputs.entities == {"segmentation": "ants", "desc": "thickness",
                                                            "suffix": "map"}
     assert ds.get_node("ds_thickness_tsv").inputs.entities["suffix"] == "morph"
+    # --seg-backend synthseg --thickness: SynthSeg's own posteriors and labels, no template registration;
+    # its tissue posteriors are written as _probseg (as the ants backend's)
+    wf = init_single_subject_wf(group=group, output_dir=str(tmp_path / "out"),
+                                morphometry=MorphometryOptions(seg_backend="synthseg", thickness=True,
+                                                               synthseg_parc=True, thickness_iterations=3))
+    morph = wf.get_node("morphometry_wf")
+    assert morph.get_node("template_reg") is None and morph.get_node("ants_seg") is None
+    edges = {(u.name, v.name): d["connect"] for u, v, d in morph._graph.edges(data=True)}
+    assert ("dseg", "dseg") in edges[("fs_volumetry", "cortical_thickness")]
+    assert morph.get_node("cortical_thickness").inputs.iterations == 3
+    assert {("thickness_gm", "gm"), ("thickness_wm", "wm")} <= set(edges[("synthseg", "cortical_thickness")])
+    synthseg = morph.get_node("synthseg").inputs
+    assert synthseg.tissue_probsegs and synthseg.thickness_posteriors and not synthseg.posteriors
+    ds = morph.get_node("ds_morphometry_wf")
+    for tissue in ("CSF", "GM", "WM"):
+        assert ds.get_node(f"ds_probseg_{tissue}").inputs.entities == {"segmentation": "synthseg", "label": tissue,
+                                                                       "suffix": "probseg"}
+    assert ds.get_node("ds_thickness").inputs.entities["segmentation"] == "synthseg"
+    assert "per cortical parcel" in morph.__desc__
+    # without --thickness the node sums only the tissue posteriors
+    plain = init_single_subject_wf(group=group, output_dir=str(tmp_path / "out"),
+                                   morphometry=MorphometryOptions(seg_backend="synthseg"))
+    morph = plain.get_node("morphometry_wf")
+    assert morph.get_node("cortical_thickness") is None
+    synthseg = morph.get_node("synthseg").inputs
+    assert synthseg.tissue_probsegs and not synthseg.thickness_posteriors
 
 
 @pytest.mark.parametrize(
@@ -595,7 +621,12 @@ def test_seg_backend_choice_and_tbm_default():
     assert _seg_backend(parse([*base, "--thickness"])) == "ants"
     from synthsr_nipype.errors import UsageError
 
-    with pytest.raises(UsageError, match="--thickness needs the GM/WM posteriors of --seg-backend ants, not samseg"):
+    with pytest.raises(UsageError, match="--thickness-iterations needs --thickness"):
+        settings_from_args(parse([*base, "--thickness-iterations", "5"]))
+    with pytest.raises(UsageError, match="--thickness-iterations must be at least 3"):
+        settings_from_args(parse([*base, "--thickness", "--thickness-iterations", "2"]))
+    with pytest.raises(UsageError, match="--thickness needs the GM/WM posteriors of --seg-backend ants or "
+                                         "synthseg, not samseg"):
         settings_from_args(parse([*base, "--thickness", "--seg-backend", "samseg"]))
     assert settings_from_args(parse([*base, "--thickness"])).morphometry.thickness is True
     assert _seg_backend(parse([*base, "--seg-backend", "synthseg", "--tbm"])) == "synthseg"
