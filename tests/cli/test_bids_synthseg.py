@@ -29,12 +29,11 @@ GROUPS = (("02", "post"), ("02", "pre"))
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    """Participant (Linear, in-process, --parc, --thickness) then group level."""
+    """Participant (MultiProc, 2 processes, --parc, --thickness) then group level."""
     from synthsr_nipype.cli.bids_app import main
 
     base = tmp_path_factory.mktemp("synthseg")
     bids = build_dataset(base / "bids")
-    (base / "linear.yml").write_text("plugin: Linear\n")
     out = base / "out"
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SYNTHSR_CACHE_DIR", str(base / "weight-cache"))
@@ -43,7 +42,8 @@ def run(tmp_path_factory):
         code = main([str(bids), str(out), "participant", "--model", str(TINY), "--participant-label", "02",
                      "--seg-backend", "synthseg", "--synthseg-parc", "--thickness", "--thickness-iterations", "5",
                      "--seg-models-dir", str(SEG_MODELS),
-                     "--omp-nthreads", "1", "--use-plugin", str(base / "linear.yml"), "-w", str(base / "work")])
+                     # MultiProc: the two sessions' SynthSeg and DiReCT nodes (one thread each) side by side
+                     "--nprocs", "2", "--omp-nthreads", "1", "-w", str(base / "work")])
         seconds = time.monotonic() - start
         print(f"participant --seg-backend synthseg --synthseg-parc --thickness: {seconds:.0f} s")
         group_code = main([str(bids), str(out), "group", "--seg-backend", "synthseg"])
