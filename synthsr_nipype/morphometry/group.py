@@ -153,6 +153,29 @@ def zscores(wide: pd.DataFrame, threshold: float = OUTLIER_Z) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _selected_sidecars(output_dir: str | os.PathLike, pattern: str, participant_label: list[str] | None,
+                       session_label: list[str] | None):
+    """(sidecar, its JSON, its name's entities) of every readable sidecar matching ``pattern`` under
+    ``output_dir`` whose subject and session are selected (labels with or without ``sub-``/``ses-``)."""
+    subjects = {p[4:] if p.startswith("sub-") else p for p in participant_label or []}
+    sessions = {s[4:] if s.startswith("ses-") else s for s in session_label or []}
+    for sidecar in sorted(Path(output_dir).glob(pattern)):
+        parts = dict(part.split("-", 1) for part in sidecar.name.split("_")[:-1] if "-" in part)
+        if (subjects and parts.get("sub") not in subjects) or (sessions and parts.get("ses") not in sessions):
+            continue
+        try:
+            meta = json.loads(sidecar.read_text())
+        except (OSError, ValueError):
+            continue
+        yield sidecar, meta, parts
+
+
+def _row_ids(output_dir: str | os.PathLike, sidecar: Path, parts: dict[str, str]) -> tuple[str, str, str]:
+    """participant_id, session_id (``n/a`` without sessions) and the image's path relative to ``output_dir``."""
+    image = sidecar.relative_to(Path(output_dir)).as_posix()[: -len(".json")] + ".nii.gz"
+    return f"sub-{parts['sub']}", f"ses-{parts['ses']}" if parts.get("ses") else "n/a", image
+
+
 QC_COLUMNS = ["participant_id", "session_id", "image", "kind", "MeanReliability", "UncoveredFraction",
               "TTADisagreement", "RegistrationResidual", "flags", "report"]
 
@@ -161,35 +184,25 @@ def collect_qc(output_dir: str | os.PathLike, *, participant_label: list[str] | 
                session_label: list[str] | None = None) -> pd.DataFrame:
     """Every SynthSR output's and fused image's QC numbers (their sidecars' ``ReliabilityQC``, docs/qc.md),
     worst mean reliability first, each with its subject's report."""
-    root = Path(output_dir)
-    subjects = {p[4:] if p.startswith("sub-") else p for p in participant_label or []}
-    sessions = {s[4:] if s.startswith("ses-") else s for s in session_label or []}
     rows = []
-    for sidecar in sorted(root.glob("sub-*/**/anat/sub-*_T1w.json")):
-        if "_res-native_" in sidecar.name:
-            continue
-        try:
-            meta = json.loads(sidecar.read_text())
-        except (OSError, ValueError):
-            continue
+    for sidecar, meta, parts in _selected_sidecars(output_dir, "sub-*/**/anat/sub-*_T1w.json",
+                                                   participant_label, session_label):
         qc = meta.get("ReliabilityQC")
-        if not isinstance(qc, dict):
-            continue
-        parts = dict(part.split("-", 1) for part in sidecar.name.split("_")[:-1] if "-" in part)
-        if (subjects and parts.get("sub") not in subjects) or (sessions and parts.get("ses") not in sessions):
+        if "_res-native_" in sidecar.name or not isinstance(qc, dict):
             continue
         residual = qc.get("RegistrationResidual")
+        participant, session, image = _row_ids(output_dir, sidecar, parts)
         rows.append({
-            "participant_id": f"sub-{parts['sub']}",
-            "session_id": f"ses-{parts['ses']}" if parts.get("ses") else "n/a",
-            "image": sidecar.relative_to(root).as_posix()[: -len(".json")] + ".nii.gz",
+            "participant_id": participant,
+            "session_id": session,
+            "image": image,
             "kind": "fused" if parts.get("desc") == "synthsr" else "scan",
             "MeanReliability": qc.get("MeanReliability"),
             "UncoveredFraction": qc.get("UncoveredFraction"),
             "TTADisagreement": qc.get("TTADisagreement"),
             "RegistrationResidual": max(residual) if residual else None,
             "flags": "; ".join(meta.get("QCFlags", [])),
-            "report": f"sub-{parts['sub']}.html",
+            "report": f"{participant}.html",
         })
     table = pd.DataFrame(rows, columns=QC_COLUMNS)
     return table.sort_values("MeanReliability", kind="stable").reset_index(drop=True)
@@ -204,29 +217,21 @@ def collect_segmentation_qc(output_dir: str | os.PathLike, *, participant_label:
     row per subject/session, one column per structure group, ``flags`` (the groups below
     :data:`~synthsr_nipype.segmentation.quality.QC_THRESHOLD`, one rule for the reports and the tables) and the
     subject's report; flagged rows first, then by subject/session.  Empty without SynthSeg segmentations."""
-    root = Path(output_dir)
-    subjects = {p[4:] if p.startswith("sub-") else p for p in participant_label or []}
-    sessions = {s[4:] if s.startswith("ses-") else s for s in session_label or []}
     rows, groups = [], []
-    for sidecar in sorted(root.glob("sub-*/**/anat/sub-*_dseg.json")):
-        try:
-            meta = json.loads(sidecar.read_text())
-        except (OSError, ValueError):
-            continue
+    for sidecar, meta, parts in _selected_sidecars(output_dir, "sub-*/**/anat/sub-*_dseg.json",
+                                                   participant_label, session_label):
         scores = meta.get("SynthSegQC")
         if not isinstance(scores, dict) or not scores:
             continue
-        parts = dict(part.split("-", 1) for part in sidecar.name.split("_")[:-1] if "-" in part)
-        if (subjects and parts.get("sub") not in subjects) or (sessions and parts.get("ses") not in sessions):
-            continue
         groups += [g for g in scores if g not in groups]
+        participant, session, image = _row_ids(output_dir, sidecar, parts)
         rows.append({
-            "participant_id": f"sub-{parts['sub']}",
-            "session_id": f"ses-{parts['ses']}" if parts.get("ses") else "n/a",
-            "segmentation": sidecar.relative_to(root).as_posix()[: -len(".json")] + ".nii.gz",
+            "participant_id": participant,
+            "session_id": session,
+            "segmentation": image,
             **{str(k): (float(v) if v is not None else None) for k, v in scores.items()},
             "flags": "; ".join(qc_flags(scores)),
-            "report": f"sub-{parts['sub']}.html",
+            "report": f"{participant}.html",
         })
     table = pd.DataFrame(rows, columns=[*SEG_QC_ID_COLUMNS, *groups, "flags", "report"])
     if table.empty:
