@@ -1,36 +1,20 @@
 """BIDS layer: pure functions from a dataset to a plan, and derivatives naming/sidecars.
 
-Names resolve on first use (:mod:`synthsr_nipype.lazy`): the CLI parser reads
-``bids.query.DEFAULT_SUFFIXES`` without loading nibabel, torch or pybids.
+Names resolve on first use (`lazy_loader <https://scientific-python.org/specs/spec-0001/>`_): the CLI
+parser reads ``bids.query.DEFAULT_SUFFIXES`` without loading nibabel, torch or pybids.
 """
 
-from ..errors import BIDSInputError as BIDSInputError
-from ..lazy import lazy_exports
+import lazy_loader
 
-_EXPORTS = {
-    "bids_uri": "derivatives",
-    "build_derivative_relpath": "derivatives",
-    "fused_output_entities": "derivatives",
-    "scan_output_entities": "derivatives",
-    "write_dataset_description": "derivatives",
-    "Group": "grouping",
-    "choose_reference": "grouping",
-    "group_scans": "grouping",
-    "normalize_label": "labels",
-    "normalize_labels": "labels",
-    "GroupPlan": "plan",
-    "Job": "plan",
-    "Plan": "plan",
-    "build_plan": "plan",
-    "estimate_mem_gb": "plan",
-    "format_plan": "plan",
-    "DEFAULT_SUFFIXES": "query",
-    "build_layout": "query",
-    "collect_anat": "query",
-    "load_bids_filters": "query",
-    "ScanInfo": "scan",
-    "describe_scan": "scan",
-    "header_problem": "scan",
-}
-__all__ = sorted([*_EXPORTS, "BIDSInputError"])
-__getattr__ = lazy_exports(__name__, _EXPORTS)
+from ..errors import BIDSInputError as BIDSInputError
+
+__getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
+    "derivatives": ["bids_uri", "build_derivative_relpath", "fused_output_entities", "scan_output_entities",
+                    "write_dataset_description"],
+    "grouping": ["Group", "choose_reference", "group_scans"],
+    "labels": ["normalize_label", "normalize_labels"],
+    "plan": ["GroupPlan", "Job", "Plan", "build_plan", "estimate_mem_gb", "format_plan"],
+    "query": ["DEFAULT_SUFFIXES", "build_layout", "collect_anat", "load_bids_filters"],
+    "scan": ["ScanInfo", "describe_scan", "header_problem"],
+})
+__all__.append("BIDSInputError")

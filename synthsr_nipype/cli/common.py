@@ -54,19 +54,24 @@ def threads_from_args(args: argparse.Namespace) -> int | None:
     return None if not args.threads else args.threads
 
 
-def model_from_args(args: argparse.Namespace, name: str, *, channels: int, other: str):
+def model_from_args(args: argparse.Namespace, name: str, *, channels: int, other: str, command: str):
     """``--threads``, ``--cpu``/``--device`` and the model of an image command, checked once: ``(model,
     device, threads)``; a model of another channel count is a :class:`~synthsr_nipype.errors.ModelError`
-    that ends with ``other`` (what to use instead)."""
+    that ends with ``other`` (what to use instead).  One line on stderr says what runs (``command``, the
+    package's version, the model and its SHA-256, the device), and the model's note where it has one."""
     # torch loads here, not at import: ``synthseg --help`` (which imports this module) stays light
     from ..inference import pick_device
     from ..model import load_model
+    from ..model.registry import model_notes
 
     threads = threads_from_args(args)
     device = pick_device(device_from_args(args))
     model = load_model(name, device=device)
     if model.in_channels != channels:
         raise ModelError(f"{model.path}: a {model.in_channels}-channel model; {other}")
+    print(f"{command} {__version__}: model {model.name} (sha256 {model.sha256[:12]}), device {device}", file=sys.stderr)
+    if (notes := model_notes(model.name)) is not None:
+        print(f"NOTE: {notes.note}", file=sys.stderr)
     return model, device, threads
 
 

@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(t1s) != len(t2s):
         raise UsageError(f"{len(t1s)} T1 image(s) but {len(t2s)} T2 image(s)")
     model, device, threads = model_from_args(args, args.model, channels=2,
-                                             other="the Hyperfine pipeline needs 2")
+                                             other="the Hyperfine pipeline needs 2", command="synthsr-hyperfine")
 
     def job(t1: str, t2: str) -> Callable[[], nib.Nifti1Image]:
         return lambda: run([t1, t2], model, device=device, threads=threads, precision=args.precision)

@@ -13,11 +13,9 @@ os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 import nibabel as nib  # noqa: E402
 
-from .. import __version__  # noqa: E402
 from ..atomic import atomic_write_json, atomic_write_nifti  # noqa: E402
 from ..errors import UsageError, reports_errors  # noqa: E402
 from ..inference import native_image, run, synthesise  # noqa: E402
-from ..model.registry import model_notes  # noqa: E402
 from .common import (  # noqa: E402
     IMAGE_EXTENSIONS,
     add_runtime_arguments,
@@ -80,10 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.max_memory_gb is not None and args.max_memory_gb <= 0:
         raise UsageError("--max-memory-gb must be positive")
     model, device, threads = model_from_args(args, model_choice(args), channels=1,
-                                             other="use synthsr-hyperfine for it")
-    print(f"synthsr {__version__}: model {model.name} (sha256 {model.sha256[:12]}), device {device}", file=sys.stderr)
-    if (notes := model_notes(model.name)) is not None:
-        print(f"NOTE: {notes.note}", file=sys.stderr)
+                                             other="use synthsr-hyperfine for it", command="synthsr")
     options = dict(ct=args.ct, flip=not args.disable_flipping, sharpen=not args.disable_sharpening, device=device,
                    threads=threads, max_memory_gb=args.max_memory_gb, precision=args.precision)
 

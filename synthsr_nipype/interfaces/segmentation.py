@@ -20,12 +20,22 @@ from ..morphometry import ants_backend, thickness
 from ..morphometry.ants_backend import DEFAULT_SEED
 
 
-class _RegInputSpec(BaseInterfaceInputSpec):
-    t1w = File(exists=True, mandatory=True, desc="T1w image (the SynthSR volume)")
-    template_resolution = traits.Enum(1, 2, usedefault=True, desc="template grid (mm)")
-    seed = traits.Int(DEFAULT_SEED, usedefault=True, desc="ANTs random seed")
-    # not nohash: results are bit-identical only for a fixed thread count (1 = reproducible)
+class _ITKInputSpec(BaseInterfaceInputSpec):
+    # not nohash: registration, Atropos and DiReCT are bit-identical only for a fixed thread count (1 = reproducible)
     num_threads = traits.Int(1, usedefault=True, desc="ITK threads")
+
+
+class _TemplateInputSpec(_ITKInputSpec):
+    template_resolution = traits.Enum(1, 2, usedefault=True, desc="template grid (mm)")
+
+
+class _DiReCTInputSpec(_ITKInputSpec):
+    iterations = traits.Int(desc="DiReCT iterations (default: antsCorticalThickness.sh's 45)")
+
+
+class _RegInputSpec(_TemplateInputSpec):
+    t1w = File(exists=True, mandatory=True, desc="T1w image (the SynthSR volume)")
+    seed = traits.Int(DEFAULT_SEED, usedefault=True, desc="ANTs random seed")
     skull_stripped = traits.Enum(None, True, False, usedefault=True, desc="None: decide from the image")
 
 
@@ -36,24 +46,30 @@ class _RegOutputSpec(TraitedSpec):
     metadata = traits.Dict(desc="provenance for sidecars")
 
 
-class TemplateRegistration(SimpleInterface):
+class _AntsInterface(SimpleInterface):
+    """An :mod:`~synthsr_nipype.morphometry.ants_backend` step: the options every step takes, and the
+    provenance its sidecars record, from a :class:`_RegInputSpec`."""
+
+    def _ants_options(self) -> dict:
+        return {"template_resolution": self.inputs.template_resolution, "seed": self.inputs.seed,
+                "num_threads": self.inputs.num_threads, "skull_stripped": self.inputs.skull_stripped}
+
+    def _provenance(self) -> dict:
+        return ants_backend.provenance(seed=self.inputs.seed, num_threads=self.inputs.num_threads,
+                                       template_resolution=self.inputs.template_resolution)
+
+
+class TemplateRegistration(_AntsInterface):
     """Affine + SyN registration of a T1w to MNI152NLin2009aSym (antspyx)."""
 
     input_spec = _RegInputSpec
     output_spec = _RegOutputSpec
 
     def _run_interface(self, runtime):
-        res = ants_backend.register_to_template(
-            self.inputs.t1w, runtime.cwd, template_resolution=self.inputs.template_resolution,
-            seed=self.inputs.seed, num_threads=self.inputs.num_threads, skull_stripped=self.inputs.skull_stripped,
-        )
-        self._results["skull_stripped"] = res["skull_stripped"]
-        self._results["to_template"] = res["to_template"]
-        self._results["from_template"] = res["from_template"]
-        self._results["metadata"] = ants_backend.provenance(
-            seed=self.inputs.seed, num_threads=self.inputs.num_threads,
-            template_resolution=self.inputs.template_resolution,
-        )
+        res = ants_backend.register_to_template(self.inputs.t1w, runtime.cwd, **self._ants_options())
+        for key in ("skull_stripped", "to_template", "from_template"):
+            self._results[key] = res[key]
+        self._results["metadata"] = self._provenance()
         return runtime
 
 
@@ -74,7 +90,7 @@ class _SegOutputSpec(TraitedSpec):
     metadata = traits.Dict(desc="provenance for sidecars")
 
 
-class AntsSegmentation(SimpleInterface):
+class AntsSegmentation(_AntsInterface):
     """Atropos CSF/GM/WM with warped MNI152 priors inside the intracranial mask."""
 
     input_spec = _SegInputSpec
@@ -82,17 +98,14 @@ class AntsSegmentation(SimpleInterface):
 
     def _run_interface(self, runtime):
         res = ants_backend.segment_tissues(
-            self.inputs.t1w, self.inputs.from_template, runtime.cwd,
-            template_resolution=self.inputs.template_resolution, seed=self.inputs.seed,
-            num_threads=self.inputs.num_threads, skull_stripped=self.inputs.skull_stripped,
+            self.inputs.t1w, self.inputs.from_template, runtime.cwd, **self._ants_options(),
             mrf=self.inputs.mrf, iterations=self.inputs.iterations, prior_weight=self.inputs.prior_weight,
         )
         for key in ("dseg", "dseg_tsv", "brain_mask", "morph_tsv", "tiv"):
             self._results[key] = res[key]
         self._results["probsegs"] = [res[f"probseg_{t}"] for t in ("CSF", "GM", "WM")]
         self._results["metadata"] = {
-            **ants_backend.provenance(seed=self.inputs.seed, num_threads=self.inputs.num_threads,
-                                      template_resolution=self.inputs.template_resolution),
+            **self._provenance(),
             "SkullStripped": res["skull_stripped"],
             "Atropos": {"MRF": self.inputs.mrf, "Iterations": self.inputs.iterations,
                         "PriorWeight": self.inputs.prior_weight},
@@ -101,10 +114,10 @@ class AntsSegmentation(SimpleInterface):
         return runtime
 
 
-class _TBMInputSpec(BaseInterfaceInputSpec):
+class _TBMInputSpec(_TemplateInputSpec):
     t1w = File(exists=True, mandatory=True)
     to_template = File(exists=True, mandatory=True, desc="T1w→template composite transform")
-    template_resolution = traits.Enum(1, 2, usedefault=True)
+    # the Jacobian of a given transform is the same for any thread count
     num_threads = traits.Int(1, usedefault=True, nohash=True, desc="ITK threads (deterministic step)")
 
 
@@ -128,13 +141,11 @@ class TBM(SimpleInterface):
         return runtime
 
 
-class _ThicknessInputSpec(BaseInterfaceInputSpec):
+class _ThicknessInputSpec(_DiReCTInputSpec):
     dseg = File(exists=True, mandatory=True, desc="ants segmentation (1 CSF, 2 GM, 3 WM)")
     probsegs = traits.List(File(exists=True), mandatory=True, minlen=3, maxlen=3, desc="CSF, GM, WM posteriors")
     from_template = File(exists=True, mandatory=True, desc="template→T1w transform (for the hemispheres)")
-    template_resolution = traits.Enum(1, 2, usedefault=True)
-    num_threads = traits.Int(1, usedefault=True, desc="ITK threads")
-    iterations = traits.Int(desc="DiReCT iterations (default: antsCorticalThickness.sh's 45)")
+    template_resolution = traits.Enum(1, 2, usedefault=True, desc="template grid (mm) of from_template")
 
 
 class _ThicknessOutputSpec(TraitedSpec):
@@ -143,45 +154,47 @@ class _ThicknessOutputSpec(TraitedSpec):
     mean_thickness = traits.Float(desc="mean cortical thickness (mm)")
 
 
-class CorticalThickness(SimpleInterface):
-    """DiReCT cortical thickness from the ants backend's GM/WM posteriors, per hemisphere."""
+class _DiReCTInterface(SimpleInterface):
+    """Runs one :mod:`~synthsr_nipype.morphometry.thickness` function (``_thickness``) with the DiReCT
+    options and names its outputs."""
 
-    input_spec = _ThicknessInputSpec
     output_spec = _ThicknessOutputSpec
 
+    def _thickness(self, cwd: str, **direct) -> dict:
+        raise NotImplementedError
+
     def _run_interface(self, runtime):
-        hemis = thickness.hemisphere_regions(self.inputs.from_template, self.inputs.dseg,
-                                             os.path.join(runtime.cwd, "hemispheres.nii.gz"),
-                                             template_resolution=self.inputs.template_resolution)
-        _, gm, wm = self.inputs.probsegs
-        res = thickness.cortical_thickness(self.inputs.dseg, gm, wm, runtime.cwd, regions=hemis,
-                                           region_names=thickness.HEMISPHERES,
-                                           num_threads=self.inputs.num_threads,
-                                           iterations=self.inputs.iterations or None)
-        for key in ("thickness", "thickness_tsv", "mean_thickness"):
-            self._results[key] = res[key]
+        res = self._thickness(runtime.cwd, num_threads=self.inputs.num_threads,
+                              iterations=self.inputs.iterations or None)
+        self._results.update({key: res[key] for key in ("thickness", "thickness_tsv", "mean_thickness")})
         return runtime
 
 
-class _SynthSegThicknessInputSpec(BaseInterfaceInputSpec):
+class CorticalThickness(_DiReCTInterface):
+    """DiReCT cortical thickness from the ants backend's GM/WM posteriors, per hemisphere."""
+
+    input_spec = _ThicknessInputSpec
+
+    def _thickness(self, cwd: str, **direct) -> dict:
+        hemis = thickness.hemisphere_regions(self.inputs.from_template, self.inputs.dseg,
+                                             os.path.join(cwd, "hemispheres.nii.gz"),
+                                             template_resolution=self.inputs.template_resolution)
+        _, gm, wm = self.inputs.probsegs
+        return thickness.cortical_thickness(self.inputs.dseg, gm, wm, cwd, regions=hemis,
+                                            region_names=thickness.HEMISPHERES, **direct)
+
+
+class _SynthSegThicknessInputSpec(_DiReCTInputSpec):
     dseg = File(exists=True, mandatory=True, desc="SynthSeg segmentation (FreeSurfer labels, parcels or not)")
     gm = File(exists=True, mandatory=True, desc="cortex posterior on the grid of dseg (SynthSeg)")
     wm = File(exists=True, mandatory=True, desc="white-matter + deep-structure posterior on the grid of dseg")
-    num_threads = traits.Int(1, usedefault=True, desc="ITK threads")
-    iterations = traits.Int(desc="DiReCT iterations (default: antsCorticalThickness.sh's 45)")
 
 
-class SynthSegThickness(SimpleInterface):
+class SynthSegThickness(_DiReCTInterface):
     """DiReCT cortical thickness from SynthSeg's labels and posteriors, per cortical parcel (``--synthseg-parc``)
     or per hemisphere."""
 
     input_spec = _SynthSegThicknessInputSpec
-    output_spec = _ThicknessOutputSpec
 
-    def _run_interface(self, runtime):
-        res = thickness.synthseg_thickness(self.inputs.dseg, self.inputs.gm, self.inputs.wm, runtime.cwd,
-                                           num_threads=self.inputs.num_threads,
-                                           iterations=self.inputs.iterations or None)
-        for key in ("thickness", "thickness_tsv", "mean_thickness"):
-            self._results[key] = res[key]
-        return runtime
+    def _thickness(self, cwd: str, **direct) -> dict:
+        return thickness.synthseg_thickness(self.inputs.dseg, self.inputs.gm, self.inputs.wm, cwd, **direct)

@@ -8,7 +8,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from nipype.interfaces.base import (
-    BaseInterfaceInputSpec,
     Directory,
     File,
     SimpleInterface,
@@ -16,8 +15,10 @@ from nipype.interfaces.base import (
     traits,
 )
 
+from .runtime import TorchRuntimeInputSpec, node_device
 
-class _SynthSegInputSpec(BaseInterfaceInputSpec):
+
+class _SynthSegInputSpec(TorchRuntimeInputSpec):
     in_file = File(exists=True, mandatory=True, desc="image to segment (any contrast and resolution)")
     robust = traits.Bool(False, usedefault=True, desc="SynthSeg-robust (implies fast)")
     parc = traits.Bool(False, usedefault=True, desc="cortical parcellation")
@@ -34,9 +35,6 @@ class _SynthSegInputSpec(BaseInterfaceInputSpec):
     thickness_posteriors = traits.Bool(False, usedefault=True,
                                        desc="also write the GM (cortex) and WM posteriors DiReCT takes")
     models_dir = Directory(exists=True, desc="folder of the synthseg_*.h5 files (default: the registry's folders)")
-    # where and how fast it runs does not change the result: excluded from the cache key
-    device = traits.Str("cpu", usedefault=True, nohash=True, desc="cpu, cuda or cuda:N")
-    num_threads = traits.Int(1, usedefault=True, nohash=True, desc="CPU threads for torch")
 
 
 class _SynthSegOutputSpec(TraitedSpec):
@@ -76,7 +74,7 @@ class SynthSeg(SimpleInterface):
         result = run(inputs.in_file, robust=inputs.robust, parc=inputs.parc, fast=inputs.fast, qc=inputs.qc,
                      ct=inputs.ct, v1=inputs.v1, posteriors=inputs.posteriors or sums,
                      keep_geometry=inputs.keep_geometry, threads=inputs.num_threads,
-                     device=inputs.device, models_dir=inputs.models_dir or None)
+                     device=node_device(inputs), models_dir=inputs.models_dir or None)
         cwd = Path(runtime.cwd)
         written = write_outputs(
             result, cwd / "synthseg.nii.gz", volumes=cwd / "volumes.csv",

@@ -6,7 +6,6 @@ import warnings
 from pathlib import Path
 
 from nipype.interfaces.base import (
-    BaseInterfaceInputSpec,
     File,
     InputMultiObject,
     SimpleInterface,
@@ -14,8 +13,10 @@ from nipype.interfaces.base import (
     traits,
 )
 
+from .runtime import TorchRuntimeInputSpec, node_device
 
-class _SynthSRInputSpec(BaseInterfaceInputSpec):
+
+class _SynthSRInputSpec(TorchRuntimeInputSpec):
     in_files = InputMultiObject(
         File(exists=True), mandatory=True, desc="one image per model channel (T1, T2 for Hyperfine)"
     )
@@ -36,11 +37,6 @@ class _SynthSRInputSpec(BaseInterfaceInputSpec):
     output_space = traits.Enum("1mm", "native", usedefault=True,
                                desc="native: also write the output resampled onto the first input's grid")
     out_name = traits.Str("synthsr.nii.gz", usedefault=True, hash_files=False, desc="output file name")
-    # Where and how fast it runs does not change the result: excluded from the cache key.
-    device = traits.Str("auto", usedefault=True, nohash=True, desc="cpu, cuda, cuda:N, mps or auto")
-    use_gpu = traits.Bool(False, usedefault=True, nohash=True,
-                          desc="take a GPU slot in MultiProc (and run on the GPU)")
-    num_threads = traits.Int(1, usedefault=True, nohash=True, desc="CPU threads for torch")
 
 
 class _SynthSROutputSpec(TraitedSpec):
@@ -72,9 +68,7 @@ class SynthSR(SimpleInterface):
         from ..model import load_model
         from ..model.registry import model_label, model_notes
 
-        device = self.inputs.device
-        if self.inputs.use_gpu and device in ("auto", "cpu"):
-            device = "cuda"
+        device = node_device(self.inputs)
         net = load_model(self.inputs.model, device="cpu")
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", HeaderWarning)

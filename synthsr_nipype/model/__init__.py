@@ -1,21 +1,15 @@
 """Model side: the torch U-Net, the Keras-h5 loader, the converted-weight cache and the registry.
 
-Names resolve on first use (:mod:`synthsr_nipype.lazy`): ``model.registry`` and ``model.spec``
-load without torch, h5py or safetensors.
+Names resolve on first use (`lazy_loader <https://scientific-python.org/specs/spec-0001/>`_):
+``model.registry`` and ``model.spec`` load without torch, h5py or safetensors.
 """
 
-from ..lazy import lazy_exports
+import lazy_loader
 
-_EXPORTS = {
-    "SynthSRModel": "loader",
-    "load_model": "loader",
-    "UNet": "unet",
-    "UNetSpec": "spec",
-    "published_spec": "spec",
-    "ModelCard": "card",
-    "MODELS": "registry",
-    "DEFAULT_MODEL": "registry",
-    "ModelInfo": "registry",
-}
-__all__ = sorted(_EXPORTS)
-__getattr__ = lazy_exports(__name__, _EXPORTS)
+__getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
+    "loader": ["SynthSRModel", "load_model"],
+    "unet": ["UNet"],
+    "spec": ["UNetSpec", "published_spec"],
+    "card": ["ModelCard"],
+    "registry": ["MODELS", "DEFAULT_MODEL", "ModelInfo"],
+})

@@ -1,17 +1,12 @@
 """SynthSeg (FreeSurfer's ``mri_synthseg``) in PyTorch: one API, :func:`run`, and the writers of its files.
 
-Names resolve on first use (:mod:`synthsr_nipype.lazy`), so importing the package loads no torch.
+Names resolve on first use (`lazy_loader <https://scientific-python.org/specs/spec-0001/>`_), so
+importing the package loads no torch.
 """
 
-from ..lazy import lazy_exports
+import lazy_loader
 
-_EXPORTS = {
-    "run": "api",
-    "load_for": "api",
-    "SynthSegResult": "api",
-    "write_outputs": "writers",
-    "volumes_csv": "writers",
-    "qc_csv": "writers",
-}
-__all__ = sorted(_EXPORTS)
-__getattr__ = lazy_exports(__name__, _EXPORTS)
+__getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
+    "api": ["run", "load_for", "SynthSegResult"],
+    "writers": ["write_outputs", "volumes_csv", "qc_csv"],
+})

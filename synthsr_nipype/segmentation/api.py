@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from ..errors import UsageError
+from ..model.device import pick_device
 from .postprocess import postprocess
 from .predict import Networks, run_networks
 from .preprocess import preprocess, resample_like_input
@@ -84,7 +85,7 @@ def load_for(*, robust: bool = False, parc: bool = False, qc: bool = False, v1: 
     if robust and v1:
         raise UsageError("--v1 cannot be used with --robust: SynthSeg-robust only came out with 2.0")
     tables = load_tables(v1=v1, flip=False)
-    dev = torch.device(device)
+    dev = pick_device(device)
     nets, paths = load_networks(robust=robust, parc=parc, qc=qc, v1=v1, device=dev, models_dir=models_dir)
     check_widths(nets, len(tables.labels), tables.n_groups, tables.n_qc_classes, paths)
     return nets, paths
@@ -107,7 +108,7 @@ def run(image: ImageLike, *, robust: bool = False, parc: bool = False, fast: boo
     if robust and v1:
         raise UsageError("--v1 cannot be used with --robust: SynthSeg-robust only came out with 2.0")
     fast = fast or robust
-    dev = torch.device(device)
+    dev = pick_device(device)
     with _cpu_mode(threads):
         nets, paths = networks if networks is not None else load_for(
             robust=robust, parc=parc, qc=qc, v1=v1, device=dev, models_dir=models_dir)

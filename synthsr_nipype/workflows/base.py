@@ -171,6 +171,8 @@ def init_single_subject_wf(
         morph_wf = init_morphometry_wf(
             morphometry,
             omp_nthreads=omp_nthreads,
+            device=synthsr.device,
+            use_gpu=synthsr.use_gpu,
             output_dir=str(output_dir),
         )
         ents = {"subject": group.subject}

@@ -79,6 +79,8 @@ def init_morphometry_wf(
     options: MorphometryOptions,
     *,
     omp_nthreads: int = 1,
+    device: str = "cpu",
+    use_gpu: bool = False,
     seed: int = DEFAULT_SEED,
     deterministic: bool = True,
     output_dir: str | os.PathLike | None = None,
@@ -106,6 +108,10 @@ def init_morphometry_wf(
         options and weights: each field is documented there.
     omp_nthreads : :obj:`int`
         Threads of the multi-threaded nodes (FreeSurfer tools; ANTs only when not ``deterministic``).
+    device : :obj:`str`
+        Where the SynthSeg port runs (``--device``: cpu, cuda, cuda:N, mps or auto).
+    use_gpu : :obj:`bool`
+        The SynthSeg port's node takes a MultiProc GPU slot, as the SynthSR nodes do.
     seed : :obj:`int`
         ANTs random seed, recorded in the sidecars.
     deterministic : :obj:`bool`
@@ -232,7 +238,7 @@ def init_morphometry_wf(
             # the 4-D posteriors (~1.4 GB for a 1 mm head) are never written
             synthseg = pe.Node(SynthSeg(robust=options.synthseg_robust, parc=options.synthseg_parc, qc=True,
                                         tissue_probsegs=True, thickness_posteriors=options.thickness,
-                                        num_threads=max(1, int(omp_nthreads))),
+                                        device=device, use_gpu=use_gpu, num_threads=max(1, int(omp_nthreads))),
                                name="synthseg", n_procs=omp_nthreads, mem_gb=4.0)
             if options.seg_models_dir:
                 synthseg.inputs.models_dir = str(options.seg_models_dir)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -11,6 +12,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from synthsr_nipype import __version__
 from synthsr_nipype.cli import hyperfine as hyperfine_cli
 from synthsr_nipype.cli import synthsr as synthsr_cli
 from synthsr_nipype.inference import run
@@ -95,12 +97,16 @@ def test_hyperfine_model_needs_its_own_command(tmp_path, capsys):
     assert "synthsr-hyperfine" in capsys.readouterr().err
 
 
-def test_hyperfine_command(tmp_path):
+def test_hyperfine_command(tmp_path, capsys):
     out = tmp_path / "hf.nii.gz"
+    weights = MODELS / "hyperfine_tiny_weights.h5"
     code = hyperfine_cli.main(["--t1", str(DEVSET / "inputs" / "hf_t1.nii.gz"), "--t2",
-                               str(DEVSET / "inputs" / "hf_t2.nii.gz"), "--o", str(out),
-                               "--model", str(MODELS / "hyperfine_tiny_weights.h5")])
+                               str(DEVSET / "inputs" / "hf_t2.nii.gz"), "--o", str(out), "--model", str(weights)])
     assert code == 0 and out.is_file()
+    # what ran, as synthsr says it: the version, the model and its SHA-256, the device
+    sha256 = hashlib.sha256(weights.read_bytes()).hexdigest()
+    err = capsys.readouterr().err
+    assert f"synthsr-hyperfine {__version__}: model " in err and f"(sha256 {sha256[:12]}), device cpu" in err
 
 
 def test_installed_entry_point_contract(tmp_path):

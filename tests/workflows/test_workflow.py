@@ -79,6 +79,17 @@ def test_nohash_inputs_do_not_change_the_cache_key():
     assert hash_a != c.inputs.get_hashval("content")[1]
 
 
+
+def test_synthseg_runtime_inputs_do_not_change_the_cache_key():
+    from synthsr_nipype.interfaces.synthseg import SynthSeg
+
+    a = SynthSeg(in_file=str(STROKE), device="cpu", num_threads=1)
+    b = SynthSeg(in_file=str(STROKE), device="cuda", num_threads=8, use_gpu=True)
+    assert a.inputs.get_hashval("content")[1] == b.inputs.get_hashval("content")[1]
+    assert a.inputs.get_hashval("content")[1] != SynthSeg(in_file=str(STROKE), parc=True).inputs.get_hashval(
+        "content")[1]
+
+
 def test_synthsr_wf_resources_and_gpu_flag():
     from synthsr_nipype.workflows import init_synthsr_wf
 
@@ -510,7 +521,7 @@ def test_single_subject_wf_with_morphometry_graph(tmp_path, scans):
     """--seg-backend: the fused derivative feeds the morphometry workflow, which gets the
     group's entities, the fused image's BIDS URI and the reference scan's SynthSR sidecar."""
     from synthsr_nipype.bids import build_layout, build_plan, collect_anat
-    from synthsr_nipype.settings import MorphometryOptions
+    from synthsr_nipype.settings import MorphometryOptions, SynthSROptions
     from synthsr_nipype.workflows.base import init_single_subject_wf
 
     root = make_dataset(tmp_path / "bids", {
@@ -578,6 +589,13 @@ def test_single_subject_wf_with_morphometry_graph(tmp_path, scans):
     assert morph.get_node("cortical_thickness") is None
     synthseg = morph.get_node("synthseg").inputs
     assert synthseg.tissue_probsegs and not synthseg.thickness_posteriors
+    assert synthseg.device == "auto" and not synthseg.use_gpu  # SynthSROptions' defaults
+    # --device cuda: the SynthSeg port runs where SynthSR does and takes a MultiProc GPU slot as its nodes do
+    gpu = init_single_subject_wf(group=group, output_dir=str(tmp_path / "out"),
+                                 synthsr=SynthSROptions(device="cuda", use_gpu=True),
+                                 morphometry=MorphometryOptions(seg_backend="synthseg"))
+    node = gpu.get_node("morphometry_wf").get_node("synthseg")
+    assert node.inputs.device == "cuda" and node.is_gpu_node()
 
 
 @pytest.mark.parametrize(
