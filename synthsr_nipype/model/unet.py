@@ -303,9 +303,11 @@ def parity_kernel(weight: torch.Tensor) -> torch.Tensor:
     """(out, in, 3, 3, 3) kernel on an upsampled input -> (8 * out, in, 2, 2, 2) on the low-resolution one.
 
     Output channel block ``4 px + 2 py + pz`` holds the kernel for the output voxels of parity (px, py, pz).
+    Differentiable (the training network's decoder runs through it); summed in float64 (float32 on Apple MPS,
+    which has no float64), returned in the weight's dtype.
     """
-    w = weight.detach().to(torch.float64)
-    m = torch.from_numpy(_PARITY_TAPS).to(w.device)
+    w = weight.to(torch.float32 if weight.device.type == "mps" else torch.float64)
+    m = torch.from_numpy(_PARITY_TAPS).to(device=w.device, dtype=w.dtype)
     k = torch.einsum("xat,ybu,zcv,oituv->xyzoiabc", m, m, m, w)
     return k.reshape(8 * w.shape[0], w.shape[1], 2, 2, 2).to(weight.dtype)
 
@@ -315,15 +317,44 @@ def add_parity_(y: torch.Tensor, parity: torch.Tensor) -> torch.Tensor:
     n, c, r, h, w = y.shape
     assert r % 2 == 0 and h % 2 == 0 and w % 2 == 0
     assert y.is_contiguous(memory_format=CL) and parity.shape[2:] == (r // 2 + 1, h // 2 + 1, w // 2 + 1)
-    parity = parity.contiguous(memory_format=CL)
-    sn, _, sd, sh, sw = parity.stride()
-    src = parity.as_strided((n, r // 2, 2, h // 2, 2, w // 2, 2, c),
-                            (sn, sd, sd + 4 * c, sh, sh + 2 * c, sw, sw + c, 1), parity.storage_offset())
-    tn, _, td, th, tw = y.stride()
-    dst = y.as_strided((n, r // 2, 2, h // 2, 2, w // 2, 2, c),
-                       (tn, 2 * td, td, 2 * th, th, 2 * tw, tw, 1), y.storage_offset())
+    src = _parity_source(parity.contiguous(memory_format=CL), tuple(y.shape))
+    dst = _parity_view(y)
     dst.add_(src)
     return y
+
+
+def _parity_view(y: torch.Tensor) -> torch.Tensor:
+    """``y`` (channels-last, even sizes) as (n, r/2, 2, h/2, 2, w/2, 2, c): voxel 2i+px at [i, px]."""
+    n, c, r, h, w = y.shape
+    tn, _, td, th, tw = y.stride()
+    return y.as_strided((n, r // 2, 2, h // 2, 2, w // 2, 2, c), (tn, 2 * td, td, 2 * th, th, 2 * tw, tw, 1),
+                        y.storage_offset())
+
+
+def _parity_source(parity: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """The parity tensor (channels-last) read as :func:`_parity_view` of a full-resolution ``shape``."""
+    n, c, r, h, w = shape
+    sn, _, sd, sh, sw = parity.stride()
+    return parity.as_strided((n, r // 2, 2, h // 2, 2, w // 2, 2, c),
+                             (sn, sd, sd + 4 * c, sh, sh + 2 * c, sw, sw + c, 1), parity.storage_offset())
+
+
+class AddParity(torch.autograd.Function):
+    """:func:`add_parity_` for autograd (the training network's decoder): ``y`` is updated in place; the
+    gradient of ``parity`` is the gradient of ``y`` read back through the same strided view."""
+
+    @staticmethod
+    def forward(ctx, y: torch.Tensor, parity: torch.Tensor) -> torch.Tensor:
+        ctx.mark_dirty(y)
+        ctx.parity_shape = parity.shape
+        return add_parity_(y, parity)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        grad = grad.contiguous(memory_format=CL)
+        grad_parity = _zeros(tuple(ctx.parity_shape), grad)
+        _parity_source(grad_parity, tuple(grad.shape)).copy_(_parity_view(grad))
+        return grad, grad_parity
 
 
 def _empty(shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:

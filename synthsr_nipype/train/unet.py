@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..model.spec import UNetSpec
-from ..model.unet import BN_EPSILON, CL, UNet, conv3d, conv_stacks
+from ..model.unet import BN_EPSILON, CL, AddParity, UNet, conv3d, conv_stacks, parity_kernel
 
 #: Keras' BatchNormalization momentum 0.99 (weight of the old statistic) as torch's momentum (of the new one).
 BN_MOMENTUM = 0.01
@@ -52,8 +52,9 @@ class TrainableUNet(nn.Module):
             else:
                 x = self.bn_down[level](x)
         for k in range(n_levels - 1):
-            x = torch.cat([skips.pop(), F.interpolate(x, scale_factor=2, mode="nearest")], dim=1)
-            for conv in self.up[k]:
+            first, *rest = self.up[k]
+            x = F.elu(_up_conv(first, skips.pop(), x))
+            for conv in rest:
                 x = F.elu(_conv(conv, x))
             x = self.bn_up[k](x)
         return _conv(self.likelihood, x)
@@ -63,6 +64,19 @@ def _batch_norm(channels: int, enabled: bool) -> nn.Module:
     if not enabled:
         return nn.Identity()
     return nn.BatchNorm3d(channels, eps=BN_EPSILON, momentum=BN_MOMENTUM)
+
+
+def _up_conv(conv: nn.Conv3d, skip: torch.Tensor, low: torch.Tensor) -> torch.Tensor:
+    """``conv([skip, upsample(low)])`` (nearest, 2x) as the inference network computes it: the skip half of the
+    kernel at full resolution, the other half on the low-resolution grid with one 2x2x2 kernel per output
+    parity (exact; 8/27 of that half's work), and no upsampled or concatenated tensor."""
+    weight = conv.weight
+    if tuple(weight.shape[2:]) != (3, 3, 3):
+        return _conv(conv, torch.cat([skip, F.interpolate(low, scale_factor=2, mode="nearest")], dim=1))
+    n_skip = skip.shape[1]
+    y = conv3d(skip, weight[:, :n_skip], conv.bias).contiguous(memory_format=CL)
+    parity = conv3d(low, parity_kernel(weight[:, n_skip:]), None, padding=(1, 1, 1))
+    return AddParity.apply(y, parity)
 
 
 def _conv(conv: nn.Conv3d, x: torch.Tensor) -> torch.Tensor:
