@@ -104,21 +104,24 @@ def linear_rescaling(image: nib.Nifti1Image, reference: nib.Nifti1Image) -> nib.
     return nib.Nifti1Image(data, up.affine)
 
 
-def figure(panels: dict[str, nib.Nifti1Image], reference: nib.Nifti1Image, path: Path) -> None:
-    """Input / trilinear / SynthSR / real T1 side by side, one coronal and one axial slice each."""
+def figure(panels: dict[str, nib.Nifti1Image], reference: nib.Nifti1Image, path: Path, title: str = "") -> None:
+    """The panels side by side on the grid of ``reference`` (e.g. input / trilinear / SynthSR / real T1), one
+    coronal and one axial slice each."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(2, len(panels), figsize=(3 * len(panels), 6))
-    for column, (title, image) in enumerate(panels.items()):
+    for column, (name, image) in enumerate(panels.items()):
         data = resample_from_to(image, reference, order=1).get_fdata()
         top = np.percentile(data[data > 0], 99.5) if (data > 0).any() else 1.0
         for row, view in enumerate((data[:, data.shape[1] // 2 + 10, :], data[:, :, data.shape[2] // 2 + 10])):
             axes[row, column].imshow(np.rot90(view), cmap="gray", vmin=0, vmax=top)
             axes[row, column].axis("off")
-        axes[0, column].set_title(title)
+        axes[0, column].set_title(name)
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=80)
@@ -153,7 +156,8 @@ def degraded_case(name: str, spacing, thickness, args, work: Path, hires: nib.Ni
               f"NRMSE {result[method]['nrmse']:.3f}", flush=True)
     if args.figures and {"trilinear", "synthsr"} <= set(outputs):
         figure({"input (thick slices)": sim, "trilinear": outputs["trilinear"], "SynthSR": outputs["synthsr"],
-                "real T1": reference_1mm}, reference_1mm, args.figures / f"superres_{name}.png")
+                "real T1": reference_1mm}, reference_1mm, args.figures / f"superres_{name}.png",
+               title=f"model {Path(str(args.model)).name}")
     return result
 
 
@@ -162,6 +166,7 @@ def cross_contrast(args, work: Path) -> dict:
 
     clinical = REAL / "ms-clinical"
     results = {}
+    panels: dict[str, nib.Nifti1Image] = {}
     for contrast in ("FLAIR", "T2"):
         source = clinical / f"{contrast}.nii.gz"
         out = work / f"ms_{contrast}_synthsr.nii.gz"
@@ -170,6 +175,13 @@ def cross_contrast(args, work: Path) -> dict:
                              "nmi_synthsr": rigid_nmi(out, clinical / "T1.nii.gz", work)}
         print(f"  ms-clinical {contrast:5s} NMI with the clinical T1: input {results[contrast]['nmi_input']:.4f}"
               f"  SynthSR {results[contrast]['nmi_synthsr']:.4f}", flush=True)
+        panels[f"{contrast} (clinical)"] = nib.load(source)
+        panels[f"SynthSR from {contrast}"] = nib.load(out)
+    if args.figures:
+        # skull on, whole field of view: on the grid of the FLAIR's output (the scans share the scanner space)
+        panels["clinical T1"] = nib.load(clinical / "T1.nii.gz")
+        figure(panels, panels["SynthSR from FLAIR"], args.figures / "superres_ms_clinical.png",
+               title=f"model {Path(str(args.model)).name}")
     return results
 
 
