@@ -36,7 +36,7 @@ PY
 du -sh "$DST"
 if [ "${1:-}" = "--wheels" ]; then
   mkdir -p .whl
-  for pkg in nibabel==5.3.2 platformdirs==4.3.6; do
+  for pkg in nibabel==5.3.2 platformdirs==4.3.6 lazy_loader==0.6; do
     python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
       --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
       -d .whl "$pkg"
