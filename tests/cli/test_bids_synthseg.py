@@ -2,8 +2,9 @@
 dataset (two sessions, one fused from three scans), with the tiny fixture weights of
 ``../shared/fixtures/synthseg-reference`` (random weights under the published names, so the labels are
 not anatomy: the tests check names, tables, sidecars and their paths, not volumes), with ``--synthseg-parc
---thickness``: the tissue posteriors as ``_probseg``, DiReCT per cortical parcel (5 iterations, about 3 min
-per session: DiReCT's 45 take about 25 min per 1 mm head on one thread)."""
+--thickness``: the tissue posteriors as ``_probseg``, DiReCT per cortical parcel (3 iterations, the fewest
+``--thickness-iterations`` takes: 5 took about 3 min per session, DiReCT's 45 about 25 min per 1 mm head on one
+thread)."""
 
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ def run(tmp_path_factory):
         mp.delenv("FREESURFER_HOME", raising=False)  # the port needs no FreeSurfer
         start = time.monotonic()
         code = main([str(bids), str(out), "participant", "--model", str(TINY), "--participant-label", "02",
-                     "--seg-backend", "synthseg", "--synthseg-parc", "--thickness", "--thickness-iterations", "5",
+                     "--seg-backend", "synthseg", "--synthseg-parc", "--thickness", "--thickness-iterations", "3",
                      "--seg-models-dir", str(SEG_MODELS),
                      # MultiProc: the two sessions' SynthSeg and DiReCT nodes (one thread each) side by side
                      "--nprocs", "2", "--omp-nthreads", "1", "-w", str(base / "work")])
