@@ -42,11 +42,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    config = load_config(args.config, {"device": "cpu", "output": str(Path("/tmp") / "synthetic-validation")})
-    trainer = Trainer(config)
+    config = load_config(args.config, {"device": "cpu"})
+    trainer = Trainer(config)  # builds the validation generators; writes nothing
     nets = {name: load_model(name, device="cpu").net.eval() for name in args.models}
     results: dict[str, dict[str, dict[str, float]]] = {}
     for kind, generator in (("any contrast", trainer.val_generator), ("T1-contrast input", trainer.t1_generator)):
+        if generator is None:  # no validation maps, or a uniform target (no T1-contrast samples)
+            continue
         rows: dict[str, list[tuple[float, float]]] = {name: [] for name in [*nets, "input", "linear"]}
         for i in range(config.validation_batches):
             batch = generator.sample(config.batch_size, seed=config.validation_seed + i)

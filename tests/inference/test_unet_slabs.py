@@ -36,12 +36,16 @@ def random_net(s: UNetSpec, seed: int = 0) -> UNet:
 
 
 def plain_forward(net: UNet, x: torch.Tensor) -> torch.Tensor:
-    """Keras-order evaluation: no splitting, no slabs, NCDHW."""
+    """Keras-order evaluation: no splitting, no slabs, NCDHW.  ``net`` may also be the trainable network
+    (``train.unet.TrainableUNet``), whose BatchNorm modules then apply (batch statistics in training mode)."""
     s = net.spec
 
     def bn(name: str, t: torch.Tensor) -> torch.Tensor:
         if not s.batch_norm:
             return t
+        if isinstance(getattr(net, "bn_down", None), torch.nn.ModuleList):
+            kind, index = name.rsplit("_", 1)
+            return getattr(net, kind)[int(index)](t)
         scale = getattr(net, f"{name}_scale").view(1, -1, 1, 1, 1)
         shift = getattr(net, f"{name}_shift").view(1, -1, 1, 1, 1)
         return t * scale + shift

@@ -84,27 +84,6 @@ def test_recalibration_averages_the_statistics_over_the_batches():
     assert not net.training and all(m.momentum == 0.5 for m in net.modules() if isinstance(m, torch.nn.BatchNorm3d))
 
 
-def _concatenating_forward(net: TrainableUNet, x: torch.Tensor) -> torch.Tensor:
-    """The U-Net as written: ``conv([skip, upsample(x)])`` on the materialised concatenation."""
-    import torch.nn.functional as F
-
-    skips = []
-    for level in range(net.spec.n_levels):
-        for conv in net.down[level]:
-            x = F.elu(conv(x))
-        if level < net.spec.n_levels - 1:
-            skips.append(x)
-            x = F.max_pool3d(net.bn_down[level](x), 2)
-        else:
-            x = net.bn_down[level](x)
-    for k in range(net.spec.n_levels - 1):
-        x = torch.cat([skips.pop(), F.interpolate(x, scale_factor=2, mode="nearest")], dim=1)
-        for conv in net.up[k]:
-            x = F.elu(conv(x))
-        x = net.bn_up[k](x)
-    return net.likelihood(x)
-
-
 @pytest.mark.parametrize("shape", [(16, 16, 16), (24, 16, 32)])
 def test_parity_decoder_equals_the_concatenation_with_its_gradients(shape):
     """The decoder's first convolutions run on the low-resolution grid (one 2x2x2 kernel per parity): the
@@ -114,7 +93,7 @@ def test_parity_decoder_equals_the_concatenation_with_its_gradients(shape):
     x = torch.rand(2, 1, *shape)
     fast = net(x)
     grads_fast = torch.autograd.grad(fast.square().sum(), list(net.parameters()))
-    plain = _concatenating_forward(net, x)
+    plain = plain_forward(net, x)
     grads_plain = torch.autograd.grad(plain.square().sum(), list(net.parameters()))
     errors = [rel(a, b) for a, b in zip(grads_fast, grads_plain)]
     output_error = rel(fast.detach(), plain.detach())
