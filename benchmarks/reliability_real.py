@@ -60,8 +60,8 @@ def measure_acquisition(truth: nib.Nifti1Image, name: str, model: str, threads: 
     spacing, thickness = ACQUISITIONS[name]
     scan = simulate_acquisition(truth, spacing, thickness=thickness)
     syn = synthesise(scan, model, device="cpu", threads=threads)
-    # the simulated voxel axes are RAS: the thickness per voxel axis is the one simulated
-    rel = syn.reliability(thickness=[thickness])
+    # as its sidecar would say it: the slice thickness (the slice axis is the one of the largest spacing)
+    rel = syn.reliability(slice_thickness=[max(thickness)])
     error, brain = error_against_truth(syn.image, truth)
     r = rel.reliability[brain]
     e = error[brain]

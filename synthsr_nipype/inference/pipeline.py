@@ -32,7 +32,7 @@ from .geometry import (
     resample_to_1mm,
 )
 from .io import InputVolume, load_volume
-from .reliability import ScanReliability, output_reliability
+from .reliability import ScanReliability, input_thickness, output_reliability
 from .tiling import tiled_forward
 
 log = logging.getLogger(__name__)
@@ -282,8 +282,14 @@ class Synthesis:
     volumes: list[InputVolume]  # the inputs as loaded (their grids: acquisition coverage, native space)
     tta_difference: np.ndarray | None  # |pass1 - flip(pass2)| in the output's units, on its grid (None: no TTA)
 
-    def reliability(self, thickness: Sequence[Sequence[float] | None] | None = None) -> ScanReliability:
-        """The output's reliability map and QC numbers (:mod:`.reliability`; ``thickness`` per input, mm)."""
+    def reliability(self, slice_thickness: Sequence[float] | None = None,
+                    slice_direction: Sequence[str] | None = None) -> ScanReliability:
+        """The output's reliability map and QC numbers (:mod:`.reliability`).
+
+        Per input, as BIDS sidecars give them: ``slice_thickness`` (``SliceThickness``, mm, 0 unknown) and
+        ``slice_direction`` (``SliceEncodingDirection``, ``""`` unknown: the axis of the largest spacing); a
+        thickness under the spacing (slice gaps) lowers the coverage between slices."""
+        thickness = input_thickness([v.affine for v in self.volumes], slice_thickness, slice_direction)
         return output_reliability(np.asarray(self.image.dataobj, dtype=np.float32), self.image.affine,
                                   [(v.data.shape, v.affine) for v in self.volumes], self.tta_difference, thickness)
 

@@ -104,9 +104,7 @@ class SynthSR(SimpleInterface):
             model_notes=(model_notes(net.name).note if model_notes(net.name) else None),
         )
         if self.inputs.reliability:
-            rel = syn.reliability(thickness=reliability.input_thickness(
-                [v.affine for v in syn.volumes], self.inputs.slice_thickness or None,
-                self.inputs.slice_direction or None))
+            rel = syn.reliability(self.inputs.slice_thickness or None, self.inputs.slice_direction or None)
             meta["ReliabilityQC"] = rel.qc
             meta["QCFlags"] = reliability.qc_flags(rel.qc)
             rel_file = atomic_write_nifti(cwd / "reliability.nii.gz", reliability.map_image(rel.reliability, image))

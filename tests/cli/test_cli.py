@@ -109,6 +109,30 @@ def test_hyperfine_command(tmp_path, capsys):
     assert f"synthsr-hyperfine {__version__}: model " in err and f"(sha256 {sha256[:12]}), device cpu" in err
 
 
+def test_hyperfine_takes_synthsrs_output_options(tmp_path, capsys):
+    """One batch for both image commands: the pair's reliability map (coverage of both scans; the Hyperfine
+    model has no test-time flip), its T1-grid copy, and outputs left alone on a rerun."""
+    import json
+
+    t1, t2 = DEVSET / "inputs" / "hf_t1.nii.gz", DEVSET / "inputs" / "hf_t2.nii.gz"
+    out, rel, plain = tmp_path / "hf.nii.gz", tmp_path / "hf_rel.nii.gz", tmp_path / "plain.nii.gz"
+    pair = ["--t1", str(t1), "--t2", str(t2), "--model", str(MODELS / "hyperfine_tiny_weights.h5")]
+    argv = [*pair, "--o", str(out)]
+    assert hyperfine_cli.main([*argv, "--reliability", str(rel), "--output-space", "native"]) == 0
+    assert hyperfine_cli.main([*pair, "--o", str(plain)]) == 0
+    image, native, source = nib.load(out), nib.load(tmp_path / "hf_native.nii.gz"), nib.load(t1)
+    assert np.array_equal(np.asanyarray(image.dataobj), np.asanyarray(nib.load(plain).dataobj))  # one pipeline
+    assert native.shape == source.shape and np.allclose(native.affine, source.affine, atol=1e-5)
+    meta = json.loads((tmp_path / "hf_rel.json").read_text())
+    assert meta["Source"] == "hf_t1.nii.gz + hf_t2.nii.gz" and meta["QC"]["TTADisagreement"] is None
+    data = nib.load(rel).get_fdata()
+    assert data.shape == image.shape and data.min() >= 0 and data.max() <= 1 and data.mean() > 0
+    before = out.stat().st_mtime_ns
+    capsys.readouterr()
+    assert hyperfine_cli.main([*argv, "--skip-existing"]) == 0
+    assert out.stat().st_mtime_ns == before and "exists, skipped" in capsys.readouterr().err
+
+
 def test_installed_entry_point_contract(tmp_path):
     """The hidden-set contract: the installed command, its exit code and its output file."""
     exe = shutil.which("synthsr") or pytest.fail("the synthsr command is not installed")
