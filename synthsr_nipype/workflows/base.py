@@ -69,8 +69,8 @@ def init_single_subject_wf(
     model_sha256
         SHA-256 of each model named in the plan (cache keys and sidecars).
     synthsr
-        :class:`~synthsr_nipype.settings.SynthSROptions`: the keywords of
-        :func:`~synthsr_nipype.workflows.synthsr.init_synthsr_wf` and the fusion method.
+        :class:`~synthsr_nipype.settings.SynthSROptions`: what
+        :func:`~synthsr_nipype.workflows.synthsr.init_synthsr_wf` takes, and the fusion method.
     morphometry
         :class:`~synthsr_nipype.settings.MorphometryOptions`: no backend (SynthSR only), or
         what :func:`~synthsr_nipype.workflows.morphometry.init_morphometry_wf` builds.
@@ -102,17 +102,12 @@ def init_single_subject_wf(
     ds_anat_wf = init_ds_anat_wf(output_dir=output_dir, group=group, native=synthsr.output_space == "native")
     for index, job in enumerate(group.jobs):
         job_wf = init_synthsr_wf(
+            synthsr,
             model=job.model,
             model_sha256=model_sha256.get(job.model, ""),
-            ct=synthsr.ct,
-            flip=synthsr.flip,
-            sharpen=synthsr.sharpen,
-            device=synthsr.device,
-            use_gpu=synthsr.use_gpu,
             # the cost model's thread advice, within the user's cap: small jobs leave slots free
             omp_nthreads=max(1, min(omp_nthreads, job.n_procs)),
             mem_gb=job.mem_gb,
-            output_space=synthsr.output_space,
             slice_thickness=job.slice_thickness,
             slice_direction=job.slice_direction,
             name=f"synthsr_{safe_name(job.name)}_wf",

@@ -91,13 +91,19 @@ def test_synthseg_runtime_inputs_do_not_change_the_cache_key():
 
 
 def test_synthsr_wf_resources_and_gpu_flag():
+    from synthsr_nipype.settings import SynthSROptions
     from synthsr_nipype.workflows import init_synthsr_wf
 
-    wf = init_synthsr_wf(model="v2", omp_nthreads=3, mem_gb=4.5, use_gpu=True, name="one_wf")
+    options = SynthSROptions(model="lowfield", flip=False, device="cuda", use_gpu=True, output_space="native")
+    wf = init_synthsr_wf(options, model="v2", omp_nthreads=3, mem_gb=4.5, name="one_wf")
     node = wf.get_node("synthsr")
     assert node.n_procs == 3 and node.mem_gb == pytest.approx(4.5)
     assert node.is_gpu_node()  # MultiProc's GPU slots apply
-    assert "SynthSR" in wf.__desc__
+    # the model named for the scan wins over the options' one; the options reach the node
+    assert (node.inputs.model, node.inputs.flip, node.inputs.device, node.inputs.output_space) == (
+        "v2", False, "cuda", "native")
+    assert "SynthSR" in wf.__desc__ and "`v2`, sharpening" in wf.__desc__
+    assert init_synthsr_wf(options).get_node("synthsr").inputs.model == "lowfield"
 
 
 def test_synthsr_interface_runs(tmp_path, scans):
