@@ -11,6 +11,7 @@ cortex labels 3/42 for ``synthseg``).
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,10 @@ SYNTHSEG_DIRECT = {
 SYNTHSEG_HEMISPHERES = {3: "Left-Cerebral-Cortex", 42: "Right-Cerebral-Cortex"}
 
 
+class ThicknessWarning(UserWarning):
+    """DiReCT measured no thickness in a segmentation (its table is n/a)."""
+
+
 def cortical_thickness(
     dseg: str | os.PathLike,
     gm: str | os.PathLike,
@@ -53,11 +58,14 @@ def cortical_thickness(
     wm_label: int = 3,
     num_threads: int = 1,
     iterations: int | None = None,
+    source: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Thickness map (``desc-thickness_map.nii.gz``, mm) and per-region table (``desc-thickness_morph.tsv``).
 
     ``dseg`` holds ``gm_label``/``wm_label``; ``gm``/``wm`` are their posteriors on its grid;
-    ``regions`` is a label image on the same grid named by ``region_names``.
+    ``regions`` is a label image on the same grid named by ``region_names``.  Where DiReCT measures nothing
+    (no cortex or no white matter), the map is 0, the table n/a and a :class:`ThicknessWarning` names
+    ``source`` (the segmentation ``dseg`` was made from; default ``dseg``).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -65,6 +73,10 @@ def cortical_thickness(
     res = run_isolated(STEPS, "thickness", str(Path(dseg).resolve()), str(Path(gm).resolve()),
                        str(Path(wm).resolve()), str((out / "desc-thickness_map.nii.gz").resolve()),
                        num_threads=num_threads, gm_label=gm_label, wm_label=wm_label, **extra)
+    if reason := res.pop("unmeasured"):
+        # a subject whose segmentation has no cortex gets n/a, as a region without it does, not a failed node
+        warnings.warn(f"{source or dseg}: no cortical thickness measured ({reason}); every region's thickness "
+                      "is n/a", ThicknessWarning, stacklevel=2)
     table = region_table(res["thickness"], regions, region_names)
     res["thickness_tsv"] = str(atomic_write_tsv(out / "desc-thickness_morph.tsv", table))
     res["mean_thickness"] = float(table.set_index("name").at[CORTEX_NAME, "thickness-mm"])
@@ -136,4 +148,4 @@ def synthseg_thickness(dseg: str | os.PathLike, gm: str | os.PathLike, wm: str |
     classes[cortex] = 2
     seg = atomic_write_nifti(out / "direct_classes.nii.gz", nb.Nifti1Image(classes, img.affine))
     return cortical_thickness(seg, gm, wm, out, regions=dseg, region_names=synthseg_regions(dseg),
-                              num_threads=num_threads, iterations=iterations)
+                              num_threads=num_threads, iterations=iterations, source=dseg)

@@ -23,18 +23,32 @@ DIRECT_SMOOTHING = 1.5
 
 def thickness(dseg: str, gm: str, wm: str, out_file: str, *, gm_label: int, wm_label: int,
               iterations: int = DIRECT_ITERATIONS) -> dict[str, Any]:
-    """DiReCT (``ants.kelly_kapowski``) thickness in mm on the grid of ``dseg``; 0 outside the grey matter."""
-    seg = ants.image_read(dseg)
-    # DiReCT reads the labels and the two posteriors; other labels (CSF, background) bound the cortex
-    th = ants.kelly_kapowski(s=seg, g=ants.image_read(gm), w=ants.image_read(wm), its=iterations,
-                             r=DIRECT_GRADIENT_STEP, m=DIRECT_SMOOTHING, gm_label=gm_label, wm_label=wm_label)
+    """DiReCT (``ants.kelly_kapowski``) thickness in mm on the grid of ``dseg``; 0 outside the grey matter.
+
+    Where DiReCT measures nothing (no cortex or no white matter in ``dseg``, or an all-zero map, which antspyx
+    raises on), the map is all 0, as antsCorticalThickness.sh writes it, and ``unmeasured`` says why."""
     ref = nb.load(dseg)
-    data = np.asarray(th.numpy(), dtype=np.float32)
-    data[np.asarray(ref.dataobj) != gm_label] = 0.0
+    labels = np.asarray(ref.dataobj)
+    missing = [f"no {name}" for name, label in (("cortex", gm_label), ("white matter", wm_label))
+               if not np.any(labels == label)]
+    data = np.zeros(labels.shape, dtype=np.float32)
+    if not missing:
+        # DiReCT reads the labels and the two posteriors; other labels (CSF, background) bound the cortex
+        try:
+            th = ants.kelly_kapowski(s=ants.image_read(dseg), g=ants.image_read(gm), w=ants.image_read(wm),
+                                     its=iterations, r=DIRECT_GRADIENT_STEP, m=DIRECT_SMOOTHING, gm_label=gm_label,
+                                     wm_label=wm_label)
+        except RuntimeError as exc:  # antspyx's check of an all-zero output; anything else goes on up
+            if "failed to compute thickness" not in str(exc):
+                raise
+            missing = ["an all-zero map from DiReCT"]
+        else:
+            data = np.asarray(th.numpy(), dtype=np.float32)
+            data[labels != gm_label] = 0.0
     img = nb.Nifti1Image(data, ref.affine)
     img.header.set_xyzt_units("mm")
     atomic_write_nifti(out_file, img)
-    return {"thickness": out_file}
+    return {"thickness": out_file, "unmeasured": "; ".join(missing) or None}
 
 
 def hemispheres(from_template: str, reference: str, out_file: str, *, template_resolution: int) -> dict[str, Any]:

@@ -49,6 +49,38 @@ def test_direct_measures_a_known_shell(tmp_path, gm_mm, low, high):
 
 
 
+@pytest.mark.parametrize("case", ["no cortex", "no white matter", "all-zero map"])
+def test_nothing_to_measure_is_na_not_a_failed_node(tmp_path, monkeypatch, case):
+    """A segmentation without cortex or white matter (or one where DiReCT's map stays 0, which antspyx raises
+    on) gets a 0 map and an n/a table with a warning naming the segmentation, as a region without cortex does."""
+    import warnings
+
+    from synthsr_nipype.interfaces.segmentation import SynthSegThickness
+
+    p = _synthseg_phantom(tmp_path, parc=False)
+    lab = np.asarray(nb.load(p["dseg"]).dataobj)
+    if case == "no cortex":
+        lab = np.where(np.isin(lab, [3, 42]), 24, lab)  # cortex -> CSF
+    elif case == "no white matter":
+        lab = np.where(np.isin(lab, thickness.SYNTHSEG_DIRECT["WM"]), 24, lab)
+    else:  # the cortex where the white matter is (no boundary to diffuse from): DiReCT returns zeros
+        nb.Nifti1Image(np.zeros(lab.shape, np.float32), np.eye(4)).to_filename(p["gm"])
+    nb.Nifti1Image(lab.astype(np.int32), np.eye(4)).to_filename(p["dseg"])
+    monkeypatch.chdir(tmp_path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = SynthSegThickness(dseg=str(p["dseg"]), gm=str(p["gm"]), wm=str(p["wm"]), iterations=3).run()
+    (warning,) = [w.message for w in caught if isinstance(w.message, thickness.ThicknessWarning)]
+    print(warning)
+    assert str(p["dseg"]) in str(warning)
+    if case != "all-zero map":
+        assert f"({case})" in str(warning)
+    table = read_tsv(res.outputs.thickness_tsv)
+    assert list(table["name"]) == ["Left-Cerebral-Cortex", "Right-Cerebral-Cortex", thickness.CORTEX_NAME][
+        (case == "no cortex") * 2:] and table["thickness-mm"].isna().all()
+    assert np.isnan(res.outputs.mean_thickness) and nb.load(res.outputs.thickness).get_fdata().max() == 0
+
+
 def test_hemispheres_of_the_template(tmp_path, monkeypatch):
     """Left (1) is x < 0 in MNI space; an identity transform onto the template gives its own halves."""
     import ants
