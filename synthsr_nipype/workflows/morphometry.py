@@ -27,14 +27,17 @@ OUTPUT_FIELDS = [
 ]
 
 
-def _merge_metadata(backend_meta, synthsr_meta=None):
-    """Sidecar content: the backend's provenance + the SynthSR model that made the T1w.
+def _merge_metadata(backend_meta, synthsr_meta=None, registration_meta=None):
+    """Sidecar content: the backend's provenance + the SynthSR model that made the T1w (+ the template
+    registration's provenance, ``TemplateRegistration``, where TBM runs beside a backend other than ``ants``).
 
     ``synthsr_meta`` is the SynthSR node's metadata, as a dict or as the path of its JSON sidecar.
     """
     import json
 
     meta = dict(backend_meta or {})
+    if registration_meta:
+        meta["TemplateRegistration"] = {k: v for k, v in registration_meta.items() if k != "SegmentationBackend"}
     if isinstance(synthsr_meta, str):
         with open(synthsr_meta, encoding="utf-8") as f:
             synthsr_meta = json.load(f)
@@ -192,7 +195,8 @@ def init_morphometry_wf(
     )
     outputnode = pe.Node(niu.IdentityInterface(fields=OUTPUT_FIELDS), name="outputnode")
     merge_meta = pe.Node(
-        niu.Function(function=_merge_metadata, input_names=["backend_meta", "synthsr_meta"], output_names=["meta"]),
+        niu.Function(function=_merge_metadata, input_names=["backend_meta", "synthsr_meta", "registration_meta"],
+                     output_names=["meta"]),
         name="merge_meta", run_without_submitting=True,
     )
     workflow.connect([(inputnode, merge_meta, [("synthsr_metadata", "synthsr_meta")])])
@@ -208,6 +212,8 @@ def init_morphometry_wf(
             name="template_reg", n_procs=ants_threads, mem_gb=2.0,
         )
         workflow.connect([(inputnode, reg, [("t1w", "t1w")])])
+        if backend != "ants":  # the ants backend's own provenance already is the registration's
+            workflow.connect(reg, "metadata", merge_meta, "registration_meta")
         outputs += [(reg, "to_template", "to_template_xfm"), (reg, "from_template", "from_template_xfm")]
 
     if backend == "ants":

@@ -2,9 +2,9 @@
 dataset (two sessions, one fused from three scans), with the tiny fixture weights of
 ``../shared/fixtures/synthseg-reference`` (random weights under the published names, so the labels are
 not anatomy: the tests check names, tables, sidecars and their paths, not volumes), with ``--synthseg-parc
---thickness``: the tissue posteriors as ``_probseg``, DiReCT per cortical parcel (3 iterations, the fewest
+--thickness --tbm``: the tissue posteriors as ``_probseg``, DiReCT per cortical parcel (3 iterations, the fewest
 ``--thickness-iterations`` takes: 5 took about 3 min per session, DiReCT's 45 about 25 min per 1 mm head on one
-thread)."""
+thread), and the TBM map, which takes the template registration of the ``ants`` backend (2 mm template)."""
 
 from __future__ import annotations
 
@@ -42,11 +42,12 @@ def run(tmp_path_factory):
         start = time.monotonic()
         code = main([str(bids), str(out), "participant", "--model", str(TINY), "--participant-label", "02",
                      "--seg-backend", "synthseg", "--synthseg-parc", "--thickness", "--thickness-iterations", "3",
+                     "--tbm", "--template-resolution", "2",  # TBM beside a backend other than ants
                      "--seg-models-dir", str(SEG_MODELS),
                      # MultiProc: the two sessions' SynthSeg and DiReCT nodes (one thread each) side by side
                      "--nprocs", "2", "--omp-nthreads", "1", "-w", str(base / "work")])
         seconds = time.monotonic() - start
-        print(f"participant --seg-backend synthseg --synthseg-parc --thickness: {seconds:.0f} s")
+        print(f"participant --seg-backend synthseg --synthseg-parc --thickness --tbm: {seconds:.0f} s")
         group_code = main([str(bids), str(out), "group", "--seg-backend", "synthseg"])
     return {"out": out, "code": code, "group_code": group_code, "seconds": seconds}
 
@@ -104,6 +105,29 @@ def test_participant_derivatives_have_freesurfer_names_tissue_mapping_and_qc(run
         assert side["SynthSegQCThreshold"] == QC_THRESHOLD
         # in the QC classes' order; the sidecar writer sorts the scores' keys, hence sorted
         assert sorted(side["SynthSegQCFlags"]) == sorted(qc_flags(qc))
+
+
+def test_tbm_beside_the_synthseg_backend(run):
+    """``--tbm`` with ``--seg-backend synthseg``: the template registration runs for TBM alone; the map on the
+    2 mm template grid and both transforms, their sidecars naming the backend and the registration's provenance;
+    no ``ants`` segmentation beside SynthSeg's."""
+    from synthsr_nipype.morphometry.derivatives import sidecar_name
+
+    for sub, ses in GROUPS:
+        anat = run["out"] / f"sub-{sub}" / f"ses-{ses}" / "anat"
+        names = _names(sub, ses)
+        lj = nib.load(anat / names["logjacobian"])
+        data = lj.get_fdata()
+        assert np.allclose(lj.header.get_zooms()[:3], 2.0) and lj.get_data_dtype() == np.float32
+        assert np.isfinite(data).all() and np.abs(data).max() > 0
+        for key in ("logjacobian", "to_template_xfm", "from_template_xfm"):
+            assert (anat / names[key]).is_file() and (anat / sidecar_name(names[key])).is_file(), key
+        side = json.loads((anat / sidecar_name(names["logjacobian"])).read_text())
+        registration = side["TemplateRegistration"]  # what reproduces the warp: ANTs, its seed and grid
+        assert side["SegmentationBackend"] == "synthseg" and "SegmentationBackend" not in registration
+        assert registration["TemplateResolution"] == 2 and registration["Deterministic"] is True
+        assert registration["SoftwareVersion"] and registration["RandomSeed"]
+        assert not list(anat.glob("*seg-ants*"))
 
 
 def test_pybids_reindexes_the_synthseg_outputs(run):
