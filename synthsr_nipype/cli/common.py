@@ -32,16 +32,20 @@ def command_parser(prog: str, description: str) -> argparse.ArgumentParser:
     return parser
 
 
-def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
+def add_runtime_arguments(parser: argparse.ArgumentParser, *, reference: str = "mri_synthsr",
+                          precision: bool = True) -> None:
+    """``--threads`` (default 1, as ``reference``), ``--cpu``, ``--device`` and, with ``precision``,
+    ``--precision``: read back by :func:`model_from_args` (or :func:`device_from_args`, :func:`threads_from_args`)."""
     parser.add_argument("--threads", type=int, default=1,
-                        help="(optional) number of CPU threads (default 1, as mri_synthsr; 0 = all cores)")
+                        help=f"(optional) number of CPU threads (default 1, as {reference}; 0 = all cores)")
     parser.add_argument("--cpu", action="store_true", help="(optional) run on the CPU even if a GPU is present")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto",
                         help="(optional) compute device (default: auto = CUDA, then MPS, then CPU)")
-    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
-                        help="(optional) network arithmetic: fp32 (default; IEEE, matches mri_synthsr), tf32 "
-                             "(CUDA only, else fp32) or bf16; both faster on recent hardware, neither meets "
-                             "the fidelity criteria (docs/performance.md)")
+    if precision:
+        parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                            help="(optional) network arithmetic: fp32 (default; IEEE, matches mri_synthsr), tf32 "
+                                 "(CUDA only, else fp32) or bf16; both faster on recent hardware, neither meets "
+                                 "the fidelity criteria (docs/performance.md)")
 
 
 def device_from_args(args: argparse.Namespace) -> str:
@@ -86,10 +90,15 @@ def is_image_path(path: str) -> bool:
     return path.endswith(IMAGE_EXTENSIONS)
 
 
-def synthsr_name(path: str) -> str:
-    """``mri_synthsr``'s output naming: ``name.nii.gz`` -> ``name_synthsr.nii.gz``."""
+def suffixed_name(path: str, suffix: str = "synthsr") -> str:
+    """FreeSurfer's output naming of a folder's images (``mri_synthsr``, ``mri_synthseg``): the base name with
+    ``_<suffix>`` before the extension.
+
+    >>> suffixed_name("/in/t2.nii.gz"), suffixed_name("flair.mgz", "posteriors")
+    ('t2_synthsr.nii.gz', 'flair_posteriors.mgz')
+    """
     base = os.path.basename(path)
-    return base.replace(".nii", "_synthsr.nii").replace(".mgz", "_synthsr.mgz")
+    return base.replace(".nii", f"_{suffix}.nii").replace(".mgz", f"_{suffix}.mgz")
 
 
 def list_images(folder: Path) -> list[str]:
@@ -125,12 +134,12 @@ def pair_outputs(inputs: str, outputs: str) -> tuple[list[str], list[str]]:
         if is_image_path(dst):
             raise UsageError(f"{outputs}: must be a folder when --i is a folder")
         ins = list_images(Path(src))
-        return ins, [os.path.join(dst, synthsr_name(p)) for p in ins]
+        return ins, [os.path.join(dst, suffixed_name(p)) for p in ins]
     if not os.path.isfile(src):
         raise UsageError(f"{inputs}: file does not exist")
     if is_image_path(dst):
         return [src], [dst]
-    return [src], [os.path.join(dst, synthsr_name(src))]
+    return [src], [os.path.join(dst, suffixed_name(src))]
 
 
 def report_failure(path: str, error: BaseException) -> None:

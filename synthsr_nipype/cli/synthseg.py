@@ -10,7 +10,17 @@ from pathlib import Path
 
 from .. import __version__
 from ..errors import EXIT_FAILED, EXIT_OK, SynthSRError, UsageError, reports_errors
-from .common import command_parser, is_image_path, list_images, one_line_warnings, report_failure
+from .common import (
+    add_runtime_arguments,
+    command_parser,
+    device_from_args,
+    is_image_path,
+    list_images,
+    one_line_warnings,
+    report_failure,
+    suffixed_name,
+    threads_from_args,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,9 +48,6 @@ def build_parser() -> argparse.ArgumentParser:
                              "to multiples of 32)")
     parser.add_argument("--autocrop", action="store_true",
                         help="(optional) analyse only the box of the voxels above the image's minimum")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="(optional) number of CPU threads (default 1, as mri_synthseg; 0 = all cores)")
-    parser.add_argument("--cpu", action="store_true", help="(optional) run on the CPU even if a GPU is present")
     parser.add_argument("--v1", action="store_true", help="(optional) SynthSeg 1.0 (needs synthseg_1.0.h5)")
     parser.add_argument("--keepgeom", action="store_true",
                         help="(optional) segmentation on the input's grid (affine and shape), resampled by nearest "
@@ -49,12 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--models-dir", metavar="DIR",
                         help="(optional) folder holding the synthseg_*.h5 files, used as given (default: "
                              "$SYNTHSR_MODELS_DIR, $FREESURFER_HOME/models, then the synthsr-models cache)")
+    add_runtime_arguments(parser, reference="mri_synthseg", precision=False)
     return parser
-
-
-def _named(folder: str, source: str, suffix: str) -> str:
-    base = os.path.basename(source)
-    return os.path.join(folder, base.replace(".nii", f"_{suffix}.nii").replace(".mgz", f"_{suffix}.mgz"))
 
 
 def _csv_path(path: str | None) -> str | None:
@@ -64,26 +67,33 @@ def _csv_path(path: str | None) -> str | None:
     return path + ".csv"
 
 
+#: the suffix of each output of an image of a folder (mri_synthseg's names)
+OUTPUT_SUFFIXES = {"seg": "synthseg", "posteriors": "posteriors", "resampled": "resampled"}
+
+
 def plan(args: argparse.Namespace) -> list[dict[str, str | None]]:
     """One dict per image: input, seg, posteriors, resampled (paths as mri_synthseg names them)."""
     src = os.path.abspath(args.i)
     outs = {"seg": args.o, "posteriors": args.post, "resampled": args.resample}
     if os.path.isdir(src):
         images = list_images(Path(src))
-        for key, value in outs.items():
+        for value in outs.values():
             if value is not None and is_image_path(value):
                 raise UsageError(f"{value}: must be a folder when --i is a folder")
-        suffix = {"seg": "synthseg", "posteriors": "posteriors", "resampled": "resampled"}
-        return [{"input": img, **{k: None if v is None else _named(os.path.abspath(v), img, suffix[k])
-                                  for k, v in outs.items()}} for img in images]
-    if not is_image_path(src):
+    elif not is_image_path(src):
         raise UsageError(f"{args.i}: extension not supported; use .nii.gz, .nii or .mgz, or a folder")
-    if not os.path.isfile(src):
+    elif not os.path.isfile(src):
         raise UsageError(f"{args.i}: file does not exist")
-    suffix = {"seg": "synthseg", "posteriors": "posteriors", "resampled": "resampled"}
-    return [{"input": src, **{k: None if v is None else (os.path.abspath(v) if is_image_path(v) else
-                                                         _named(os.path.abspath(v), src, suffix[k]))
-                              for k, v in outs.items()}}]
+    else:
+        images = [src]
+
+    def target(image: str, key: str) -> str | None:
+        value = outs[key]
+        if value is None or is_image_path(value):  # a file only for a single input (checked above)
+            return None if value is None else os.path.abspath(value)
+        return os.path.join(os.path.abspath(value), suffixed_name(image, OUTPUT_SUFFIXES[key]))
+
+    return [{"input": image, **{key: target(image, key) for key in outs}} for image in images]
 
 
 @reports_errors
@@ -96,22 +106,21 @@ def main(argv: list[str] | None = None) -> int:
         raise UsageError("--crop takes 1 or 3 positive sizes")
     if args.robust and args.v1:
         raise UsageError("--v1 cannot be used with --robust: SynthSeg-robust only came out with 2.0")
-    if args.threads < 0:
-        raise UsageError("--threads must be >= 0")
+    threads = threads_from_args(args)
     jobs = plan(args)
     vol, qc = _csv_path(args.vol), _csv_path(args.qc)
     from ..inference import pick_device
     from ..segmentation import api
 
-    device = pick_device("cpu" if args.cpu else "auto")
+    device = pick_device(device_from_args(args))
     networks = api.load_for(robust=args.robust, parc=args.parc, qc=qc is not None, v1=args.v1,
                             device=device, models_dir=args.models_dir)
     version = api.version_name(robust=args.robust, fast=args.fast or args.robust, v1=args.v1)
-    print(f"synthseg {__version__}: {version}, device {device}, {args.threads or 'all'} thread(s)", file=sys.stderr)
-    return _run_all(jobs, args, networks, device, vol, qc)
+    print(f"synthseg {__version__}: {version}, device {device}, {threads or 'all'} thread(s)", file=sys.stderr)
+    return _run_all(jobs, args, networks, device, threads, vol, qc)
 
 
-def _run_all(jobs, args, networks, device, vol: str | None, qc: str | None) -> int:
+def _run_all(jobs, args, networks, device, threads: int | None, vol: str | None, qc: str | None) -> int:
     from ..atomic import atomic_write_text
     from ..segmentation import api, qc_csv, volumes_csv, write_outputs
     from ..segmentation.tables import load_tables, volume_names
@@ -123,8 +132,7 @@ def _run_all(jobs, args, networks, device, vol: str | None, qc: str | None) -> i
             result = api.run(job["input"], robust=args.robust, parc=args.parc, fast=args.fast, qc=qc is not None,
                              v1=args.v1, ct=args.ct, crop=args.crop, autocrop=args.autocrop,
                              posteriors=job["posteriors"] is not None, keep_geometry=args.keepgeom,
-                             threads=args.threads or None,
-                             device=device, networks=networks)
+                             threads=threads, device=device, networks=networks)
             write_outputs(result, job["seg"], posteriors=job["posteriors"], resampled=job["resampled"])
         except (SynthSRError, RuntimeError, MemoryError, OSError) as exc:
             report_failure(job["input"], exc)

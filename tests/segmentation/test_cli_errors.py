@@ -25,6 +25,7 @@ def _run(argv, capsys):
     (["--robust", "--v1"], 2, "--v1 cannot be used with --robust"),
     (["--crop", "96", "--autocrop"], 2, "--autocrop cannot be used with --crop"),
     (["--crop", "96", "96"], 2, "--crop takes 1 or 3 positive sizes"),
+    (["--threads", "-1"], 2, "--threads must be >= 0"),
 ])
 def test_refused_flag_combinations(extra, exit_code, message, tmp_path, capsys):
     rc, err = _run(["--i", IMAGE, "--o", tmp_path / "seg.nii.gz", "--models-dir", FSHOME / "models", *extra], capsys)
@@ -51,3 +52,11 @@ def test_corrupted_and_wrong_weight_files(tmp_path, capsys):
     rc, err = _run(["--i", IMAGE, "--o", tmp_path / "seg.nii.gz", "--models-dir", models], capsys)
     assert rc == 3 and "no 'unet' U-Net in this file" in err
     assert not (tmp_path / "seg.nii.gz").exists()
+
+
+def test_device_flag_as_the_other_image_commands(tmp_path, capsys):
+    """``--device`` (and ``--cpu``, which wins) as ``synthsr`` takes them; the run's line says where it ran."""
+    out = tmp_path / "seg.nii.gz"
+    rc, err = _run(["--i", IMAGE, "--o", out, "--models-dir", FSHOME / "models", "--fast", "--device", "cuda",
+                    "--cpu", "--threads", "2"], capsys)
+    assert rc == 0 and out.is_file() and "device cpu, 2 thread(s)" in err
