@@ -96,6 +96,7 @@ def fuse_images(
     threads: int = 1,
     settings: RigidSettings = RigidSettings(),
     maps: Sequence[Any] | None = None,
+    scans: Sequence[Sequence[ScanGrid]] | None = None,
 ) -> FusionResult:
     """Register ``images`` rigidly to ``images[reference]`` and combine them voxel-wise.
 
@@ -112,6 +113,9 @@ def fuse_images(
     maps
         Each image's reliability map on its own grid (:mod:`.reliability`): resampled with its
         registration, they give the fused image's map and QC numbers (``metadata["ReliabilityQC"]``).
+    scans
+        With ``maps``: for each image, the grids of the scans it was made from (:func:`scan_grids`); moved with
+        its registration, they give the fused image's ``UncoveredFraction``.
 
     Returns
     -------
@@ -138,7 +142,8 @@ def fuse_images(
     if len(nimgs) == 1:
         result = FusionResult(image=ref_img, transforms=[None], metadata=meta)
         if maps is not None:
-            _fused_reliability(result, [_as_nifti(maps[0])], None, np.asarray(ref_img.dataobj, dtype=np.float32))
+            _fused_reliability(result, [_as_nifti(maps[0])], None, np.asarray(ref_img.dataobj, dtype=np.float32),
+                               scans)
         return result
 
     from ..isolation import ants_version, run_isolated
@@ -176,11 +181,17 @@ def fuse_images(
     }
     result = FusionResult(image=out, transforms=transforms, metadata=meta)
     if maps is not None:
-        _fused_reliability(result, [_as_nifti(m) for m in maps], data, fused)
+        _fused_reliability(result, [_as_nifti(m) for m in maps], data, fused, scans)
     return result
 
 
 _LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+def _moving_to_reference(transform: np.ndarray | None) -> np.ndarray:
+    """The world (RAS) motion that takes a moving image onto the reference, from :func:`fuse_images`'
+    ITK/LPS ``transform`` (reference points to moving points; ``None``: the reference itself)."""
+    return np.eye(4) if transform is None else np.linalg.inv(_LPS @ transform @ _LPS)
 
 
 def map_onto_reference(image: Any, transform: np.ndarray | None, reference: Any) -> np.ndarray:
@@ -190,13 +201,45 @@ def map_onto_reference(image: Any, transform: np.ndarray | None, reference: Any)
 
     from .geometry import resample_like
 
-    moving_to_ref = np.eye(4) if transform is None else np.linalg.inv(_LPS @ transform @ _LPS)
     data = torch.from_numpy(np.asarray(image.dataobj, dtype=np.float64))
-    moved = resample_like(data, moving_to_ref @ image.affine, tuple(reference.shape[:3]), reference.affine)
+    moved = resample_like(data, _moving_to_reference(transform) @ image.affine, tuple(reference.shape[:3]),
+                          reference.affine)
     return moved.numpy().astype(np.float32)
 
 
-def _fused_reliability(result: FusionResult, maps: list, stack: np.ndarray | None, fused: np.ndarray) -> None:
+#: One acquired scan's grid: its shape, affine and per-axis slice thickness (mm; ``None``: contiguous slices).
+ScanGrid = tuple[tuple[int, int, int], np.ndarray, "list[float] | None"]
+
+
+def scan_grids(paths: Sequence[str | os.PathLike[str]], slice_thickness: Sequence[float] | None = None,
+               slice_direction: Sequence[str] | None = None) -> list[ScanGrid]:
+    """The grids of the scans (the channels) one SynthSR output was made from, read from their headers, with
+    their BIDS ``SliceThickness``/``SliceEncodingDirection`` (0 and ``""`` unknown) as the per-scan map takes
+    them (:func:`~synthsr_nipype.inference.reliability.input_thickness`)."""
+    import nibabel as nib
+
+    from .reliability import input_thickness
+
+    images = [nib.load(os.fspath(path)) for path in paths]
+    affines = [np.asarray(image.affine, dtype=np.float64) for image in images]
+    thickness = input_thickness(affines, slice_thickness, slice_direction) or [None] * len(images)
+    return [(tuple(int(n) for n in image.shape[:3]), affine, thick)
+            for image, affine, thick in zip(images, affines, thickness)]
+
+
+def distance_on_reference(grids: Sequence[ScanGrid], transform: np.ndarray | None, reference: Any) -> np.ndarray:
+    """Per voxel of ``reference``'s grid, the distance (mm) to the nearest slice of the scans that made one
+    registered output (``grids``, its channels), through that output's rigid ``transform``."""
+    from .reliability import acquisition_coverage
+
+    motion = _moving_to_reference(transform)
+    return np.minimum.reduce([
+        acquisition_coverage(reference.shape[:3], reference.affine, shape, motion @ affine, thickness).distance_mm
+        for shape, affine, thickness in grids])
+
+
+def _fused_reliability(result: FusionResult, maps: list, stack: np.ndarray | None, fused: np.ndarray,
+                       grids: Sequence[Sequence[ScanGrid]] | None) -> None:
     from . import reliability
 
     ref = result.image
@@ -206,6 +249,10 @@ def _fused_reliability(result: FusionResult, maps: list, stack: np.ndarray | Non
     qc: dict[str, Any] = {"MeanReliability": round(float(result.reliability[brain].mean()), 4) if brain.any() else 0.0,
                           "MeanScansCovering": round(float(reliability.scans_covering(moved)[brain].mean()), 4)
                           if brain.any() else 0.0}
+    if grids is not None:
+        # as for one scan: no slice of any scan within 2 mm, the scans' grids moved with their registrations
+        distance = np.minimum.reduce([distance_on_reference(g, t, ref) for g, t in zip(grids, result.transforms)])
+        qc["UncoveredFraction"] = reliability.uncovered_fraction(distance, brain)
     if stack is not None:
         # each registered scan's median absolute difference from the fused image in the brain, normalised like the
         # TTA disagreement: a scan that registered badly (or moved) differs by a large part of the contrast

@@ -212,9 +212,14 @@ def qc_numbers(reliability: np.ndarray, distance_mm: np.ndarray, output: np.ndar
         tta = float(np.mean(np.minimum(np.abs(tta_difference[brain]) / disagreement_scale(output), 1.0)))
     return {
         "MeanReliability": round(float(np.mean(reliability[brain])), 4),
-        "UncoveredFraction": round(float(np.mean(distance_mm[brain] > UNCOVERED_MM)), 4),
+        "UncoveredFraction": uncovered_fraction(distance_mm, brain),
         "TTADisagreement": None if tta is None else round(tta, 4),
     }
+
+
+def uncovered_fraction(distance_mm: np.ndarray, brain: np.ndarray) -> float:
+    """The QC's ``UncoveredFraction``: the share of ``brain`` with no slice within :data:`UNCOVERED_MM`."""
+    return round(float(np.mean(distance_mm[brain] > UNCOVERED_MM)), 4) if brain.any() else 1.0
 
 
 @dataclass

@@ -22,6 +22,14 @@ class _RigidFusionInputSpec(BaseInterfaceInputSpec):
     reliability_files = InputMultiObject(
         File(exists=True), desc="each output's reliability map (same order): the fused image gets its own map"
     )
+    # paths, not File traits: only the headers' geometry is read, and the outputs' hashes already follow the scans
+    scan_files = traits.List(traits.List(traits.Str),
+                             desc="with reliability_files: each output's input scans (its channels, same order), "
+                                  "for the fused image's UncoveredFraction")
+    slice_thickness = traits.List(traits.List(traits.Float),
+                                  desc="per scan of scan_files: BIDS SliceThickness (mm), 0 where unknown")
+    slice_direction = traits.List(traits.List(traits.Str),
+                                  desc="per scan of scan_files: BIDS SliceEncodingDirection, '' where unknown")
 
 
 class _RigidFusionOutputSpec(TraitedSpec):
@@ -45,11 +53,20 @@ class RigidFusion(SimpleInterface):
 
         from ..atomic import atomic_copy, atomic_write_json, atomic_write_nifti
         from ..inference import reliability
-        from ..inference.fusion import fuse_images, write_itk_affine
+        from ..inference.fusion import fuse_images, scan_grids, write_itk_affine
 
         files = list(self.inputs.in_files)
         cwd = Path(runtime.cwd)
         out_file = cwd / "fused.nii.gz"
+        scans = None
+        if isdefined(self.inputs.scan_files):
+            per_output = len(self.inputs.scan_files)
+            thickness = self.inputs.slice_thickness if isdefined(self.inputs.slice_thickness) else [None] * per_output
+            direction = self.inputs.slice_direction if isdefined(self.inputs.slice_direction) else [None] * per_output
+            if not len(files) == per_output == len(thickness) == len(direction):
+                raise ValueError(f"{per_output} scan lists (and their slice geometry) for {len(files)} outputs")
+            scans = [scan_grids(paths, thick or None, dirs or None)
+                     for paths, thick, dirs in zip(self.inputs.scan_files, thickness, direction)]
         result = fuse_images(
             files,
             reference=self.inputs.reference_index,
@@ -57,6 +74,7 @@ class RigidFusion(SimpleInterface):
             # One ITK thread: multi-threaded metric sums differ in the last bits between runs.
             threads=1,
             maps=list(self.inputs.reliability_files) if isdefined(self.inputs.reliability_files) else None,
+            scans=scans,
         )
         if len(files) == 1:
             atomic_copy(files[0], out_file)  # pass-through keeps the bytes

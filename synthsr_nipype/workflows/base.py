@@ -129,7 +129,11 @@ def init_single_subject_wf(
             ref_json = (job_wf, "outputnode.out_json")
 
     fusion = pe.Node(
-        RigidFusion(reference_index=group.reference_job or 0, method=synthsr.fusion_method),
+        RigidFusion(reference_index=group.reference_job or 0, method=synthsr.fusion_method,
+                    # the scans' grids and slice geometry, as each SynthSR node has them: the fused UncoveredFraction
+                    scan_files=[list(job.inputs) for job in group.jobs],
+                    slice_thickness=[[float(t) for t in job.slice_thickness] for job in group.jobs],
+                    slice_direction=[list(job.slice_direction) for job in group.jobs]),
         name="fusion",
         mem_gb=max(1.0, 0.1 * len(group.jobs)),
     )

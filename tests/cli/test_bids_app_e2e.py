@@ -320,6 +320,12 @@ def test_e2e_reliability_maps_and_qc(e2e):
     assert means[pre + "desc-synthsr_T1w"] > max(singles)
     fused = json.loads((out / f"{pre}desc-synthsr_T1w.json").read_text())["ReliabilityQC"]
     assert len(fused["RegistrationResidual"]) == 3 and fused["MeanScansCovering"] > 1
+    # the scans' grids moved onto the fused grid: less of the brain far from every slice than of one 5 mm scan's
+    scans = [json.loads((out / f"{pre}acq-{acq}_desc-synthsrT1w_T1w.json").read_text())["ReliabilityQC"]
+             for acq in ("ax", "cor", "obl")]
+    print(f"sub-02 ses-pre UncoveredFraction: single scans {[qc['UncoveredFraction'] for qc in scans]}, "
+          f"fused {fused['UncoveredFraction']}")
+    assert 0 <= fused["UncoveredFraction"] <= min(qc["UncoveredFraction"] for qc in scans) + 0.01
 
 
 def test_e2e_transforms(e2e):
