@@ -50,7 +50,7 @@ COVERED = 0.5
 #: cortex's thickness (2.5 mm), so a structure that thin may lie entirely between two slices.
 UNCOVERED_MM = 2.0
 #: "Within" includes this much more (mm): SynthSR's output grid keeps the input's axes, so on a thick-slice scan
-#: many voxels lie exactly 2 mm from a slice, and the float32 rounding of a written affine (1e-6 mm) moved 0.7 %
+#: many voxels lie exactly 2 mm from a slice, and the float32 rounding of a written affine (2.5e-6 mm) moved 0.7 %
 #: of a brain across the threshold (measured on the BIDS-App test dataset's oblique 5 mm T2).
 UNCOVERED_TOLERANCE_MM = 1e-3
 

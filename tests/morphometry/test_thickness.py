@@ -63,7 +63,7 @@ def test_nothing_to_measure_is_na_not_a_failed_node(tmp_path, monkeypatch, case)
         lab = np.where(np.isin(lab, [3, 42]), 24, lab)  # cortex -> CSF
     elif case == "no white matter":
         lab = np.where(np.isin(lab, thickness.SYNTHSEG_DIRECT["WM"]), 24, lab)
-    else:  # the cortex where the white matter is (no boundary to diffuse from): DiReCT returns zeros
+    else:  # labels intact but a zero grey-matter posterior: DiReCT's map stays 0, which antspyx raises on
         nb.Nifti1Image(np.zeros(lab.shape, np.float32), np.eye(4)).to_filename(p["gm"])
     nb.Nifti1Image(lab.astype(np.int32), np.eye(4)).to_filename(p["dseg"])
     monkeypatch.chdir(tmp_path)
